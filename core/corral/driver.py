@@ -1,0 +1,220 @@
+"""Base classes for what plugins register: drivers (load + infer), sources (download), exporters and GPU
+vendors.
+
+Capabilities are class attributes, so registering a class costs nothing: the backend library is imported
+only inside :meth:`Driver.load`, :meth:`LoadedModel` methods, :meth:`Source.download`,
+:meth:`Exporter.export` and :meth:`GpuVendor.probe`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+from corral.errors import CorralError
+from corral.records import (
+    BackendStatus,
+    Category,
+    Format,
+    GpuInfo,
+    LoraRequest,
+    Model,
+    RemoteFile,
+    RepoSummary,
+    SettingSpec,
+)
+
+#: Progress callback for long work: ``progress(done, total, label)`` with byte or step counts.
+Progress = Callable[[int, int | None, str], None]
+
+#: What each category can be asked to do.
+TASKS: Mapping[Category, frozenset[str]] = {
+    Category.CHAT: frozenset({"chat", "complete"}),
+    Category.MULTIMODAL: frozenset({"chat", "complete"}),
+    Category.TEXT_GENERATION: frozenset({"chat", "complete"}),
+    Category.EMBEDDING: frozenset({"embed"}),
+    Category.RERANK: frozenset({"rerank"}),
+    Category.IMAGE: frozenset({"imagine"}),
+    Category.TTS: frozenset({"speak"}),
+}
+
+
+def backend_status(name: str, distribution: str, requires: Sequence[str]) -> BackendStatus:
+    """Check that each import name in ``requires`` is installed, without importing it."""
+    versions = []
+    for module in requires:
+        top = module.split(".")[0]
+        try:
+            found = importlib.util.find_spec(top) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return BackendStatus(
+                name=name,
+                available=False,
+                problem=f"Python module {top!r} is not installed",
+                install=f"pip install {distribution}",
+            )
+        versions.append(_module_version(top))
+    version = next((v for v in versions if v), None)
+    return BackendStatus(name=name, available=True, version=version)
+
+
+def _module_version(module: str) -> str | None:
+    for dist in importlib.metadata.packages_distributions().get(module, [module]):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+class Unsupported(CorralError):
+    """The loaded model cannot do the asked task."""
+
+    exit_code = 10
+    http_status = 400
+
+
+class LoadedModel:
+    """A live model held by a driver. Subclasses implement the tasks their category supports."""
+
+    def __init__(self, model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest] = ()):
+        self.model = model
+        self.settings = dict(settings)
+        self.loras = tuple(loras)
+
+    def _unsupported(self, task: str) -> Unsupported:
+        return Unsupported(f"model {self.model.name!r} ({self.model.category}) cannot {task}")
+
+    def chat(self, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, **params: Any) -> Any:
+        """Answer a conversation. With ``stream=True``, return an iterator of text pieces."""
+        raise self._unsupported("chat")
+
+    def complete(self, prompt: str, *, stream: bool = False, **params: Any) -> Any:
+        """Continue a plain prompt. With ``stream=True``, return an iterator of text pieces."""
+        raise self._unsupported("complete text")
+
+    def embed(self, texts: Sequence[str], **params: Any) -> list[list[float]]:
+        """One vector per text."""
+        raise self._unsupported("embed")
+
+    def rerank(self, query: str, documents: Sequence[str], **params: Any) -> list[tuple[int, float]]:
+        """``(index, score)`` per document, best first."""
+        raise self._unsupported("rerank")
+
+    def imagine(self, prompt: str, **params: Any) -> list[Any]:
+        """Generated images (PIL images) or video frames."""
+        raise self._unsupported("generate images")
+
+    def speak(self, text: str, **params: Any) -> tuple[Any, int]:
+        """``(samples, sample_rate)`` of synthesised speech."""
+        raise self._unsupported("speak")
+
+    def memory(self) -> dict[str, int]:
+        """What the loaded model really takes, in bytes: ``{"ram": ..., "vram": ...}``."""
+        return {}
+
+    def unload(self) -> None:
+        """Free the model's memory. Called once; the handle is not used afterwards."""
+
+
+class Driver:
+    """Loads models of some categories and formats with one backend library."""
+
+    #: Short name shown in ``corral plugins`` and ``corral env``.
+    name: ClassVar[str] = ""
+    #: The distribution users install to get this driver (used in "install ..." messages).
+    distribution: ClassVar[str] = ""
+    categories: ClassVar[frozenset[Category]] = frozenset()
+    formats: ClassVar[frozenset[Format]] = frozenset()
+    #: Import names of the backend libraries (checked without importing them).
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: How many LoRAs one load may carry: 0 none, 1 one, None any number.
+    max_loras: ClassVar[int | None] = 0
+    #: Load settings this driver reads from ``corral settings``.
+    settings: ClassVar[tuple[SettingSpec, ...]] = ()
+    #: Higher wins when several drivers match a model (see the ``select_driver`` hook).
+    priority: ClassVar[int] = 0
+
+    @classmethod
+    def handles(cls, model: Model) -> bool:
+        return model.category in cls.categories and model.format in cls.formats
+
+    @classmethod
+    def check(cls) -> BackendStatus:
+        """Environment check: is the backend importable, at which version, with which acceleration.
+
+        The default only looks for the ``requires`` modules; override to report acceleration (that may
+        import the backend: it runs for ``corral env``, never at start-up).
+        """
+        return backend_status(cls.name, cls.distribution, cls.requires)
+
+    def load(
+        self, model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest] = ()
+    ) -> LoadedModel:
+        """Load ``model`` with its saved ``settings`` and the asked LoRAs; return the live handle."""
+        raise NotImplementedError
+
+
+class Source:
+    """A model hub: search, list files, download."""
+
+    name: ClassVar[str] = ""
+    distribution: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: URL prefixes this hub's links start with (``corral pull URL`` picks the source by them).
+    url_prefixes: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def check(cls) -> BackendStatus:
+        return backend_status(cls.name, cls.distribution, cls.requires)
+
+    def search(self, query: str, *, category: Category | None = None, limit: int = 20) -> list[RepoSummary]:
+        raise NotImplementedError
+
+    def files(self, repo: str, revision: str | None = None) -> list[RemoteFile]:
+        raise NotImplementedError
+
+    def download(
+        self,
+        repo: str,
+        files: Sequence[RemoteFile],
+        *,
+        revision: str | None,
+        dest: Path | None,
+        progress: Progress | None = None,
+    ) -> list[Path]:
+        """Fetch ``files`` (verified, then moved into place) and return their local paths."""
+        raise NotImplementedError
+
+
+class Exporter:
+    """Writes new model files (a fresh model from a config, a conversion, ...)."""
+
+    name: ClassVar[str] = ""
+    distribution: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def check(cls) -> BackendStatus:
+        return backend_status(cls.name, cls.distribution, cls.requires)
+
+    def export(self, out: Path, options: Mapping[str, Any], progress: Progress | None = None) -> Path:
+        raise NotImplementedError
+
+
+class GpuVendor:
+    """Reads GPU facts for one vendor."""
+
+    name: ClassVar[str] = ""
+    distribution: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def probe(self) -> list[GpuInfo]:
+        """The GPUs of this vendor on this machine (empty when there are none)."""
+        raise NotImplementedError
+

@@ -1,0 +1,79 @@
+"""One error hierarchy for Corral.
+
+Every error a user can cause is a :class:`CorralError`. The CLI prints its message as one line and exits
+with :attr:`CorralError.exit_code`; the HTTP API maps :attr:`CorralError.http_status`. Messages name the
+file or model involved and say what to do next.
+"""
+
+from __future__ import annotations
+
+
+class CorralError(Exception):
+    """Base class: a clear, user-facing problem (never a bug)."""
+
+    exit_code = 1
+    http_status = 400
+
+
+class NotFound(CorralError):
+    """A model, LoRA, component, path or plugin that does not exist."""
+
+    exit_code = 2
+    http_status = 404
+
+
+class Conflict(CorralError):
+    """The request clashes with the library's state (duplicate name, loaded model, ...)."""
+
+    exit_code = 3
+    http_status = 409
+
+
+class DetectionError(CorralError):
+    """A file or directory that is not a model Corral can recognise, or is malformed."""
+
+    exit_code = 4
+    http_status = 422
+
+
+class UnsafeFile(DetectionError):
+    """A file whose content could run code when loaded (a pickle with non-allow-listed imports)."""
+
+
+class Incompatible(CorralError):
+    """A LoRA or component that does not fit its base model."""
+
+    exit_code = 5
+    http_status = 422
+
+
+class PluginMissing(CorralError):
+    """The operation needs a plugin (or its backend library) that is not installed."""
+
+    exit_code = 6
+    http_status = 501
+
+    def __init__(self, message: str, *, distribution: str | None = None) -> None:
+        super().__init__(message)
+        self.distribution = distribution
+
+
+class Busy(CorralError):
+    """A model's request queue is full; try again later."""
+
+    exit_code = 7
+    http_status = 503
+
+
+class InsufficientMemory(CorralError):
+    """A load whose memory estimate does not fit in free memory (use --force to try anyway)."""
+
+    exit_code = 8
+    http_status = 507
+
+
+class InvalidSetting(CorralError):
+    """A load setting or option with an unknown name or a value out of range."""
+
+    exit_code = 9
+    http_status = 422

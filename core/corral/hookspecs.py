@@ -1,0 +1,154 @@
+"""Corral's hook specifications, grouped by stage: discover → detect → check → load/run → download →
+export → monitor.
+
+Two kinds of hook:
+
+* **Registration hooks** (``register_*``) are called once per process, for every plugin. A plugin hands
+  the ``register`` callback the objects it provides (drivers, download sources, exporters, GPU vendors).
+  These objects declare what they handle through class attributes; registering them must not import
+  torch, diffusers, llama_cpp, sentence_transformers, kokoro or modelscope.
+* **Dispatch hooks** are ``firstresult``: the first plugin that returns something other than ``None``
+  answers, and ``None`` means "not mine, ask the next plugin".
+
+Loading, inference, environment checks, downloads and export are *methods* on the registered objects
+(:mod:`corral.driver`), not broadcast hooks, so each plugin only sees the calls meant for it.
+
+Hook arguments only ever grow: a new argument may be added, none is ever removed or renamed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import click
+
+    from corral.driver import Driver, Exporter, GpuVendor, Source
+    from corral.records import Detection, Lora, Model
+
+hookspec = pluggy.HookspecMarker("corral")
+
+# --- discover ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_drivers(register: Callable[[type[Driver]], None]) -> None:
+    """Register model drivers: the classes that load and run models.
+
+    Called once per process when plugins are loaded.
+
+    :param register: call it with each :class:`corral.driver.Driver` subclass the plugin provides.
+        The class declares ``name``, ``distribution``, ``categories``, ``formats`` and ``requires``; it is
+        instantiated only when a model is loaded.
+    """
+
+
+@hookspec
+def register_sources(register: Callable[[type[Source]], None]) -> None:
+    """Register download sources (model hubs).
+
+    Called once per process when plugins are loaded.
+
+    :param register: call it with each :class:`corral.driver.Source` subclass; its ``name`` is the value
+        users pass to ``--source``.
+    """
+
+
+@hookspec
+def register_exporters(register: Callable[[type[Exporter]], None]) -> None:
+    """Register exporters: things that write new model files (``corral create``, conversions).
+
+    Called once per process when plugins are loaded.
+
+    :param register: call it with each :class:`corral.driver.Exporter` subclass.
+    """
+
+
+@hookspec
+def register_gpu_vendors(register: Callable[[type[GpuVendor]], None]) -> None:
+    """Register GPU vendors: readers of GPU facts (name, VRAM, temperature, utilisation).
+
+    Called once per process when plugins are loaded.
+
+    :param register: call it with each :class:`corral.driver.GpuVendor` subclass.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add CLI commands to ``corral``.
+
+    Called once when the CLI is built, after the core's commands exist. Import heavy libraries only inside
+    the command functions: ``corral --help`` runs this hook.
+
+    :param cli: the top-level click group; call ``cli.add_command(...)`` or use ``@cli.command()``.
+    """
+
+
+# --- detect -----------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def detect_model(path: Path) -> Detection | None:
+    """Say what the file or directory at ``path`` is.
+
+    Called by ``corral import`` and ``corral scan`` for every candidate path, before the core's own
+    detectors (which run last). Read headers only, and bound every length you read: files are untrusted.
+    Raise :class:`corral.errors.DetectionError` for a file of your format that is malformed.
+
+    Stops at the first non-None result.
+
+    :param path: an existing file or directory.
+    :return: a :class:`corral.records.Detection`, or ``None`` when the path is not in a format this plugin
+        knows (the next plugin, and finally the core, is asked).
+    """
+
+
+@hookspec(firstresult=True)
+def check_lora(base: Model, lora: Detection) -> bool | None:
+    """Decide whether a LoRA adapter fits a base model before it is bound.
+
+    Called by ``corral lora add`` before the core's own check (architecture and tensor shapes) runs.
+    Raise :class:`corral.errors.Incompatible` with the reason when it does not fit.
+
+    Stops at the first non-None result.
+
+    :param base: the library model the adapter is for.
+    :param lora: the adapter's detection.
+    :return: ``True`` when it fits, or ``None`` to leave the decision to the next plugin and the core.
+    """
+
+
+# --- load / run -------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def select_driver(model: Model, drivers: list[type[Driver]]) -> type[Driver] | None:
+    """Choose the driver that loads ``model`` when several registered drivers could.
+
+    Called before every load. ``drivers`` holds the candidates whose declared categories and formats
+    match the model, best first by their ``priority``.
+
+    Stops at the first non-None result.
+
+    :return: one of ``drivers``, or ``None`` to take the first candidate.
+    """
+
+
+@hookspec
+def model_loaded(model: Model, loras: list[Lora], memory: dict[str, int]) -> None:
+    """Notice that a model was loaded (monitoring, logging, measured-memory records).
+
+    Called after every successful load, in the process that holds the model.
+
+    :param memory: what the load really took, in bytes: ``{"ram": ..., "vram": ...}``.
+    """
+
+
+@hookspec
+def model_unloaded(model: Model) -> None:
+    """Notice that a model was unloaded. Called after every unload."""
