@@ -1,0 +1,191 @@
+"""Library commands: import, scan, ls, show, edit, rm."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from corral.cli.base import App, emit_json, human_count, human_size, json_option, pass_app, table
+from corral.records import Category
+
+CATEGORY = click.Choice([c.value for c in Category])
+
+
+def print_model(model, detection=None) -> None:
+    """The human view of one model (and, at import, the detection's reasons)."""
+    facts = model.facts.nonempty()
+    rows = [
+        ("id", model.id),
+        ("name", model.name),
+        ("category", model.category),
+        ("format", model.format),
+        ("path", model.path),
+        ("size", human_size(model.size)),
+    ]
+    if model.description:
+        rows.append(("description", model.description))
+    extra = facts.pop("extra", {})
+    for key, value in facts.items():
+        if key == "parameters":
+            value = f"{human_count(value)} ({value})"
+        elif isinstance(value, tuple):
+            value = ", ".join(map(str, value))
+        rows.append((key.replace("_", " "), value))
+    for key in ("sliding_window", "tags"):
+        if key in extra:
+            rows.append((key.replace("_", " "), extra[key]))
+    if model.tags:
+        rows.append(("tags", ", ".join(model.tags)))
+    for component in model.components:
+        rows.append((f"component {component.kind}", component.path))
+    if model.settings:
+        rows.append(("settings", ", ".join(f"{k}={v}" for k, v in sorted(model.settings.items()))))
+    if model.unsafe:
+        rows.append(("UNSAFE", model.unsafe))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"  {key.ljust(width)}  {value}")
+    if detection is not None:
+        click.echo(f"  confidence {detection.confidence:.2f}; because:")
+        for reason in detection.reasons:
+            click.echo(f"    - {reason}")
+
+
+@click.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--category", type=CATEGORY, help="Override the detected category.")
+@click.option("--name", help="Library name (default: from the file name).")
+@click.option("--description", default="", help="Free text shown by `corral show`.")
+@click.option(
+    "--allow-unsafe",
+    is_flag=True,
+    help="Record a pickle checkpoint that imports non-allow-listed code (never unpickled by Corral; "
+    "loaded only through torch's weights_only loader).",
+)
+@json_option
+@pass_app
+def import_cmd(app: App, path, category, name, description, allow_unsafe, as_json) -> None:
+    """Detect PATH (a file or model directory) and add it to the library, in place."""
+    result = app.library.import_path(
+        path,
+        category=Category(category) if category else None,
+        name=name,
+        description=description,
+        allow_unsafe=allow_unsafe,
+    )
+    if as_json:
+        emit_json(result)
+        return
+    if result.model is None:
+        click.echo(result.offer)
+        if result.candidates:
+            click.echo("Models in the library it fits: " + ", ".join(result.candidates))
+        return
+    click.echo(f"Imported {result.model.name}")
+    print_model(result.model, result.detection)
+
+
+@click.command("scan")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Show what would be added; change nothing.")
+@click.option("--allow-unsafe", is_flag=True, help="Also record unsafe pickle checkpoints.")
+@json_option
+@pass_app
+def scan_cmd(app: App, directory, dry_run, allow_unsafe, as_json) -> None:
+    """Adopt every model under DIRECTORY in place (no copy); re-scanning adds nothing new."""
+    entries = app.library.scan(directory, dry_run=dry_run, allow_unsafe=allow_unsafe)
+    if as_json:
+        emit_json(entries)
+        return
+    table([(e.status, e.name or "", e.category or "", e.path) for e in entries], ["STATUS", "NAME", "CATEGORY", "PATH"])
+    for e in entries:
+        if e.message:
+            click.echo(f"{e.path}: {e.message}", err=True)
+    added = sum(e.status in ("added", "would-add") for e in entries)
+    click.echo(f"{added} model(s) {'would be added' if dry_run else 'added'}, {len(entries)} path(s) looked at.")
+
+
+@click.command("ls")
+@click.option("--category", type=CATEGORY, help="Only this category.")
+@json_option
+@pass_app
+def ls_cmd(app: App, category, as_json) -> None:
+    """List the models in the library."""
+    models = app.library.store.list_models(category)
+    if as_json:
+        emit_json(models)
+        return
+    if not models:
+        click.echo("No models yet. Add one: corral import PATH")
+        return
+    rows = [
+        (
+            m.id,
+            m.name,
+            m.category,
+            m.format,
+            m.facts.architecture or "",
+            m.facts.quantization or m.facts.dtype or "",
+            human_size(m.size),
+        )
+        for m in models
+    ]
+    table(rows, ["ID", "NAME", "CATEGORY", "FORMAT", "ARCH", "QUANT", "SIZE"])
+
+
+@click.command("show")
+@click.argument("model")
+@json_option
+@pass_app
+def show_cmd(app: App, model, as_json) -> None:
+    """Show everything the library knows about MODEL (id or name)."""
+    record = app.library.store.get_model(model)
+    loras = app.library.store.list_loras(record.id)
+    if as_json:
+        emit_json({"model": record, "loras": loras})
+        return
+    print_model(record)
+    for lora in loras:
+        click.echo(f"  lora {lora.name}  {lora.path}  (weight {lora.weight})")
+
+
+@click.command("edit")
+@click.argument("model")
+@click.option("--name", help="New unique name.")
+@click.option("--description", help="New description.")
+@json_option
+@pass_app
+def edit_cmd(app: App, model, name, description, as_json) -> None:
+    """Rename MODEL or change its description."""
+    record = app.library.edit(model, name=name, description=description)
+    if as_json:
+        emit_json(record)
+    else:
+        click.echo(f"Saved {record.name}.")
+
+
+@click.command("rm")
+@click.argument("model")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_app
+def rm_cmd(app: App, model, yes, as_json) -> None:
+    """Remove MODEL's record (and its LoRA records). Files on disk are kept.
+
+    Asks for confirmation when run on a terminal; --yes skips the question.
+    """
+    record = app.library.store.get_model(model)
+    loras = app.library.store.list_loras(record.id)
+    if not yes and sys.stdin.isatty():
+        extra = f" and its {len(loras)} LoRA record(s)" if loras else ""
+        click.confirm(f"Remove {record.name}{extra} from the library (files stay on disk)?", abort=True)
+    removed, removed_loras = app.library.remove(record.id)
+    if as_json:
+        emit_json({"removed": removed, "loras": removed_loras})
+    else:
+        click.echo(f"Removed {removed.name} ({len(removed_loras)} LoRA record(s)); files left at {removed.path}")
+
+
+COMMANDS = (import_cmd, scan_cmd, ls_cmd, show_cmd, edit_cmd, rm_cmd)

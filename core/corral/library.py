@@ -1,0 +1,394 @@
+"""Library operations shared by the CLI and the server: import, scan, edit, remove, LoRAs, components,
+settings, and choosing the driver that loads a model.
+
+Every operation either completes or leaves the store as it was: records are written in one transaction
+only after detection and every check succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import attrs
+
+from corral import known
+from corral.driver import Driver, LoadedModel
+from corral.errors import Conflict, DetectionError, Incompatible, NotFound, PluginMissing, UnsafeFile
+from corral.plugins import PluginHost
+from corral.records import (
+    Category,
+    Component,
+    ComponentKind,
+    Detection,
+    Format,
+    Kind,
+    Lora,
+    LoraRequest,
+    Model,
+)
+from corral.settings import apply_updates, merged_specs
+from corral.store import Store, new_id
+
+#: Components that image models take; mmproj belongs to GGUF chat/multimodal models.
+IMAGE_COMPONENTS = frozenset({ComponentKind.VAE, ComponentKind.CLIP_L, ComponentKind.CLIP_G, ComponentKind.T5XXL})
+
+
+@attrs.frozen
+class ImportResult:
+    """What ``import`` did: a new model, or (for a component or LoRA file) an offer of where it fits."""
+
+    detection: Detection
+    model: Model | None = None
+    offer: str | None = None
+    candidates: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ScanEntry:
+    path: Path
+    status: str  # added | would-add | exists | component | lora | error
+    name: str | None = None
+    category: Category | None = None
+    message: str | None = None
+
+
+def _default_name(path: Path) -> str:
+    stem = path.name if path.is_dir() else path.stem
+    stem = re.sub(r"-0*1-of-\d+$", "", stem)  # split GGUF: name it once
+    return stem or "model"
+
+
+class Library:
+    """The library of models, backed by a :class:`Store`, extended by a :class:`PluginHost`."""
+
+    def __init__(self, store: Store, host: PluginHost) -> None:
+        self.store = store
+        self.host = host
+
+    # --- detection -------------------------------------------------------------------------------
+
+    def detect(self, path: Path, *, allow_unsafe: bool = False) -> Detection:
+        """Detect ``path`` through plugins first, then the core; unknown formats raise."""
+        path = Path(path).expanduser()
+        if not path.exists():
+            raise NotFound(f"{path}: no such file or directory")
+        path = path.resolve()
+        try:
+            detection = self.host.first_result("detect_model", path=path)
+        except UnsafeFile:
+            if not allow_unsafe:
+                raise
+            from corral.detect import detect_path
+
+            detection = detect_path(path, allow_unsafe=True)
+        if detection is None:
+            raise DetectionError(f"{path}: not a model format Corral or its plugins recognise")
+        return detection
+
+    # --- import / scan ---------------------------------------------------------------------------
+
+    def _unique_name(self, wanted: str) -> str:
+        name, n = wanted, 2
+        while self.store.name_taken(name):
+            name, n = f"{wanted}-{n}", n + 1
+        return name
+
+    def _offer(self, detection: Detection) -> ImportResult:
+        if detection.kind == Kind.COMPONENT:
+            kind = detection.component
+            candidates = self._component_candidates(kind)
+            offer = (
+                f"{detection.path} is a {kind} component, not a model of its own. "
+                f"Attach it: corral component add MODEL {kind} {detection.path}"
+            )
+        else:
+            candidates = self._lora_candidates(detection)
+            arch = detection.facts.architecture or detection.facts.base_model or "an unknown base"
+            offer = (
+                f"{detection.path} is a LoRA adapter (for {arch}). "
+                f"Bind it to its base model: corral lora add BASE {detection.path}"
+            )
+        return ImportResult(detection=detection, offer=offer, candidates=tuple(m.name for m in candidates))
+
+    def _component_candidates(self, kind: ComponentKind | None) -> list[Model]:
+        if kind == ComponentKind.MMPROJ:
+            allowed = {Category.CHAT, Category.MULTIMODAL}
+            return [m for m in self.store.list_models() if m.category in allowed and m.format == Format.GGUF]
+        return self.store.list_models(Category.IMAGE.value)
+
+    def _lora_candidates(self, lora: Detection) -> list[Model]:
+        arch = lora.facts.architecture
+        return [m for m in self.store.list_models() if arch and m.facts.architecture == arch]
+
+    def model_from_detection(
+        self,
+        detection: Detection,
+        *,
+        name: str | None = None,
+        category: Category | None = None,
+        description: str = "",
+    ) -> Model:
+        """A new (unsaved) record for a detected model, its attachments turned into components."""
+        if category is None:
+            category = detection.category
+        if category is None:
+            raise DetectionError(
+                f"{detection.path}: cannot tell what this {detection.format} model is for; "
+                f"pass --category ({', '.join(c.value for c in Category)})"
+            )
+        components = tuple(
+            Component(kind=a.component, path=a.path, size=a.size, facts=a.facts)
+            for a in detection.attachments
+            if a.kind == Kind.COMPONENT and a.component is not None
+        )
+        tags = tuple(detection.facts.extra.get("tags", ()))
+        return Model(
+            id=new_id(),
+            name=name or self._unique_name(_default_name(detection.path)),
+            category=category,
+            format=detection.format,
+            path=detection.path,
+            description=description,
+            paths=detection.paths or (detection.path,),
+            size=detection.size,
+            facts=detection.facts,
+            tags=tags,
+            components=components,
+            unsafe=detection.unsafe,
+        )
+
+    def import_path(
+        self,
+        path: Path,
+        *,
+        category: Category | None = None,
+        name: str | None = None,
+        description: str = "",
+        allow_unsafe: bool = False,
+    ) -> ImportResult:
+        """Detect ``path`` and add it to the library in place (files are never copied or moved)."""
+        detection = self.detect(path, allow_unsafe=allow_unsafe)
+        if detection.kind != Kind.MODEL:
+            return self._offer(detection)
+        existing = self.store.find_model_by_path(detection.path)
+        if existing is not None:
+            raise Conflict(f"{detection.path} is already in the library as {existing.name!r}")
+        if name is not None and self.store.name_taken(name):
+            raise Conflict(f"a model named {name!r} is already in the library; choose another --name")
+        model = self.model_from_detection(detection, name=name, category=category, description=description)
+        return ImportResult(detection=detection, model=self.store.add_model(model))
+
+    def scan(self, root: Path, *, dry_run: bool = False, allow_unsafe: bool = False) -> list[ScanEntry]:
+        """Adopt every model under ``root`` in place; re-scanning adds nothing new."""
+        from corral.detect import iter_candidates
+
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise NotFound(f"{root}: not a directory")
+        entries: list[ScanEntry] = []
+        attached: set[Path] = set()
+        for path in iter_candidates(root.resolve()):
+            if path in attached:
+                continue
+            existing = self.store.find_model_by_path(path)
+            if existing is not None:
+                entries.append(ScanEntry(path, "exists", existing.name, existing.category))
+                continue
+            try:
+                detection = self.detect(path, allow_unsafe=allow_unsafe)
+            except DetectionError as exc:
+                entries.append(ScanEntry(path, "error", message=str(exc)))
+                continue
+            if detection.kind != Kind.MODEL:
+                offer = self._offer(detection)
+                entries.append(ScanEntry(path, str(detection.kind), message=offer.offer))
+                continue
+            attached.update(a.path for a in detection.attachments)
+            if dry_run:
+                entries.append(ScanEntry(path, "would-add", _default_name(path), detection.category))
+                continue
+            try:
+                model = self.store.add_model(self.model_from_detection(detection))
+            except (Conflict, DetectionError) as exc:
+                entries.append(ScanEntry(path, "error", message=str(exc)))
+                continue
+            entries.append(ScanEntry(path, "added", model.name, model.category))
+        # A component already attached by a model found later is not an orphan.
+        return [e for e in entries if not (e.status == "component" and e.path in attached)]
+
+    # --- edit / remove ---------------------------------------------------------------------------
+
+    def edit(self, ref: str, *, name: str | None = None, description: str | None = None) -> Model:
+        model = self.store.get_model(ref)
+        changes: dict[str, Any] = {}
+        if name is not None and name != model.name:
+            if not name.strip():
+                raise Conflict("a model name cannot be empty")
+            changes["name"] = name
+        if description is not None:
+            changes["description"] = description
+        if not changes:
+            return model
+        return self.store.update_model(attrs.evolve(model, **changes))
+
+    def remove(self, ref: str) -> tuple[Model, list[Lora]]:
+        """Delete the record (and its LoRA records); the files stay where they are."""
+        model = self.store.get_model(ref)
+        if model.id in self.store.loaded_ids():
+            raise Conflict(f"{model.name} is loaded; unload it first (`corral unload {model.name}`)")
+        loras = self.store.list_loras(model.id)
+        self.store.delete_model(model.id)
+        return model, loras
+
+    # --- LoRAs -----------------------------------------------------------------------------------
+
+    def add_lora(self, base_ref: str, path: Path, *, name: str | None = None, weight: float = 1.0) -> Lora:
+        base = self.store.get_model(base_ref)
+        detection = self.detect(path)
+        if detection.kind != Kind.LORA:
+            raise Incompatible(
+                f"{detection.path} is not a LoRA adapter (detected a {detection.kind} "
+                f"of format {detection.format})"
+            )
+        self.host.first_result("check_lora", base=base, lora=detection)
+        wanted = name or _default_name(detection.path)
+        if name is not None and self.store.lora_name_taken(name):
+            raise Conflict(f"a LoRA named {name!r} already exists; choose another --name")
+        unique, n = wanted, 2
+        while name is None and self.store.lora_name_taken(unique):
+            unique, n = f"{wanted}-{n}", n + 1
+        lora = Lora(
+            id=new_id(),
+            name=unique,
+            base_id=base.id,
+            format=detection.format,
+            path=detection.path,
+            size=detection.size,
+            weight=weight,
+            facts=detection.facts,
+        )
+        return self.store.add_lora(lora)
+
+    # --- components ------------------------------------------------------------------------------
+
+    def add_component(self, ref: str, kind: ComponentKind, path: Path) -> Model:
+        """Attach (or replace) a component after checking it is the kind it claims to be."""
+        model = self.store.get_model(ref)
+        if kind == ComponentKind.MMPROJ and not (
+            model.format == Format.GGUF and model.category in (Category.CHAT, Category.MULTIMODAL)
+        ):
+            raise Incompatible(f"{model.name}: an mmproj attaches to a GGUF chat model, not a {model.category} model")
+        if kind in IMAGE_COMPONENTS and model.category != Category.IMAGE:
+            raise Incompatible(f"{model.name}: a {kind} component attaches to an image model, not {model.category}")
+        detection = self.detect(path)
+        if detection.kind != Kind.COMPONENT or detection.component != kind:
+            found = detection.component if detection.kind == Kind.COMPONENT else detection.kind
+            raise Incompatible(f"{detection.path} is not a {kind} component (detected: {found})")
+        component = Component(kind=kind, path=detection.path, size=detection.size, facts=detection.facts)
+        components = tuple(c for c in model.components if c.kind != kind) + (component,)
+        category = Category.MULTIMODAL if kind == ComponentKind.MMPROJ else model.category
+        return self.store.update_model(attrs.evolve(model, components=components, category=category))
+
+    def remove_component(self, ref: str, kind: ComponentKind) -> Model:
+        model = self.store.get_model(ref)
+        if model.component(kind) is None:
+            raise NotFound(f"{model.name} has no {kind} component")
+        components = tuple(c for c in model.components if c.kind != kind)
+        category = Category.CHAT if kind == ComponentKind.MMPROJ else model.category
+        return self.store.update_model(attrs.evolve(model, components=components, category=category))
+
+    # --- settings --------------------------------------------------------------------------------
+
+    def update_settings(
+        self,
+        ref: str,
+        updates: Mapping[str, Any],
+        *,
+        unset: Sequence[str] = (),
+        reset: bool = False,
+    ) -> Model:
+        """Save load settings for a model; they apply at its next load."""
+        model = self.store.get_model(ref)
+        drivers = self.candidate_drivers(model)
+        specs = merged_specs(s for d in drivers for s in d.settings)
+        hint = ""
+        if not drivers:
+            dist = known.driver_distribution(model.category, model.format)
+            hint = f"; install {dist} for its own settings" if dist else ""
+        current = {} if reset else model.settings
+        settings = apply_updates(current, updates, unset, specs, model.name, hint)
+        if settings == dict(model.settings):
+            return model
+        return self.store.update_model(attrs.evolve(model, settings=settings))
+
+    # --- drivers ---------------------------------------------------------------------------------
+
+    def candidate_drivers(self, model: Model) -> list[type[Driver]]:
+        matching = [d for d in self.host.drivers if d.handles(model)]
+        return sorted(matching, key=lambda d: -d.priority)
+
+    def driver_for(self, model: Model) -> type[Driver]:
+        """The driver that loads ``model``; a missing plugin or backend raises the install message."""
+        candidates = self.candidate_drivers(model)
+        if not candidates:
+            dist = known.driver_distribution(model.category, model.format)
+            needs = f"the {dist} plugin: pip install {dist}" if dist else "a plugin for it"
+            raise PluginMissing(
+                f"{model.name} is a {model.category} model in {model.format} format; "
+                f"loading it needs {needs}",
+                distribution=dist,
+            )
+        chosen = self.host.first_result("select_driver", model=model, drivers=candidates) or candidates[0]
+        status = chosen.check()
+        if not status.available:
+            raise PluginMissing(
+                f"{model.name}: the {chosen.name} backend is not usable ({status.problem}); "
+                f"fix: {status.install or 'pip install ' + chosen.distribution}",
+                distribution=chosen.distribution,
+            )
+        return chosen
+
+    @contextmanager
+    def open_model(
+        self, ref: str, *, loras: Sequence[str] = (), overrides: Mapping[str, Any] | None = None
+    ) -> Iterator[LoadedModel]:
+        """Load a model in this process for one job, holding a lease so it cannot be deleted meanwhile."""
+        model = self.store.get_model(ref)
+        driver = self.driver_for(model)
+        requests = [self._lora_request(model, r) for r in loras]
+        if driver.max_loras is not None and len(requests) > driver.max_loras:
+            raise Incompatible(f"{model.name}: {driver.name} loads at most {driver.max_loras} LoRA(s) at once")
+        settings = {**model.settings, **(overrides or {})}
+        self.store.acquire_lease(model.id)
+        try:
+            handle = driver().load(model, settings, requests)
+            try:
+                self.host.pm.hook.model_loaded(model=model, loras=[r.lora for r in requests], memory=handle.memory())
+                yield handle
+            finally:
+                handle.unload()
+                self.host.pm.hook.model_unloaded(model=model)
+        finally:
+            self.store.release_lease(model.id)
+
+    def _lora_request(self, model: Model, ref: str) -> LoraRequest:
+        name, _, weight = ref.partition("=")
+        lora = self.store.get_lora(name)
+        if lora.base_id != model.id:
+            raise Incompatible(f"LoRA {lora.name!r} is bound to another base model, not {model.name}")
+        return LoraRequest(lora=lora, weight=float(weight) if weight else lora.weight)
+
+
+def open_library(home: Path | None = None, host: PluginHost | None = None) -> Library:
+    """The library under ``home`` (default ``CORRAL_HOME``) with the process-wide plugin host."""
+    from corral.home import corral_home
+    from corral.plugins import get_host
+
+    home = home or corral_home()
+    os.makedirs(home, exist_ok=True)
+    return Library(Store(home / "library.db"), host or get_host())
+

@@ -1,0 +1,246 @@
+"""Plugin loading and the registries that the registration hooks fill.
+
+Entry points in the ``corral`` group are loaded one by one; a plugin that fails to import or to register
+is recorded (``corral plugins`` shows it) and the others keep working. Environment variables:
+
+* ``CORRAL_LOAD_PLUGINS``: comma list of entry-point names; when set (even empty) only those load.
+* ``CORRAL_DISABLE_PLUGINS``: comma list of entry-point names that never load.
+* ``CORRAL_STRICT_PLUGINS=1``: re-raise plugin failures (for plugin authors).
+* ``CORRAL_TRACE_HOOKS=1``: print every hook call to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import sys
+from typing import Any, Callable, Iterable
+
+import attrs
+import pluggy
+
+from corral import hookspecs
+from corral.driver import Driver, Exporter, GpuVendor, Source
+from corral.errors import CorralError
+from corral.records import PluginInfo
+
+ENTRY_POINT_GROUP = "corral"
+
+#: Modules of the core that ship as ordinary plugins (they run last: ``trylast`` hookimpls).
+BUILTIN_PLUGINS = ("corral.detect.builtin",)
+
+#: registration hook name -> (registry attribute, base class the registered objects must extend)
+REGISTRATION_HOOKS: dict[str, tuple[str, type]] = {
+    "register_drivers": ("drivers", Driver),
+    "register_sources": ("sources", Source),
+    "register_exporters": ("exporters", Exporter),
+    "register_gpu_vendors": ("gpu_vendors", GpuVendor),
+}
+
+
+def _env_list(name: str) -> list[str] | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _strict() -> bool:
+    return os.environ.get("CORRAL_STRICT_PLUGINS", "") not in ("", "0")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+@attrs.define
+class PluginHost:
+    """The plugin manager plus everything plugins registered. Built once per process by :func:`get_host`."""
+
+    pm: pluggy.PluginManager
+    drivers: list[type[Driver]] = attrs.field(factory=list)
+    sources: list[type[Source]] = attrs.field(factory=list)
+    exporters: list[type[Exporter]] = attrs.field(factory=list)
+    gpu_vendors: list[type[GpuVendor]] = attrs.field(factory=list)
+    #: plugin name -> info for plugins that failed to import or register.
+    failures: dict[str, PluginInfo] = attrs.field(factory=dict)
+    #: plugin name -> (distribution, version) for entry-point plugins.
+    dists: dict[str, tuple[str | None, str | None]] = attrs.field(factory=dict)
+    #: registered class -> name of the plugin that registered it.
+    owners: dict[type, str] = attrs.field(factory=dict)
+
+    # --- lookups ---------------------------------------------------------------------------------
+
+    def source(self, name: str) -> type[Source] | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+    def exporter(self, name: str) -> type[Exporter] | None:
+        return next((e for e in self.exporters if e.name == name), None)
+
+    def first_result(self, hook_name: str, **kwargs: Any) -> Any:
+        """Call a ``firstresult`` hook plugin by plugin, in pluggy's order.
+
+        A plugin that raises something other than a :class:`CorralError` is recorded as failed and
+        skipped, so one broken plugin never breaks detection for the others.
+        """
+        caller = getattr(self.pm.hook, hook_name)
+        if _trace_enabled():
+            print(f"corral hook: {hook_name}({', '.join(kwargs)})", file=sys.stderr)
+        for impl in reversed(caller.get_hookimpls()):
+            args = {name: kwargs[name] for name in impl.argnames}
+            try:
+                result = impl.function(**args)
+            except CorralError:
+                raise
+            except Exception as exc:
+                if _strict():
+                    raise
+                self._fail(impl.plugin_name, f"{hook_name} raised {_describe(exc)}")
+                continue
+            if result is not None:
+                return result
+        return None
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        """Every plugin, loaded or failed, as ``corral plugins`` lists it."""
+        infos = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None or name in self.failures:
+                continue
+            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+            dist, version = self.dists.get(name, (None, None))
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    distribution=dist,
+                    version=version,
+                    hooks=tuple(hooks),
+                    drivers=self._owned(self.drivers, name),
+                    sources=self._owned(self.sources, name),
+                    gpu_vendors=self._owned(self.gpu_vendors, name),
+                    exporters=self._owned(self.exporters, name),
+                    builtin=name in BUILTIN_PLUGINS,
+                )
+            )
+        return infos + list(self.failures.values())
+
+    def _owned(self, registry: Iterable[type], plugin: str) -> tuple[str, ...]:
+        return tuple(cls.name for cls in registry if self.owners.get(cls) == plugin)
+
+    # --- loading ---------------------------------------------------------------------------------
+
+    def _fail(self, name: str, error: str) -> None:
+        dist, version = self.dists.get(name, (None, None))
+        self.failures[name] = PluginInfo(name=name, distribution=dist, version=version, error=error)
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+        for attr, _base in REGISTRATION_HOOKS.values():
+            registry = getattr(self, attr)
+            registry[:] = [cls for cls in registry if self.owners.get(cls) != name]
+
+    def load_entry_points(self) -> None:
+        """Import each ``corral`` entry point in isolation, honouring the selection env vars."""
+        only = _env_list("CORRAL_LOAD_PLUGINS")
+        disabled = set(_env_list("CORRAL_DISABLE_PLUGINS") or [])
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if (only is not None and ep.name not in only) or ep.name in disabled:
+                continue
+            if self.pm.get_plugin(ep.name) is not None or ep.name in self.failures:
+                continue
+            dist = getattr(ep, "dist", None)
+            self.dists[ep.name] = (dist.name if dist else None, dist.version if dist else None)
+            try:
+                plugin = ep.load()
+                self.pm.register(plugin, name=ep.name)
+            except Exception as exc:  # a broken plugin must not break the others
+                if _strict():
+                    raise
+                self._fail(ep.name, f"failed to load: {_describe(exc)}")
+
+    def collect_registrations(self) -> None:
+        """Run every registration hook, plugin by plugin; a plugin whose hook raises is dropped whole."""
+        for hook_name, (attr, base) in REGISTRATION_HOOKS.items():
+            caller = getattr(self.pm.hook, hook_name)
+            for impl in reversed(caller.get_hookimpls()):
+                registered: list[type] = []
+                try:
+                    impl.function(register=_checked_register(registered, base, impl.plugin_name))
+                except Exception as exc:
+                    if _strict():
+                        raise
+                    self._fail(impl.plugin_name, f"{hook_name} raised {_describe(exc)}")
+                    continue
+                if impl.plugin_name in self.failures:
+                    continue
+                for cls in registered:
+                    self.owners[cls] = impl.plugin_name
+                    getattr(self, attr).append(cls)
+
+    def add_commands(self, cli: Any) -> None:
+        """Let plugins add CLI commands; a failing plugin is recorded, the CLI still builds."""
+        for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:
+                if _strict():
+                    raise
+                self._fail(impl.plugin_name, f"register_commands raised {_describe(exc)}")
+
+
+def _checked_register(into: list[type], base: type, plugin: str) -> Callable[[type], None]:
+    def register(cls: type) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise TypeError(f"plugin {plugin!r} registered {cls!r}, which is not a {base.__name__} subclass")
+        if not getattr(cls, "name", ""):
+            raise TypeError(f"plugin {plugin!r} registered {cls.__name__} without a name")
+        into.append(cls)
+
+    return register
+
+
+def _trace_enabled() -> bool:
+    return os.environ.get("CORRAL_TRACE_HOOKS", "") not in ("", "0")
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    """A plugin manager with Corral's hookspecs and nothing registered."""
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    if _trace_enabled():
+        pm.trace.root.setwriter(lambda msg: print(msg, end="", file=sys.stderr))
+        pm.enable_tracing()
+    return pm
+
+
+def build_host(*, entry_points: bool = True, plugins: Iterable[Any] = ()) -> PluginHost:
+    """A fresh host: built-in plugins, then ``plugins`` (objects or modules), then entry points."""
+    host = PluginHost(pm=make_plugin_manager())
+    for module_name in BUILTIN_PLUGINS:
+        host.pm.register(importlib.import_module(module_name), name=module_name)
+    for plugin in plugins:
+        name = getattr(plugin, "__name__", None) or getattr(plugin, "name", None) or repr(plugin)
+        host.pm.register(plugin, name=name)
+    if entry_points:
+        host.load_entry_points()
+    host.collect_registrations()
+    return host
+
+
+_host: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide host, built on first use (registries are never rebuilt per lookup)."""
+    global _host
+    if _host is None:
+        _host = build_host()
+    return _host
+
+
+def set_host(host: PluginHost | None) -> None:
+    """Replace the process-wide host (tests pass a fresh one; ``None`` rebuilds on next use)."""
+    global _host
+    _host = host
+

@@ -1,0 +1,315 @@
+"""The library store: SQLite in WAL mode under ``CORRAL_HOME``.
+
+Each record is kept whole as JSON (through the one cattrs converter) beside the columns that need an index
+or a constraint (names and paths are unique). Writers take the lock up front (``BEGIN IMMEDIATE``) and
+wait for each other (``busy_timeout``), so concurrent CLI processes never lose a record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import attrs
+
+from corral.convert import from_data, to_data
+from corral.errors import Conflict, CorralError, NotFound
+from corral.records import Component, Lora, Model, utcnow
+
+#: Each entry moves the schema one version up; never edit a released entry, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE models (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        category TEXT NOT NULL,
+        format TEXT NOT NULL,
+        path TEXT NOT NULL UNIQUE,
+        data TEXT NOT NULL,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE TABLE components (
+        model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (model_id, kind)
+    );
+    CREATE TABLE loras (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        base_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created TEXT NOT NULL,
+        UNIQUE (base_id, path)
+    );
+    CREATE TABLE leases (
+        model_id TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started TEXT NOT NULL,
+        PRIMARY KEY (model_id, pid)
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(CorralError):
+    """The library database cannot be opened or is newer than this Corral."""
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _pid_alive(pid: int) -> bool:
+    import psutil
+
+    return psutil.pid_exists(pid)
+
+
+class Store:
+    """Models, components, LoRAs and load leases in one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA busy_timeout = 30000")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":  # pragma: no cover - filesystems without shared memory
+            raise StoreError(f"{self.path}: cannot switch the library database to WAL mode ({mode})")
+        self._migrate()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding the database's write lock from the start."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} was written by a newer Corral (schema {version}, this one knows "
+                    f"{SCHEMA_VERSION}); upgrade corral"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+
+    def schema_version(self) -> int:
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    # --- models ------------------------------------------------------------------------------------
+
+    def _model_from_row(self, row: sqlite3.Row) -> Model:
+        data = json.loads(row["data"])
+        data["components"] = [
+            json.loads(c["data"])
+            for c in self._conn.execute(
+                "SELECT data FROM components WHERE model_id = ? ORDER BY kind", (row["id"],)
+            )
+        ]
+        return from_data(data, Model)
+
+    @staticmethod
+    def _model_row(model: Model) -> dict:
+        data = to_data(attrs.evolve(model, components=()))
+        return {
+            "id": model.id,
+            "name": model.name,
+            "category": model.category.value,
+            "format": model.format.value,
+            "path": str(model.path),
+            "data": json.dumps(data),
+            "created": model.created.isoformat(),
+            "updated": model.updated.isoformat(),
+        }
+
+    def _unique_violation(self, exc: sqlite3.IntegrityError, what: str, name: str, path: Path) -> Conflict:
+        text = str(exc)
+        if ".name" in text:
+            return Conflict(f"a {what} named {name!r} is already in the library; choose another --name")
+        if ".path" in text:
+            return Conflict(f"{path} is already in the library; see `corral ls`")
+        return Conflict(f"cannot save {what} {name!r}: {text}")
+
+    def add_model(self, model: Model) -> Model:
+        """Insert a model with its components; names and paths must be new."""
+        row = self._model_row(model)
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO models (id, name, category, format, path, data, created, updated) "
+                    "VALUES (:id, :name, :category, :format, :path, :data, :created, :updated)",
+                    row,
+                )
+                for component in model.components:
+                    self._put_component(db, model.id, component)
+        except sqlite3.IntegrityError as exc:
+            raise self._unique_violation(exc, "model", model.name, model.path) from None
+        return model
+
+    def update_model(self, model: Model) -> Model:
+        """Save a changed model (components included); bumps ``updated``."""
+        model = attrs.evolve(model, updated=utcnow())
+        row = self._model_row(model)
+        try:
+            with self.transaction() as db:
+                cur = db.execute(
+                    "UPDATE models SET name=:name, category=:category, format=:format, path=:path, "
+                    "data=:data, updated=:updated WHERE id=:id",
+                    row,
+                )
+                if cur.rowcount == 0:
+                    raise NotFound(f"model {model.name!r} is no longer in the library")
+                db.execute("DELETE FROM components WHERE model_id = ?", (model.id,))
+                for component in model.components:
+                    self._put_component(db, model.id, component)
+        except sqlite3.IntegrityError as exc:
+            raise self._unique_violation(exc, "model", model.name, model.path) from None
+        return model
+
+    @staticmethod
+    def _put_component(db: sqlite3.Connection, model_id: str, component: Component) -> None:
+        db.execute(
+            "INSERT INTO components (model_id, kind, path, data) VALUES (?, ?, ?, ?)",
+            (model_id, component.kind.value, str(component.path), json.dumps(to_data(component))),
+        )
+
+    def list_models(self, category: str | None = None) -> list[Model]:
+        query = "SELECT * FROM models"
+        args: tuple = ()
+        if category:
+            query += " WHERE category = ?"
+            args = (category,)
+        rows = self._conn.execute(query + " ORDER BY name COLLATE NOCASE", args).fetchall()
+        return [self._model_from_row(r) for r in rows]
+
+    def find_model_by_path(self, path: Path) -> Model | None:
+        row = self._conn.execute("SELECT * FROM models WHERE path = ?", (str(path),)).fetchone()
+        return self._model_from_row(row) if row else None
+
+    def name_taken(self, name: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone() is not None
+
+    def get_model(self, ref: str) -> Model:
+        """A model by id, unique name (case-insensitive) or unique id prefix."""
+        row = self._conn.execute("SELECT * FROM models WHERE id = ? OR name = ?", (ref, ref)).fetchone()
+        if row is None and len(ref) >= 4:
+            rows = self._conn.execute(
+                "SELECT * FROM models WHERE id LIKE ? ESCAPE '\\'", (_like_prefix(ref),)
+            ).fetchall()
+            if len(rows) > 1:
+                raise Conflict(f"{ref!r} matches {len(rows)} models; give more of the id or the name")
+            row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f"no model {ref!r} in the library; see `corral ls`")
+        return self._model_from_row(row)
+
+    def delete_model(self, model_id: str) -> None:
+        """Delete a model record with its components and LoRA records (files are never touched)."""
+        with self.transaction() as db:
+            if self._live_leases(db, model_id):
+                raise Conflict("the model is loaded; unload it first (`corral unload`)")
+            db.execute("DELETE FROM models WHERE id = ?", (model_id,))
+
+    # --- LoRAs -------------------------------------------------------------------------------------
+
+    def add_lora(self, lora: Lora) -> Lora:
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO loras (id, name, base_id, path, data, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        lora.id,
+                        lora.name,
+                        lora.base_id,
+                        str(lora.path),
+                        json.dumps(to_data(lora)),
+                        lora.created.isoformat(),
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            if "loras.base_id, loras.path" in str(exc):
+                raise Conflict(f"{lora.path} is already bound to this base model") from None
+            raise self._unique_violation(exc, "LoRA", lora.name, lora.path) from None
+        return lora
+
+    def list_loras(self, base_id: str | None = None) -> list[Lora]:
+        query, args = "SELECT data FROM loras", ()
+        if base_id:
+            query, args = query + " WHERE base_id = ?", (base_id,)
+        rows = self._conn.execute(query + " ORDER BY name COLLATE NOCASE", args)
+        return [from_data(json.loads(r["data"]), Lora) for r in rows]
+
+    def lora_name_taken(self, name: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM loras WHERE name = ?", (name,)).fetchone() is not None
+
+    def get_lora(self, ref: str) -> Lora:
+        row = self._conn.execute("SELECT data FROM loras WHERE id = ? OR name = ?", (ref, ref)).fetchone()
+        if row is None and len(ref) >= 4:
+            rows = self._conn.execute(
+                "SELECT data FROM loras WHERE id LIKE ? ESCAPE '\\'", (_like_prefix(ref),)
+            ).fetchall()
+            if len(rows) > 1:
+                raise Conflict(f"{ref!r} matches {len(rows)} LoRAs; give more of the id or the name")
+            row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f"no LoRA {ref!r} in the library; see `corral lora ls BASE`")
+        return from_data(json.loads(row["data"]), Lora)
+
+    def delete_lora(self, lora_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM loras WHERE id = ?", (lora_id,))
+
+    # --- leases: which process holds which model loaded ------------------------------------------
+
+    def _live_leases(self, db: sqlite3.Connection, model_id: str) -> list[int]:
+        pids = [r[0] for r in db.execute("SELECT pid FROM leases WHERE model_id = ?", (model_id,))]
+        return [pid for pid in pids if _pid_alive(pid)]
+
+    def acquire_lease(self, model_id: str, pid: int | None = None) -> None:
+        """Record that process ``pid`` (default: this one) holds ``model_id`` loaded."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO leases (model_id, pid, started) VALUES (?, ?, ?)",
+                (model_id, pid or os.getpid(), utcnow().isoformat()),
+            )
+
+    def release_lease(self, model_id: str, pid: int | None = None) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM leases WHERE model_id = ? AND pid = ?", (model_id, pid or os.getpid()))
+
+    def loaded_ids(self) -> set[str]:
+        """Ids of models that a live process holds loaded (stale leases of dead processes ignored)."""
+        rows = self._conn.execute("SELECT model_id, pid FROM leases").fetchall()
+        return {r["model_id"] for r in rows if _pid_alive(r["pid"])}
+
+
+def _like_prefix(ref: str) -> str:
+    escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
