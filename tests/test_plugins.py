@@ -146,3 +146,45 @@ def test_trace_env_var_prints_hook_calls(tmp_path):
     out = _cli(["plugins"], env, tmp_path)
     assert out.returncode == 0
     assert "register_drivers" in out.stderr
+
+
+def test_exporters_gpu_vendors_and_commands_register(home):
+    from click.testing import CliRunner
+
+    from corral.cli import build_cli
+    from corral.plugins import set_host
+
+    host = build_host(entry_points=False, plugins=[tp.extras_plugin])
+    assert [e.name for e in host.exporters] == ["null-export"]
+    assert host.gpu_vendors[0]().probe()[0].name == "Fake GPU"
+    info = next(i for i in host.plugin_infos() if i.name == "extras_plugin")
+    assert info.exporters == ("null-export",) and info.gpu_vendors == ("fakegpu",)
+    set_host(host)
+    try:
+        result = CliRunner().invoke(build_cli(), ["hello"])
+    finally:
+        set_host(None)
+    assert result.exit_code == 0 and result.output.strip() == "hello from a plugin"
+
+
+def test_failing_register_commands_keeps_the_cli(home):
+    from click.testing import CliRunner
+
+    from corral import hookimpl
+    from corral.cli import build_cli
+    from corral.plugins import set_host
+
+    class bad_commands:  # noqa: N801
+        @staticmethod
+        @hookimpl
+        def register_commands(cli):
+            raise RuntimeError("no commands today")
+
+    host = build_host(entry_points=False, plugins=[bad_commands])
+    set_host(host)
+    try:
+        result = CliRunner().invoke(build_cli(), ["ls"])
+    finally:
+        set_host(None)
+    assert result.exit_code == 0
+    assert "no commands today" in host.failures["bad_commands"].error
