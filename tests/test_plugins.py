@@ -142,10 +142,13 @@ def test_cli_shows_broken_plugin_and_keeps_working(plugin_path, tmp_path):
 
 
 def test_trace_env_var_prints_hook_calls(tmp_path):
+    from factories import write_tiny_gguf
+
+    model = write_tiny_gguf(tmp_path / "tiny.gguf")
     env = {"CORRAL_HOME": str(tmp_path / "home"), "CORRAL_TRACE_HOOKS": "1", "CORRAL_LOAD_PLUGINS": ""}
-    out = _cli(["plugins"], env, tmp_path)
-    assert out.returncode == 0
-    assert "register_drivers" in out.stderr
+    out = _cli(["import", str(model)], env, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "corral.detect.builtin.detect_model(path=" in out.stderr
 
 
 def test_exporters_gpu_vendors_and_commands_register(home):

@@ -85,10 +85,9 @@ class PluginHost:
         skipped, so one broken plugin never breaks detection for the others.
         """
         caller = getattr(self.pm.hook, hook_name)
-        if _trace_enabled():
-            print(f"corral hook: {hook_name}({', '.join(kwargs)})", file=sys.stderr)
         for impl in reversed(caller.get_hookimpls()):
             args = {name: kwargs[name] for name in impl.argnames}
+            _trace(hook_name, impl.plugin_name, args)
             try:
                 result = impl.function(**args)
             except CorralError:
@@ -165,6 +164,7 @@ class PluginHost:
             caller = getattr(self.pm.hook, hook_name)
             for impl in reversed(caller.get_hookimpls()):
                 registered: list[type] = []
+                _trace(hook_name, impl.plugin_name, {})
                 try:
                     impl.function(register=_checked_register(registered, base, impl.plugin_name))
                 except Exception as exc:
@@ -181,6 +181,7 @@ class PluginHost:
     def add_commands(self, cli: Any) -> None:
         """Let plugins add CLI commands; a failing plugin is recorded, the CLI still builds."""
         for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
+            _trace("register_commands", impl.plugin_name, {})
             try:
                 impl.function(cli=cli)
             except Exception as exc:
@@ -202,6 +203,13 @@ def _checked_register(into: list[type], base: type, plugin: str) -> Callable[[ty
 
 def _trace_enabled() -> bool:
     return os.environ.get("CORRAL_TRACE_HOOKS", "") not in ("", "0")
+
+
+def _trace(hook_name: str, plugin: str, args: dict[str, Any]) -> None:
+    """Hooks the host calls plugin by plugin bypass pluggy's tracer, so they trace here."""
+    if _trace_enabled():
+        shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
+        print(f"corral hook: {plugin}.{hook_name}({shown})", file=sys.stderr)
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
