@@ -121,3 +121,27 @@ def test_concurrent_processes_do_not_lose_records(tmp_path):
         p.join(120)
         assert p.exitcode == 0
     assert len(Store(Path(db)).list_models()) == 6 * 25
+
+
+def test_migration_from_version_1_keeps_records(tmp_path):
+    from corral.store.db import MIGRATIONS
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    conn.close()
+    store = Store(db)
+    store.add_model(make_model("m", "/a.gguf"))
+    assert store.schema_version() == SCHEMA_VERSION and store.get_model("m").name == "m"
+
+
+def test_measurements_keep_the_latest_per_settings(store):
+    from corral.records import Measurement
+
+    model = store.add_model(make_model("m", "/a.gguf"))
+    store.record_measurement(Measurement(model_id=model.id, settings={"n_ctx": 2048}, ram=100))
+    store.record_measurement(Measurement(model_id=model.id, settings={"n_ctx": 2048}, ram=120))
+    store.record_measurement(Measurement(model_id=model.id, settings={"n_ctx": 8192}, ram=300))
+    assert sorted(m.ram for m in store.measurements(model.id)) == [120, 300]
+    store.delete_model(model.id)
+    assert store.measurements(model.id) == []

@@ -90,11 +90,16 @@ class LoadedModel:
         return Unsupported(f"model {self.model.name!r} ({self.model.category}) cannot {task}")
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, **params: Any) -> Any:
-        """Answer a conversation. With ``stream=True``, return an iterator of text pieces."""
+        """Answer a conversation (OpenAI-style ``messages``).
+
+        Returns a :class:`corral.records.ChatResult`; with ``stream=True``, an iterator of text pieces as
+        they are generated. Common ``params``: temperature, top_p, top_k, repeat_penalty, max_tokens,
+        stop, seed; drivers ignore what their backend does not have.
+        """
         raise self._unsupported("chat")
 
     def complete(self, prompt: str, *, stream: bool = False, **params: Any) -> Any:
-        """Continue a plain prompt. With ``stream=True``, return an iterator of text pieces."""
+        """Continue a plain prompt: a :class:`ChatResult`, or with ``stream=True`` an iterator of pieces."""
         raise self._unsupported("complete text")
 
     def embed(self, texts: Sequence[str], **params: Any) -> list[list[float]]:
@@ -110,7 +115,7 @@ class LoadedModel:
         raise self._unsupported("generate images")
 
     def speak(self, text: str, **params: Any) -> tuple[Any, int]:
-        """``(samples, sample_rate)`` of synthesised speech."""
+        """``(samples, sample_rate)`` of synthesised speech: float samples in [-1, 1], mono."""
         raise self._unsupported("speak")
 
     def memory(self) -> dict[str, int]:

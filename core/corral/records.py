@@ -203,6 +203,27 @@ class LoraRequest:
 
 
 @frozen
+class ChatResult:
+    """A finished (non-streamed) chat or completion answer."""
+
+    text: str
+    finish_reason: str = "stop"
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@frozen
+class Measurement:
+    """What a load really took, recorded after every load (``corral fit`` shows it beside the estimate)."""
+
+    model_id: str
+    settings: Mapping[str, Any]
+    ram: int
+    vram: int = 0
+    measured: datetime = field(factory=utcnow)
+
+
+@frozen
 class SettingSpec:
     """A load setting a driver understands (``corral settings MODEL --set name=value``)."""
 

@@ -19,7 +19,7 @@ import attrs
 
 from corral.convert import from_data, to_data
 from corral.errors import Conflict, CorralError, NotFound
-from corral.records import Component, Lora, Model, utcnow
+from corral.records import Component, Lora, Measurement, Model, utcnow
 
 #: Each entry moves the schema one version up; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -55,6 +55,15 @@ MIGRATIONS: tuple[str, ...] = (
         pid INTEGER NOT NULL,
         started TEXT NOT NULL,
         PRIMARY KEY (model_id, pid)
+    );
+    """,
+    """
+    CREATE TABLE measurements (
+        model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        settings TEXT NOT NULL,
+        data TEXT NOT NULL,
+        measured TEXT NOT NULL,
+        PRIMARY KEY (model_id, settings)
     );
     """,
 )
@@ -284,6 +293,24 @@ class Store:
     def delete_lora(self, lora_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM loras WHERE id = ?", (lora_id,))
+
+    # --- measurements: what loads really took ----------------------------------------------------
+
+    def record_measurement(self, measurement: Measurement) -> None:
+        """Keep the latest measurement per model and settings."""
+        key = json.dumps(dict(measurement.settings), sort_keys=True)
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO measurements (model_id, settings, data, measured) VALUES (?, ?, ?, ?)",
+                (measurement.model_id, key, json.dumps(to_data(measurement)), measurement.measured.isoformat()),
+            )
+
+    def measurements(self, model_id: str) -> list[Measurement]:
+        """Every recorded measurement of a model, newest first."""
+        rows = self._conn.execute(
+            "SELECT data FROM measurements WHERE model_id = ? ORDER BY measured DESC", (model_id,)
+        )
+        return [from_data(json.loads(r["data"]), Measurement) for r in rows]
 
     # --- leases: which process holds which model loaded ------------------------------------------
 
