@@ -1,4 +1,8 @@
-"""Shared fixtures. Core tests never auto-load installed entry points: they get a fresh plugin host."""
+"""Fixtures shared by the core's tests (tests/) and every plugin's tests (plugins/*/tests/).
+
+Core tests never auto-load installed entry points: they get a fresh plugin host. Test file generators
+live in tests/factories.py (importable as ``factories`` from any test).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # tests/factories.py, tests/plugins_for_tests.py
+sys.path.insert(0, str(Path(__file__).parent / "tests"))  # factories.py, plugins_for_tests.py
 
 
 @pytest.fixture
