@@ -91,9 +91,11 @@ class Library:
 
     # --- import / scan ---------------------------------------------------------------------------
 
-    def _unique_name(self, wanted: str) -> str:
+    def _unique_name(self, wanted: str, taken=None) -> str:
+        """``wanted``, or ``wanted-2``, ``wanted-3``… when the name is taken."""
+        taken = taken or self.store.name_taken
         name, n = wanted, 2
-        while self.store.name_taken(name):
+        while taken(name):
             name, n = f"{wanted}-{n}", n + 1
         return name
 
@@ -255,15 +257,11 @@ class Library:
                 f"of format {detection.format})"
             )
         self.host.first_result("check_lora", base=base, lora=detection)
-        wanted = name or _default_name(detection.path)
         if name is not None and self.store.lora_name_taken(name):
             raise Conflict(f"a LoRA named {name!r} already exists; choose another --name")
-        unique, n = wanted, 2
-        while name is None and self.store.lora_name_taken(unique):
-            unique, n = f"{wanted}-{n}", n + 1
         lora = Lora(
             id=new_id(),
-            name=unique,
+            name=name or self._unique_name(_default_name(detection.path), self.store.lora_name_taken),
             base_id=base.id,
             format=detection.format,
             path=detection.path,

@@ -224,19 +224,22 @@ class Store:
     def name_taken(self, name: str) -> bool:
         return self._conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone() is not None
 
-    def get_model(self, ref: str) -> Model:
-        """A model by id, unique name (case-insensitive) or unique id prefix."""
-        row = self._conn.execute("SELECT * FROM models WHERE id = ? OR name = ?", (ref, ref)).fetchone()
+    def _find(self, table: str, columns: str, ref: str, what: str, hint: str) -> sqlite3.Row:
+        """One row by id, unique name (case-insensitive) or unique id prefix (4+ characters)."""
+        query = f"SELECT {columns} FROM {table} WHERE "
+        row = self._conn.execute(query + "id = ? OR name = ?", (ref, ref)).fetchone()
         if row is None and len(ref) >= 4:
-            rows = self._conn.execute(
-                "SELECT * FROM models WHERE id LIKE ? ESCAPE '\\'", (_like_prefix(ref),)
-            ).fetchall()
+            rows = self._conn.execute(query + "id LIKE ? ESCAPE '\\'", (_like_prefix(ref),)).fetchall()
             if len(rows) > 1:
-                raise Conflict(f"{ref!r} matches {len(rows)} models; give more of the id or the name")
+                raise Conflict(f"{ref!r} matches {len(rows)} {what}s; give more of the id or the name")
             row = rows[0] if rows else None
         if row is None:
-            raise NotFound(f"no model {ref!r} in the library; see `corral ls`")
-        return self._model_from_row(row)
+            raise NotFound(f"no {what} {ref!r} in the library; see `{hint}`")
+        return row
+
+    def get_model(self, ref: str) -> Model:
+        """A model by id, unique name (case-insensitive) or unique id prefix."""
+        return self._model_from_row(self._find("models", "*", ref, "model", "corral ls"))
 
     def delete_model(self, model_id: str) -> None:
         """Delete a model record with its components and LoRA records (files are never touched)."""
@@ -278,16 +281,8 @@ class Store:
         return self._conn.execute("SELECT 1 FROM loras WHERE name = ?", (name,)).fetchone() is not None
 
     def get_lora(self, ref: str) -> Lora:
-        row = self._conn.execute("SELECT data FROM loras WHERE id = ? OR name = ?", (ref, ref)).fetchone()
-        if row is None and len(ref) >= 4:
-            rows = self._conn.execute(
-                "SELECT data FROM loras WHERE id LIKE ? ESCAPE '\\'", (_like_prefix(ref),)
-            ).fetchall()
-            if len(rows) > 1:
-                raise Conflict(f"{ref!r} matches {len(rows)} LoRAs; give more of the id or the name")
-            row = rows[0] if rows else None
-        if row is None:
-            raise NotFound(f"no LoRA {ref!r} in the library; see `corral lora ls BASE`")
+        """A LoRA by id, unique name or unique id prefix."""
+        row = self._find("loras", "data", ref, "LoRA", "corral lora ls")
         return from_data(json.loads(row["data"]), Lora)
 
     def delete_lora(self, lora_id: str) -> None:
