@@ -247,16 +247,33 @@ def test_tiny_sparse_copy_reads_the_same_bytes(tiny, tmp_path):
 # --- the factories make files llama.cpp itself accepts -------------------------------------------------------
 
 
-def test_tiny_gguf_and_its_lora_load_in_llama_cpp(tmp_path):
+def test_tiny_gguf_loads_in_llama_cpp_which_agrees_with_the_lora_check(tmp_path):
     llama_cpp = pytest.importorskip("llama_cpp")
+    from corral.detect import check_lora_fits
+    from corral.errors import Incompatible
+    from corral.records import Model
+
     template = "{% for m in messages %}{{ m.content }}{% endfor %}"
-    model = write_tiny_gguf(tmp_path / "tiny.gguf", chat_template=template)
-    lora = write_lora_gguf(tmp_path / "lora.gguf")
-    llm = llama_cpp.Llama(str(model), n_ctx=64, lora_path=str(lora), verbose=False)
+    path = write_tiny_gguf(tmp_path / "tiny.gguf", chat_template=template)
+    llm = llama_cpp.Llama(str(path), n_ctx=64, verbose=False)
     try:
         assert llm.n_vocab() == 269 and llm.n_embd() == 64
         assert llm.tokenize(b"hello world", add_bos=False)
-        out = llm("hello", max_tokens=2)
-        assert out["choices"][0]["text"] is not None
+        assert isinstance(llm("hello", max_tokens=2)["choices"][0]["text"], str)
+        d = detect_path(path)
+        base = Model(id="b", name="b", category=d.category, format=d.format, path=d.path, facts=d.facts)
+        for lora, fits in ((write_lora_gguf(tmp_path / "ok.gguf"), True),
+                           (write_lora_gguf(tmp_path / "wide.gguf", n_embd=96), False)):  # fmt: skip
+            # llama-cpp-python's Llama(lora_path=...) checks the returned pointer with `is None` and so
+            # misses llama.cpp's refusal (a NULL pointer); ask llama.cpp directly.
+            adapter = llama_cpp.llama_adapter_lora_init(llm._model.model, str(lora).encode())
+            assert bool(adapter) is fits
+            if adapter:
+                llama_cpp.llama_adapter_lora_free(adapter)
+            if fits:
+                check_lora_fits(base, detect_path(lora))
+            else:
+                with pytest.raises(Incompatible):
+                    check_lora_fits(base, detect_path(lora))
     finally:
         llm.close()

@@ -190,6 +190,15 @@ class BoundedReader:
         """
         size = length.size
         unpack_from = length.unpack_from
+        # Every item takes at least its size field: refuse a count that the file or the cap cannot hold
+        # before walking it (millions of empty strings in a sparse file took seconds to reach the cap).
+        if n * size > self.remaining:
+            raise self._truncated(self.tell() + n * size)
+        if self.bytes_read - (len(self._buf) - self._off) + n * size > self.cap:
+            raise DetectionError(
+                f"{self.path}: {self.what} declares {n} length-prefixed items, more than Corral's "
+                f"{self.cap // (1024 * 1024)} MiB limit for headers can hold; the file is malformed or hostile"
+            )
         while n:
             self._fill(size)
             buf, off, end = self._buf, self._off, len(self._buf)

@@ -369,6 +369,9 @@ def detect_gguf(path: Path) -> Detection:
             **base_extra,
             "projector_type": meta.get("clip.projector_type") or meta.get("clip.vision.projector_type"),
             "projection_dim": meta.get("clip.vision.projection_dim"),
+            # The text model's width shows among the projector tensors' dimensions (LLaVA's mm.2,
+            # Gemma 3's mm.input_projection); clip.vision.projection_dim is CLIP's own width instead.
+            "projector_dims": sorted({d for t in header.tensors if t.name.startswith("mm.") for d in t.shape}) or None,
             "has_vision_encoder": meta.get("clip.has_vision_encoder"),
             "has_audio_encoder": meta.get("clip.has_audio_encoder"),
         }
@@ -489,7 +492,10 @@ def _find_mmproj(path: Path, n_embd: int | None) -> Detection | None:
             continue  # a broken sibling must not break the model's own detection
         if detection.kind == Kind.COMPONENT and detection.component == ComponentKind.MMPROJ:
             found.append(detection)
-    if not found:
-        return None
-    fitting = [d for d in found if n_embd is not None and d.facts.extra.get("projection_dim") == n_embd]
-    return (fitting or found)[0]
+    # llama.cpp refuses a projector whose output width differs from the model's n_embd. That width is
+    # one of the mm.* tensor dimensions; a projector without mm.* tensors (or a model without n_embd)
+    # cannot be judged, so only a projector whose dimensions all miss n_embd is ruled out.
+    dims = [d.facts.extra.get("projector_dims") or [] for d in found]
+    fitting = [d for d, dim in zip(found, dims) if n_embd is not None and n_embd in dim]
+    unknown = [d for d, dim in zip(found, dims) if n_embd is None or not dim]
+    return (fitting or unknown or [None])[0]

@@ -41,6 +41,8 @@ def read_json(path: Path, limit: int = MAX_CONFIG) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DetectionError(f"{path}: not valid JSON ({exc}); fix or re-download the file") from None
+    except RecursionError:  # json recurses per nesting level: "[[[[..." a megabyte deep overflows it
+        raise DetectionError(f"{path}: JSON nested too deeply to be a real config; fix or re-download the file") from None
 
 
 def _read_object(path: Path) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from corral.errors import Incompatible
-from corral.records import Detection, Format, Model
+from corral.records import Category, Detection, Format, Model
 
 #: How many mismatching tensors a message lists before it says "and N more".
 _SHOWN = 3
@@ -44,6 +44,11 @@ def check_lora_fits(base: Model, lora: Detection) -> None:
     la, ba = lora.facts.architecture, base.facts.architecture
     if la and ba and not _same_arch(la, ba):
         raise Incompatible(f"LoRA {lname} is for {la}, base {bname} is {ba}")
+    # An adapter that names no architecture (PEFT records only a base repo name) still says, through
+    # its tensor names, whether it adapts an image model or a language model: never cross the two.
+    lc, bc = lora.category, base.category
+    if lc and bc and (lc == Category.IMAGE) != (bc == Category.IMAGE):
+        raise Incompatible(f"LoRA {lname} adapts {lc} models; base {bname} is in category {bc}")
     if (lora.format == Format.GGUF) != (base.format == Format.GGUF):
         if lora.format == Format.GGUF:
             raise Incompatible(

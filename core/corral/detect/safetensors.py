@@ -112,6 +112,8 @@ def read_header(path: Path) -> SafetensorsHeader:
         header = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _corrupt(path, f"the safetensors header is not valid JSON ({exc})") from None
+    except RecursionError:  # json recurses per nesting level: "[[[[..." a megabyte deep overflows it
+        raise _corrupt(path, "the safetensors header is JSON nested too deeply to be a tensor table") from None
     if not isinstance(header, dict):
         raise _corrupt(path, "the safetensors header is not a JSON object")
     data_size = size - 8 - n
