@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import click
 
     from corral.driver import Driver, Exporter, GpuVendor, Source
-    from corral.records import Detection, Lora, Model
+    from corral.records import CatalogEntry, Detection, Lora, Model
 
 hookspec = pluggy.HookspecMarker("corral")
 
@@ -75,6 +75,18 @@ def register_gpu_vendors(register: Callable[[type[GpuVendor]], None]) -> None:
     Called once per process when plugins are loaded.
 
     :param register: call it with each :class:`corral.driver.GpuVendor` subclass.
+    """
+
+
+@hookspec
+def register_catalog(register: Callable[[CatalogEntry], None]) -> None:
+    """Add models to the catalog that ``corral catalog`` lists and ``corral recommend`` chooses from.
+
+    Called when the catalog is first read in a process (not at start-up). Entries whose id is already
+    in the built-in catalog are ignored.
+
+    :param register: call it with each :class:`corral.records.CatalogEntry`; its ``origin`` is set to
+        the plugin's name.
     """
 
 

@@ -173,6 +173,10 @@ class Model:
     unsafe: str | None = None
     created: datetime = field(factory=utcnow)
     updated: datetime = field(factory=utcnow)
+    #: The same file found at other places (same size and sha256): one record, every place remembered.
+    copies: tuple[Path, ...] = ()
+    #: A scan found the model's files gone (``corral ls`` and ``show`` check the disk again).
+    missing: bool = False
 
     def component(self, kind: ComponentKind) -> Component | None:
         return next((c for c in self.components if c.kind == kind), None)
@@ -268,6 +272,39 @@ class RemoteFile:
     name: str
     size: int | None = None
     sha256: str | None = None
+    #: The hub's git object id for the file (names a non-LFS file in a hub cache).
+    blob_id: str | None = None
+
+
+@frozen
+class Snapshot:
+    """A hub repository's file list at one revision, pinned to the commit it resolved to."""
+
+    source: str
+    repo: str
+    revision: str | None = None
+    commit: str | None = None
+    files: tuple[RemoteFile, ...] = ()
+    #: The repository's page on the hub.
+    url: str | None = None
+
+
+@frozen
+class Transfer:
+    """One file of a pull: where its bytes come from and where the verified file lands.
+
+    The partial data sits beside ``target`` as ``target.part`` until it is verified. ``url`` None means
+    the file is already at ``target`` and nothing is fetched. ``cached`` says ``target`` is named by its
+    content in a hub cache, so a file already there is trusted after a size check. ``link`` is where the
+    file shows under its repository name when that is not ``target`` (a hub cache's snapshot entry).
+    """
+
+    file: RemoteFile
+    target: Path
+    url: str | None = None
+    headers: Mapping[str, str] = field(factory=dict)
+    cached: bool = False
+    link: Path | None = None
 
 
 @frozen
@@ -297,3 +334,87 @@ class PluginInfo:
     exporters: tuple[str, ...] = ()
     error: str | None = None
     builtin: bool = False
+
+
+@frozen
+class MemoryEstimate:
+    """What loading a model with given settings is expected to take, in bytes.
+
+    ``parts`` names where the bytes go (weights, kv_cache, compute, mmproj, lora, overhead); their sum is
+    ``total_bytes``, split between system memory (``ram_bytes``) and GPU memory (``vram_bytes``).
+    """
+
+    ram_bytes: int
+    vram_bytes: int
+    total_bytes: int
+    parts: Mapping[str, int] = field(factory=dict)
+    #: The context length the estimate is for (None where the model has no context).
+    n_ctx: int | None = None
+    #: What the estimate assumed or could not know, in words.
+    notes: tuple[str, ...] = ()
+
+
+@frozen
+class SystemStatus:
+    """One reading of the machine: CPU, memory and GPUs, with warnings over the threshold."""
+
+    cpu_percent: float
+    memory_total: int
+    memory_used: int
+    memory_available: int
+    memory_percent: float
+    gpus: tuple[GpuInfo, ...] = ()
+    #: Memory use (percent) at and above which a warning is raised.
+    warn_percent: float = 90.0
+    warnings: tuple[str, ...] = ()
+
+
+@frozen
+class CatalogQuant:
+    """One downloadable variant of a catalog model: a GGUF quantization or a weights dtype.
+
+    ``pattern`` is a glob matched against the repository's file names (``*Q4_K_M.gguf``); ``bits`` is the
+    average bits per weight used for estimates; ``size`` is the real download size when known.
+    """
+
+    name: str
+    bits: float
+    pattern: str = ""
+    size: int | None = None
+
+
+@frozen
+class CatalogEntry:
+    """A model the catalog knows: where to get it and the shape the memory estimate needs."""
+
+    id: str
+    family: str
+    name: str
+    category: Category
+    format: Format
+    repo: str
+    parameters: int
+    variant: str = ""
+    source: str = "huggingface"
+    context_length: int | None = None
+    quantizations: tuple[CatalogQuant, ...] = ()
+    description: str = ""
+    license: str | None = None
+    tags: tuple[str, ...] = ()
+    architecture: str | None = None
+    layers: int | None = None
+    hidden_size: int | None = None
+    ffn_size: int | None = None
+    heads: int | None = None
+    kv_heads: int | None = None
+    head_dim: int | None = None
+    vocab_size: int | None = None
+    tied_embeddings: bool = True
+    #: Sliding-window attention: the window, and every how many layers one is global (0: all windowed).
+    sliding_window: int | None = None
+    swa_pattern: int | None = None
+    #: Where the entry came from: "builtin", "user", or the name of the plugin that added it.
+    origin: str = "builtin"
+
+    def quant(self, name: str) -> CatalogQuant | None:
+        return next((q for q in self.quantizations if q.name.lower() == name.lower()), None)
