@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from corral.errors import CorralError
 from corral.records import (
@@ -24,6 +25,8 @@ from corral.records import (
     RemoteFile,
     RepoSummary,
     SettingSpec,
+    Snapshot,
+    Transfer,
 )
 
 #: Progress callback for long work: ``progress(done, total, label)`` with byte or step counts.
@@ -165,7 +168,12 @@ class Driver:
 
 
 class Source:
-    """A model hub: search, list files, download."""
+    """A model hub: search, list files, download.
+
+    A hub plugin answers :meth:`search`, :meth:`snapshot` (or just :meth:`files`) and :meth:`transfers`;
+    :mod:`corral.pull` does the rest: resumable downloads into ``.part`` files, verification, moving into
+    place, and adding the result to the library with its provenance.
+    """
 
     name: ClassVar[str] = ""
     distribution: ClassVar[str] = ""
@@ -177,11 +185,55 @@ class Source:
     def check(cls) -> BackendStatus:
         return backend_status(cls.name, cls.distribution, cls.requires)
 
+    @classmethod
+    def link_prefixes(cls) -> tuple[str, ...]:
+        """The URL prefixes that name this hub now: :attr:`url_prefixes` plus a configured endpoint."""
+        return cls.url_prefixes
+
     def search(self, query: str, *, category: Category | None = None, limit: int = 20) -> list[RepoSummary]:
         raise NotImplementedError
 
     def files(self, repo: str, revision: str | None = None) -> list[RemoteFile]:
         raise NotImplementedError
+
+    def snapshot(self, repo: str, revision: str | None = None, *, offline: bool = False) -> Snapshot:
+        """The files of ``repo`` at ``revision``, pinned to the commit it resolves to where the hub says.
+
+        ``offline`` answers from the hub's local cache only. The default lists :meth:`files`.
+        """
+        if offline:
+            raise CorralError(f"the {self.name} hub keeps no local cache to answer offline")
+        return Snapshot(source=self.name, repo=repo, revision=revision, files=tuple(self.files(repo, revision)))
+
+    def transfers(self, snapshot: Snapshot, files: Sequence[RemoteFile], *, dest: Path | None) -> list[Transfer]:
+        """Where each of ``files`` comes from and where its verified bytes land.
+
+        Under ``dest`` when given (``dest / name``), else wherever the hub keeps downloads (its cache).
+        A file already in place gets ``url=None``. Names are checked by :mod:`corral.pull` before this runs.
+        """
+        raise NotImplementedError
+
+    def open_range(
+        self, url: str, *, start: int = 0, headers: Mapping[str, str] | None = None
+    ) -> AbstractContextManager[tuple[int, Iterator[bytes]]]:
+        """GET ``url`` from byte ``start``: a context manager yielding ``(offset, chunks)``.
+
+        ``offset`` is the byte the chunks begin at: ``start`` when the server honoured the range, 0 when
+        it sent the whole file. Raise :class:`ConnectionError` (or :class:`TimeoutError`) when the
+        connection fails or drops, before or during the chunks: the pull then resumes from the bytes it
+        has. Raise a :class:`corral.errors.CorralError` for answers that retrying cannot fix (not found,
+        no access). The default uses the standard library; plugins use their hub client's session.
+        """
+        from corral.pull import open_url_range
+
+        return open_url_range(url, start=start, headers=headers)
+
+    def finish(self, transfer: Transfer) -> Path:
+        """Called once the verified file is at ``transfer.target``; returns the path it shows under.
+
+        A hub cache links its snapshot entry here. The default returns ``link`` or ``target``.
+        """
+        return transfer.link or transfer.target
 
     def download(
         self,
@@ -193,7 +245,9 @@ class Source:
         progress: Progress | None = None,
     ) -> list[Path]:
         """Fetch ``files`` (verified, then moved into place) and return their local paths."""
-        raise NotImplementedError
+        from corral.pull import download
+
+        return download(self, repo, files, revision=revision, dest=dest, progress=progress)
 
 
 class Exporter:

@@ -77,3 +77,26 @@ class InvalidSetting(CorralError):
 
     exit_code = 9
     http_status = 422
+
+
+class QueueFull(Busy):
+    """A model already has the most requests waiting that its queue allows.
+
+    ``retry_after`` is how many seconds the client should wait before sending the request again.
+    """
+
+    retry_after: int = 1
+
+
+class InvalidRequest(CorralError):
+    """An HTTP request body that is missing a field or has one of the wrong type."""
+
+    exit_code = 11
+    http_status = 400
+
+
+class ServerUnavailable(CorralError):
+    """The Corral server is not running and could not be started, or stopped answering."""
+
+    exit_code = 12
+    http_status = 503

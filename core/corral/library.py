@@ -28,6 +28,7 @@ from corral.records import (
     Kind,
     Lora,
     LoraRequest,
+    Measurement,
     Model,
 )
 from corral.settings import apply_updates, merged_specs
@@ -48,9 +49,19 @@ class ImportResult:
 
 
 @attrs.frozen
+class LoadPlan:
+    """A checked load: the model, the driver class that loads it, its LoRA requests and settings."""
+
+    model: Model
+    driver: type[Driver]
+    loras: tuple[LoraRequest, ...]
+    settings: Mapping[str, Any]
+
+
+@attrs.frozen
 class ScanEntry:
     path: Path
-    status: str  # added | would-add | exists | component | lora | error
+    status: str  # added | would-add | exists | copy | missing | moved | component | lora | error
     name: str | None = None
     category: Category | None = None
     message: str | None = None
@@ -184,43 +195,30 @@ class Library:
         model = self.model_from_detection(detection, name=name, category=category, description=description)
         return ImportResult(detection=detection, model=self.store.add_model(model))
 
-    def scan(self, root: Path, *, dry_run: bool = False, allow_unsafe: bool = False) -> list[ScanEntry]:
-        """Adopt every model under ``root`` in place; re-scanning adds nothing new."""
-        from corral.detect import iter_candidates
+    def scan(
+        self,
+        root: Path | None = None,
+        *,
+        layout: str | None = None,
+        dry_run: bool = False,
+        allow_unsafe: bool = False,
+    ) -> list[ScanEntry]:
+        """Adopt every model under ``root`` in place; re-scanning adds nothing new.
 
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise NotFound(f"{root}: not a directory")
-        entries: list[ScanEntry] = []
-        attached: set[Path] = set()
-        for path in iter_candidates(root.resolve()):
-            if path in attached:
-                continue
-            existing = self.store.find_model_by_path(path)
-            if existing is not None:
-                entries.append(ScanEntry(path, "exists", existing.name, existing.category))
-                continue
-            try:
-                detection = self.detect(path, allow_unsafe=allow_unsafe)
-            except DetectionError as exc:
-                entries.append(ScanEntry(path, "error", message=str(exc)))
-                continue
-            if detection.kind != Kind.MODEL:
-                offer = self._offer(detection)
-                entries.append(ScanEntry(path, str(detection.kind), message=offer.offer))
-                continue
-            attached.update(a.path for a in detection.attachments)
-            if dry_run:
-                entries.append(ScanEntry(path, "would-add", _default_name(path), detection.category))
-                continue
-            try:
-                model = self.store.add_model(self.model_from_detection(detection))
-            except (Conflict, DetectionError) as exc:
-                entries.append(ScanEntry(path, "error", message=str(exc)))
-                continue
-            entries.append(ScanEntry(path, "added", model.name, model.category))
-        # A component already attached by a model found later is not an orphan.
-        return [e for e in entries if not (e.status == "component" and e.path in attached)]
+        ``layout`` reads another tool's store ("hf-cache", "ollama", "lmstudio"; ``root`` defaults to
+        its usual place). Records under ``root`` whose files are gone come back as "missing" entries.
+        See :mod:`corral.adopt`.
+        """
+        from corral.adopt import scan
+
+        return scan(self, root, layout=layout, dry_run=dry_run, allow_unsafe=allow_unsafe)
+
+    def check_files(self, model: Model) -> Model:
+        """``model`` with ``missing`` telling whether its files are on disk now (nothing is saved)."""
+        from corral.manifests.files import missing_paths
+
+        missing = bool(missing_paths(model))
+        return model if missing == model.missing else attrs.evolve(model, missing=missing)
 
     # --- edit / remove ---------------------------------------------------------------------------
 
@@ -350,22 +348,61 @@ class Library:
             )
         return chosen
 
+    def plan_load(
+        self, ref: str | Model, *, loras: Sequence[str] = (), overrides: Mapping[str, Any] | None = None
+    ) -> LoadPlan:
+        """Everything checked before a load: the model, its driver (environment check), the LoRAs (bound
+        to it, within the driver's limit) and the settings (saved ones, then ``overrides``)."""
+        from corral.runtime.rules import check_lora_count
+
+        model = ref if isinstance(ref, Model) else self.store.get_model(ref)
+        driver = self.driver_for(model)
+        requests = tuple(self._lora_request(model, r) for r in loras)
+        check_lora_count(model, driver.name, driver.max_loras, len(requests))
+        checked = apply_updates({}, overrides or {}, (), merged_specs(driver.settings), model.name)
+        settings = {**model.settings, **checked}
+        return LoadPlan(model=model, driver=driver, loras=requests, settings=settings)
+
+    def check_memory(self, plan: LoadPlan, *, force: bool = False, reclaimable: tuple[int, int] = (0, 0)) -> None:
+        """Refuse a load whose memory estimate does not fit (with numbers) unless ``force``;
+        ``reclaimable`` is the ``(ram, vram)`` that models unloaded first give back."""
+        from corral.runtime.memory import check_fits
+
+        check_fits(plan.model, plan.settings, loras=plan.loras, force=force, reclaimable=reclaimable)
+
+    def record_load(self, plan: LoadPlan, handle: LoadedModel) -> dict[str, int]:
+        """After a load: record what it really took and tell plugins (``model_loaded``)."""
+        memory = {k: int(v) for k, v in (handle.memory() or {}).items()}
+        if memory:
+            self.store.record_measurement(
+                Measurement(
+                    model_id=plan.model.id,
+                    settings=plan.settings,
+                    ram=memory.get("ram", 0),
+                    vram=memory.get("vram", 0),
+                )
+            )
+        self.host.pm.hook.model_loaded(model=plan.model, loras=[r.lora for r in plan.loras], memory=memory)
+        return memory
+
     @contextmanager
     def open_model(
-        self, ref: str, *, loras: Sequence[str] = (), overrides: Mapping[str, Any] | None = None
+        self,
+        ref: str,
+        *,
+        loras: Sequence[str] = (),
+        overrides: Mapping[str, Any] | None = None,
+        force: bool = False,
     ) -> Iterator[LoadedModel]:
         """Load a model in this process for one job, holding a lease so it cannot be deleted meanwhile."""
-        model = self.store.get_model(ref)
-        driver = self.driver_for(model)
-        requests = [self._lora_request(model, r) for r in loras]
-        if driver.max_loras is not None and len(requests) > driver.max_loras:
-            raise Incompatible(f"{model.name}: {driver.name} loads at most {driver.max_loras} LoRA(s) at once")
-        settings = {**model.settings, **(overrides or {})}
+        plan = self.plan_load(ref, loras=loras, overrides=overrides)
+        self.check_memory(plan, force=force)
+        model = plan.model
         self.store.acquire_lease(model.id)
         try:
-            handle = driver().load(model, settings, requests)
+            handle = plan.driver().load(model, plan.settings, plan.loras)
             try:
-                self.host.pm.hook.model_loaded(model=model, loras=[r.lora for r in requests], memory=handle.memory())
+                self.record_load(plan, handle)
                 yield handle
             finally:
                 handle.unload()

@@ -40,6 +40,10 @@ def print_model(model, detection=None) -> None:
         rows.append(("tags", ", ".join(model.tags)))
     for component in model.components:
         rows.append((f"component {component.kind}", component.path))
+    for copy in model.copies:
+        rows.append(("copy", copy))
+    if model.missing:
+        rows.append(("status", "missing: files are gone (restore them, or `corral rm` the record)"))
     if model.settings:
         rows.append(("settings", ", ".join(f"{k}={v}" for k, v in sorted(model.settings.items()))))
     if model.unsafe:
@@ -88,14 +92,21 @@ def import_cmd(app: App, path, category, name, description, allow_unsafe, as_jso
 
 
 @click.command("scan")
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option("--hf-cache", "layout", flag_value="hf-cache", help="The Hugging Face cache (HF_HUB_CACHE, HF_HOME/hub).")
+@click.option("--ollama", "layout", flag_value="ollama", help="Ollama's models (OLLAMA_MODELS, ~/.ollama/models).")
+@click.option("--lmstudio", "layout", flag_value="lmstudio", help="LM Studio's models (~/.lmstudio/models).")
 @click.option("--dry-run", is_flag=True, help="Show what would be added; change nothing.")
 @click.option("--allow-unsafe", is_flag=True, help="Also record unsafe pickle checkpoints.")
 @json_option
 @pass_app
-def scan_cmd(app: App, directory, dry_run, allow_unsafe, as_json) -> None:
-    """Adopt every model under DIRECTORY in place (no copy); re-scanning adds nothing new."""
-    entries = app.library.scan(directory, dry_run=dry_run, allow_unsafe=allow_unsafe)
+def scan_cmd(app: App, directory, layout, dry_run, allow_unsafe, as_json) -> None:
+    """Adopt every model under DIRECTORY in place (no copy); re-scanning adds nothing new.
+
+    With --hf-cache, --ollama or --lmstudio, read that tool's store (DIRECTORY overrides where it is).
+    Records whose files vanished are reported as missing, never dropped.
+    """
+    entries = app.library.scan(directory, layout=layout, dry_run=dry_run, allow_unsafe=allow_unsafe)
     if as_json:
         emit_json(entries)
         return
@@ -104,7 +115,9 @@ def scan_cmd(app: App, directory, dry_run, allow_unsafe, as_json) -> None:
         if e.message:
             click.echo(f"{e.path}: {e.message}", err=True)
     added = sum(e.status in ("added", "would-add") for e in entries)
-    click.echo(f"{added} model(s) {'would be added' if dry_run else 'added'}, {len(entries)} path(s) looked at.")
+    missing = sum(e.status == "missing" for e in entries)
+    gone = f", {missing} missing" if missing else ""
+    click.echo(f"{added} model(s) {'would be added' if dry_run else 'added'}{gone}, {len(entries)} path(s) looked at.")
 
 
 @click.command("ls")
@@ -113,7 +126,7 @@ def scan_cmd(app: App, directory, dry_run, allow_unsafe, as_json) -> None:
 @pass_app
 def ls_cmd(app: App, category, as_json) -> None:
     """List the models in the library."""
-    models = app.library.store.list_models(category)
+    models = [app.library.check_files(m) for m in app.library.store.list_models(category)]
     if as_json:
         emit_json(models)
         return
@@ -129,10 +142,11 @@ def ls_cmd(app: App, category, as_json) -> None:
             m.facts.architecture or "",
             m.facts.quantization or m.facts.dtype or "",
             human_size(m.size),
+            "missing" if m.missing else "",
         )
         for m in models
     ]
-    table(rows, ["ID", "NAME", "CATEGORY", "FORMAT", "ARCH", "QUANT", "SIZE"])
+    table(rows, ["ID", "NAME", "CATEGORY", "FORMAT", "ARCH", "QUANT", "SIZE", "STATUS"])
 
 
 @click.command("show")
@@ -141,7 +155,7 @@ def ls_cmd(app: App, category, as_json) -> None:
 @pass_app
 def show_cmd(app: App, model, as_json) -> None:
     """Show everything the library knows about MODEL (id or name)."""
-    record = app.library.store.get_model(model)
+    record = app.library.check_files(app.library.store.get_model(model))
     loras = app.library.store.list_loras(record.id)
     if as_json:
         emit_json({"model": record, "loras": loras})

@@ -8,6 +8,7 @@ the parameter count and prove the weights are there and safe.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -64,9 +65,13 @@ def _first(config: dict, *keys: str) -> Any:
 
 
 def _inside(root: Path, rel: str) -> Path:
-    """``root/rel``, refusing names that climb out of ``root`` (index files are untrusted too)."""
-    target = (root / rel).resolve()
-    if root.resolve() not in target.parents:
+    """``root/rel``, refusing names that climb out of ``root`` (index files are untrusted too).
+
+    The check is on the name, not the link target: a Hugging Face cache snapshot links every shard
+    into ``../../blobs/``, and that is the folder's own layout, not a name climbing out of it.
+    """
+    target = Path(os.path.normpath(root / rel))
+    if Path(os.path.normpath(root)) not in target.parents:
         raise DetectionError(f"{root}: weight file name {rel!r} points outside the model folder")
     return target
 

@@ -181,9 +181,11 @@ class Store:
             raise self._unique_violation(exc, "model", model.name, model.path) from None
         return model
 
-    def update_model(self, model: Model) -> Model:
-        """Save a changed model (components included); bumps ``updated``."""
-        model = attrs.evolve(model, updated=utcnow())
+    def update_model(self, model: Model, *, touch: bool = True) -> Model:
+        """Save a changed model (components included); bumps ``updated`` unless ``touch`` is False
+        (bookkeeping such as a computed hash or a missing flag is no use of the model)."""
+        if touch:
+            model = attrs.evolve(model, updated=utcnow())
         row = self._model_row(model)
         try:
             with self.transaction() as db:

@@ -1,0 +1,106 @@
+"""Ollama's store: ``manifests/<registry>/<namespace>/<model>/<tag>`` (JSON) naming layers that live
+in ``blobs/sha256-<hex>``.
+
+The layer of media type ``application/vnd.ollama.image.model`` is a GGUF; it is recorded as
+``model:tag`` (the name ``ollama list`` shows), with the projector layer
+(``application/vnd.ollama.image.projector``) attached as its mmproj. Template, parameter, licence and
+adapter layers are Ollama's own and are not recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Iterator
+
+from corral.adopt import Found
+from corral.errors import NotFound
+from corral.records import ComponentKind, Provenance
+
+LABEL = "Ollama models"
+HUB = "ollama"
+MODEL_LAYER = "application/vnd.ollama.image.model"
+PROJECTOR_LAYER = "application/vnd.ollama.image.projector"
+DEFAULT_REGISTRY = "registry.ollama.ai"
+#: Manifests are a few KB; anything this large is not one.
+MAX_MANIFEST = 1024**2
+_DIGEST = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
+
+
+def default_roots() -> list[Path]:
+    """OLLAMA_MODELS, else ~/.ollama/models, else the Linux service's /usr/share/ollama/.ollama/models."""
+    if os.environ.get("OLLAMA_MODELS"):
+        return [Path(os.environ["OLLAMA_MODELS"]).expanduser()]
+    return [Path("~/.ollama/models").expanduser(), Path("/usr/share/ollama/.ollama/models")]
+
+
+def display_name(registry: str, namespace: str, model: str) -> str:
+    """The name Ollama shows: ``llama3.2`` for its library, ``user/model``, or ``host/namespace/model``."""
+    if registry == DEFAULT_REGISTRY:
+        return model if namespace == "library" else f"{namespace}/{model}"
+    return f"{registry}/{namespace}/{model}"
+
+
+def blob_path(root: Path, digest: object) -> tuple[Path | None, str | None]:
+    """(blob file, sha256 hex) for a layer digest; (None, None) for a digest that is not a SHA-256
+    (manifests are untrusted: a digest never becomes a path unless it is exactly 64 hex digits)."""
+    m = _DIGEST.match(digest) if isinstance(digest, str) else None
+    if not m:
+        return None, None
+    hexdigest = m.group(1)
+    for name in (f"sha256-{hexdigest}", f"sha256:{hexdigest}"):  # older Ollama used the colon form
+        if (root / "blobs" / name).is_file():
+            return root / "blobs" / name, hexdigest
+    return root / "blobs" / f"sha256-{hexdigest}", hexdigest
+
+
+def _read_manifest(path: Path) -> dict:
+    if path.stat().st_size > MAX_MANIFEST:
+        raise ValueError("too large for a manifest")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
+        raise ValueError("no layers list")
+    return data
+
+
+def find(root: Path) -> Iterator[Found]:
+    """Every tagged model in the store, each as its model blob (with the projector blob, if any)."""
+    root = Path(os.path.realpath(root))
+    manifests = root / "manifests"
+    if not manifests.is_dir():
+        raise NotFound(f"{root}: no manifests/ folder, so not an Ollama models folder (see OLLAMA_MODELS)")
+    for path in sorted(p for p in manifests.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        parts = path.relative_to(manifests).parts
+        if len(parts) != 4:
+            continue  # not registry/namespace/model/tag
+        registry, namespace, model, tag = parts
+        repo = display_name(registry, namespace, model)
+        name = f"{repo}:{tag}"
+        try:
+            layers = _read_manifest(path)["layers"]
+        except (OSError, ValueError) as exc:
+            yield Found(path, name, problem=f"{path}: not a readable Ollama manifest ({exc})")
+            continue
+        by_type: dict[str, list] = {}
+        for layer in layers:
+            if isinstance(layer, dict):
+                by_type.setdefault(layer.get("mediaType"), []).append(layer.get("digest"))
+        if not by_type.get(MODEL_LAYER):
+            yield Found(path, name, problem=f"{name} has no model layer (a cloud model?); nothing on disk to adopt")
+            continue
+        blob, sha = blob_path(root, by_type[MODEL_LAYER][0])
+        if blob is None:
+            yield Found(path, name, problem=f"{path}: the model layer's digest is not a sha256 digest")
+            continue
+        if not blob.is_file():
+            yield Found(blob, name, problem=f"{name}: its blob {blob.name} is missing; re-pull it: ollama pull {name}")
+            continue
+        components = []
+        for digest in by_type.get(PROJECTOR_LAYER, [])[:1]:
+            projector, _ = blob_path(root, digest)
+            if projector is not None and projector.is_file():
+                components.append((ComponentKind.MMPROJ, projector))
+        provenance = Provenance(hub=HUB, repo=repo, revision=tag, files=(f"sha256:{sha}",))
+        yield Found(blob, name, provenance, tuple(components), sha256=sha)

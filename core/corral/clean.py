@@ -1,0 +1,224 @@
+"""Cleanup: choose models by tag, quantization, category, age of last use or missing files, show what
+deleting them frees, and delete them (files and records) only after that list was shown.
+
+Never deleted: a file another record still uses (a shared path, a component, a LoRA bound to a model
+that stays), a loaded model, and files inside another tool's store (the Hugging Face cache, Ollama),
+which are removed with that store's own tool.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import attrs
+
+from corral.errors import Conflict, CorralError, InvalidSetting
+from corral.manifests import library_home, remove_manifest
+from corral.manifests.files import FileUsage, disk_size, locations, managed_store, missing_paths
+from corral.records import Model, utcnow
+
+
+class ConfirmationNeeded(CorralError):
+    """A deletion asked for without a terminal to confirm on and without ``--yes``."""
+
+
+@attrs.frozen
+class Filters:
+    """Which models to choose; every filter given must match."""
+
+    tag: str | None = None
+    quant: str | None = None
+    unused_days: float | None = None
+    category: str | None = None
+    missing: bool = False
+
+    def empty(self) -> bool:
+        return not (self.tag or self.quant or self.unused_days is not None or self.category or self.missing)
+
+
+@attrs.frozen
+class CleanFile:
+    """One file (or model folder) of a candidate and what cleanup does with it."""
+
+    path: Path
+    role: str
+    size: int
+    #: "delete", or "keep" with ``reason`` (shared, gone already).
+    action: str
+    reason: str | None = None
+
+
+@attrs.frozen
+class CleanCandidate:
+    """A chosen model; ``blocked`` says why it stays whole (loaded, in another tool's store)."""
+
+    id: str
+    name: str
+    category: str
+    quantization: str | None
+    last_used: datetime
+    files: tuple[CleanFile, ...]
+    frees: int
+    blocked: str | None = None
+
+
+@attrs.frozen
+class CleanPlan:
+    """What ``clean preview`` shows and ``clean apply`` carries out."""
+
+    candidates: tuple[CleanCandidate, ...]
+    frees: int
+    filters: Filters = Filters()
+
+
+@attrs.frozen
+class CleanReport:
+    """What ``clean apply`` did."""
+
+    removed: tuple[str, ...]
+    deleted: tuple[Path, ...]
+    freed: int
+    skipped: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+def last_used(store, model: Model) -> datetime:
+    """When the model was last loaded (its newest load measurement) or changed, whichever is later."""
+    measured = [m.measured for m in store.measurements(model.id)]
+    return max([model.updated, *measured])
+
+
+def _matches(store, model: Model, filters: Filters, now: datetime) -> bool:
+    if filters.category and str(model.category) != filters.category:
+        return False
+    if filters.tag and filters.tag.lower() not in {t.lower() for t in model.tags}:
+        return False
+    if filters.quant:
+        quant = model.facts.quantization or model.facts.dtype or ""
+        if quant.lower() != filters.quant.lower():
+            return False
+    if filters.unused_days is not None and last_used(store, model) > now - timedelta(days=filters.unused_days):
+        return False
+    if filters.missing and not missing_paths(model):
+        return False
+    return True
+
+
+def plan_clean(library, filters: Filters, *, now: datetime | None = None) -> CleanPlan:
+    """The models ``filters`` choose and the space deleting them frees; nothing is changed."""
+    if filters.empty():
+        raise InvalidSetting(
+            "clean needs at least one filter (--tag, --quant, --unused-days, --category, --missing); "
+            "it never chooses the whole library"
+        )
+    store = library.store
+    now = now or utcnow()
+    models = store.list_models()
+    loras = store.list_loras()
+    loaded = store.loaded_ids()
+    chosen = [m for m in models if _matches(store, m, filters, now)]
+    blocked: dict[str, str] = {}
+    for m in chosen:
+        if m.id in loaded:
+            blocked[m.id] = "loaded; unload it first (`corral unload`)"
+            continue
+        managed = next((r for loc in locations(m) if (r := managed_store(loc.path))), None)
+        if managed:
+            blocked[m.id] = managed
+    going = {m.id for m in chosen if m.id not in blocked}
+    # Everyone who stays: other models, blocked candidates, LoRAs bound to models that stay.
+    usage = FileUsage([m for m in models if m.id not in going], [l for l in loras if l.base_id not in going])
+    candidates = []
+    for m in chosen:
+        files = () if m.id in blocked else tuple(_files(m, [l for l in loras if l.base_id == m.id], usage))
+        candidates.append(CleanCandidate(
+            id=m.id, name=m.name, category=str(m.category),
+            quantization=m.facts.quantization or m.facts.dtype, last_used=last_used(store, m),
+            files=files, frees=sum(f.size for f in files if f.action == "delete"), blocked=blocked.get(m.id),
+        ))  # fmt: skip
+    return CleanPlan(candidates=tuple(candidates), frees=_unique_bytes(candidates), filters=filters)
+
+
+def _unique_bytes(candidates) -> int:
+    seen, total = set(), 0
+    for c in candidates:
+        for f in c.files:
+            real = os.path.realpath(f.path)
+            if f.action == "delete" and real not in seen:
+                seen.add(real)
+                total += f.size
+    return total
+
+
+def _files(model: Model, loras, usage: FileUsage) -> list[CleanFile]:
+    out: list[CleanFile] = []
+    if model.path.is_dir():
+        users = usage.users(model.path, tree=True)
+        if not users:
+            # The folder is the model: config, tokenizer and weights go together.
+            out.append(CleanFile(model.path, "model folder", disk_size(model.path), "delete"))
+            inside = os.path.realpath(model.path) + os.sep
+            locs = [l for l in locations(model, loras) if not (os.path.realpath(l.path) + os.sep).startswith(inside)]
+        else:
+            locs = locations(model, loras)
+    else:
+        locs = locations(model, loras)
+    for loc in locs:
+        if not os.path.lexists(loc.path):
+            out.append(CleanFile(loc.path, loc.role, 0, "keep", "already gone"))
+            continue
+        users = usage.users(loc.path)
+        if users:
+            out.append(CleanFile(loc.path, loc.role, 0, "keep", "also used by " + ", ".join(sorted(users))))
+        elif os.path.isdir(loc.path):
+            out.append(CleanFile(loc.path, loc.role, 0, "keep", "a folder; only files are deleted"))
+        else:
+            out.append(CleanFile(loc.path, loc.role, disk_size(loc.path), "delete"))
+    return out
+
+
+def apply_clean(library, plan: CleanPlan) -> CleanReport:
+    """Delete what ``plan`` lists: each record first (refused if it got loaded meanwhile), then its files.
+
+    The plan is worked out again first, and only what both plans delete goes: a file some record started
+    using, or a model loaded, since the list was shown stays.
+    """
+    store = library.store
+    home = library_home(library)
+    shown = {(c.id, str(f.path)) for c in plan.candidates for f in c.files if f.action == "delete"}
+    shown_ids = {c.id for c in plan.candidates if not c.blocked}
+    removed, deleted, errors = [], [], []
+    skipped = [f"{c.name}: {c.blocked}" for c in plan.candidates if c.blocked]
+    freed = 0
+    for c in plan_clean(library, plan.filters).candidates:
+        if c.id not in shown_ids:
+            continue
+        if c.blocked:
+            skipped.append(f"{c.name}: {c.blocked}")
+            continue
+        try:
+            store.delete_model(c.id)  # refuses a model that a live process holds loaded
+        except Conflict as exc:
+            skipped.append(f"{c.name}: {exc}")
+            continue
+        removed.append(c.name)
+        remove_manifest(home, c.id)
+        for f in c.files:
+            if f.action != "delete" or (c.id, str(f.path)) not in shown:
+                continue
+            try:
+                if os.path.isdir(f.path) and not os.path.islink(f.path):
+                    shutil.rmtree(f.path)
+                else:
+                    os.unlink(f.path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                errors.append(f"{f.path}: {exc.strerror or exc}")
+                continue
+            deleted.append(f.path)
+            freed += f.size
+    return CleanReport(tuple(removed), tuple(deleted), freed, tuple(skipped), tuple(errors))

@@ -1,0 +1,173 @@
+"""Commands for the server: ``serve`` runs it; ``load``, ``unload`` and ``ps`` talk to it, starting it in
+the background when none runs for this library."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from corral.cli.base import emit_json, human_size, json_option, table
+from corral.records import Category
+from corral.server.state import DEFAULT_HOST, DEFAULT_PORT
+
+
+class Duration(click.ParamType):
+    """Seconds, or a duration like 30s / 5m / 1h; negative or "forever" keeps models loaded."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        from corral.runtime.watchdog import parse_duration
+
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Percent(click.ParamType):
+    name = "percent"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(str(value).strip().rstrip("%"))
+        except ValueError:
+            self.fail(f"{value!r} is not a percentage (e.g. 90)", param, ctx)
+        if not 1 <= number <= 100:
+            self.fail(f"{value!r} must be a percentage between 1 and 100", param, ctx)
+        return number
+
+
+@click.command("serve")
+@click.option("--host", envvar="CORRAL_HOST", default=DEFAULT_HOST, show_default=True,
+              help="Address to listen on (env CORRAL_HOST). 0.0.0.0 exposes the server to the network.")
+@click.option("--port", envvar="CORRAL_PORT", type=click.IntRange(0, 65535), default=DEFAULT_PORT,
+              show_default=True, help="Port (env CORRAL_PORT); 0 picks a free one.")
+@click.option("--api-key", envvar="CORRAL_API_KEY", help="Require Authorization: Bearer KEY on every route "
+              "(env CORRAL_API_KEY).")
+@click.option("--keep-alive", envvar="CORRAL_KEEP_ALIVE", type=Duration(), default="5m", show_default=True,
+              help="Unload a model idle this long (300, 30s, 5m, 1h; -1 or forever: never).")
+@click.option("--memory-threshold", envvar="CORRAL_MEMORY_THRESHOLD", type=Percent(), default=90.0,
+              show_default=True, help="System memory percent at which idle models are unloaded.")
+@click.option("--max-queue", envvar="CORRAL_MAX_QUEUE", type=click.IntRange(0), default=50, show_default=True,
+              help="Requests that may wait per model; more are answered 503.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+def serve_cmd(host, port, api_key, keep_alive, memory_threshold, max_queue, log_level) -> None:
+    """Serve the library over an OpenAI-compatible HTTP API until Ctrl-C."""
+    import importlib.util
+
+    from corral.errors import PluginMissing
+    from corral.server.serve import serve
+
+    missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise PluginMissing(f"corral serve needs {' and '.join(missing)}: pip install {' '.join(missing)}")
+
+    serve(
+        host=host,
+        port=port,
+        api_key=api_key or None,
+        keep_alive=keep_alive,
+        memory_threshold=memory_threshold,
+        max_waiting=max_queue,
+        log_level=log_level,
+        announce=lambda line: click.echo(line, err=True),
+    )
+
+
+def _client():
+    from corral.server.client import connect_or_start
+
+    return connect_or_start()
+
+
+def _parse_sets(values) -> dict:
+    settings = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--set")
+        settings[name.strip().replace("-", "_")] = value
+    return settings
+
+
+@click.command("load")
+@click.argument("model")
+@click.option("--lora", "loras", multiple=True, metavar="NAME[=WEIGHT]", help="LoRA to apply.")
+@click.option("--n-ctx", type=click.IntRange(0), help="Context length for this load (0: the model's own).")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Another load setting for this load.")
+@click.option("--keep-alive", type=Duration(), help="Idle time before this model is unloaded.")
+@click.option("--force", is_flag=True, help="Load even when the memory estimate does not fit.")
+@json_option
+def load_cmd(model, loras, n_ctx, sets, keep_alive, force, as_json) -> None:
+    """Load MODEL in the server (started in the background if none runs)."""
+    settings = _parse_sets(sets)
+    if n_ctx is not None:
+        settings["n_ctx"] = n_ctx
+    body = {"model": model, "loras": list(loras), "settings": settings, "force": force}
+    if keep_alive is not None:
+        body["keep_alive"] = keep_alive
+    answer = _client().post("/api/load", body)
+    if as_json:
+        emit_json(answer)
+        return
+    info = answer["model"]
+    if answer["reused"]:
+        click.echo(f"{info['name']} is already loaded with this configuration.")
+        return
+    memory = f"RAM {human_size(info['ram'])}" + (f", VRAM {human_size(info['vram'])}" if info["vram"] else "")
+    click.echo(f"Loaded {info['name']} ({info['category']}, {info['driver']}) in {answer['seconds']:.1f} s; {memory}.")
+
+
+@click.command("unload")
+@click.argument("model", required=False)
+@click.option("--category", type=click.Choice([c.value for c in Category]), help="Unload this category's model.")
+@click.option("--all", "everything", is_flag=True, help="Unload every model.")
+@json_option
+def unload_cmd(model, category, everything, as_json) -> None:
+    """Unload MODEL (or the model of --category, or --all) from the server."""
+    if sum(bool(x) for x in (model, category, everything)) != 1:
+        raise click.UsageError("give MODEL, --category C or --all")
+    body = {"model": model} if model else {"category": category} if category else {"all": True}
+    answer = _client().post("/api/unload", body)
+    if as_json:
+        emit_json(answer)
+        return
+    if not answer["unloaded"]:
+        click.echo("Nothing was loaded.")
+    for name in answer["unloaded"]:
+        click.echo(f"Unloaded {name}.")
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+@click.command("ps")
+@json_option
+def ps_cmd(as_json) -> None:
+    """List the models the server holds loaded, with their memory and queues."""
+    models = _client().get("/api/ps")["models"]
+    if as_json:
+        emit_json(models)
+        return
+    if not models:
+        click.echo("No model is loaded.")
+        return
+    now = time.time()
+    rows = []
+    for m in models:
+        until = "never" if m["expires_in"] is None else _ago(m["expires_in"])
+        rows.append((m["name"], m["category"], m["driver"], ",".join(m["loras"]) or "-", human_size(m["ram"]),
+                     human_size(m["vram"]), "yes" if m["busy"] else "no", m["waiting"],
+                     _ago(now - m["last_used"]), until))
+    table(rows, ["NAME", "CATEGORY", "DRIVER", "LORAS", "RAM", "VRAM", "BUSY", "WAITING", "IDLE", "UNLOAD IN"])
+
+
+COMMANDS = (serve_cmd, load_cmd, unload_cmd, ps_cmd)

@@ -1,0 +1,210 @@
+"""Adding what a pull brought to the library, each record carrying its provenance (hub, repo, revision,
+files). Models are added; a pulled projector is attached to its model; a LoRA is bound to ``--base`` or
+offered for binding; anything else is reported with the command that adopts it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+import attrs
+from attrs import frozen
+
+from corral.detect.gguf import split_info
+from corral.errors import Conflict, DetectionError
+from corral.pull.variants import is_gguf, is_mmproj
+from corral.records import Component, ComponentKind, Detection, Kind, Lora, Model, Provenance, RemoteFile, Snapshot
+from corral.store import new_id
+
+#: Single weight files worth detecting one by one when their folder is not a model directory.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx")
+
+
+@frozen
+class Adoption:
+    """What the library gained from a pull."""
+
+    models: tuple[Model, ...] = ()
+    existing: tuple[Model, ...] = ()
+    loras: tuple[Lora, ...] = ()
+    offers: tuple[str, ...] = ()
+
+
+def pulled_root(pulled: Sequence[tuple[RemoteFile, Path]]) -> Path:
+    """The folder the repository's files landed in (the snapshot folder, or ``--dest``)."""
+    name, path = pulled[0][0].name, pulled[0][1]
+    return path.parents[len(name.split("/")) - 1]
+
+
+def provenance_of(snapshot: Snapshot, files: Sequence[RemoteFile]) -> Provenance:
+    return Provenance(
+        hub=snapshot.source,
+        repo=snapshot.repo,
+        revision=snapshot.commit or snapshot.revision,
+        files=tuple(f.name for f in files),
+        url=snapshot.url,
+    )
+
+
+def detect(library, path: Path) -> Detection:
+    """Detect ``path``; a link (a hub cache's snapshot entry) is recorded as the link, not its blob.
+
+    The library resolves links, and a blob's name says nothing: a GGUF link is detected under its own
+    name (split parts and projectors are found beside it); anything else gets its paths swapped back.
+    """
+    if not path.is_symlink():
+        return library.detect(path)
+    if path.suffix.lower() == ".gguf":
+        from corral.detect.gguf import detect_gguf
+
+        return detect_gguf(path)
+    detection = library.detect(path)
+    real = path.resolve()
+    swap = lambda p: path if p == real else p  # noqa: E731
+    return attrs.evolve(detection, path=swap(detection.path), paths=tuple(swap(p) for p in detection.paths))
+
+
+def _unique(taken, wanted: str) -> str:
+    name, n = wanted, 2
+    while taken(name):
+        name, n = f"{wanted}-{n}", n + 1
+    return name
+
+
+def _candidates(pulled: Sequence[tuple[RemoteFile, Path]]) -> tuple[list[Path], list[Path]]:
+    """(what to detect as models, the projectors pulled alongside)."""
+    projectors = [p for f, p in pulled if is_mmproj(f.name)]
+    ggufs = []
+    for f, p in pulled:
+        if is_gguf(f.name) and not is_mmproj(f.name):
+            split = split_info(p)
+            if split is None or split[1] == 1:
+                ggufs.append(p)
+    if ggufs:
+        return ggufs, projectors
+    if projectors:
+        return projectors, []
+    return [pulled_root(pulled)], []
+
+
+def adopt(
+    library,
+    snapshot: Snapshot,
+    pulled: Sequence[tuple[RemoteFile, Path]],
+    *,
+    name: str | None = None,
+    base: str | None = None,
+) -> Adoption:
+    """Detect what was pulled and add it to ``library`` (a :class:`corral.library.Library`)."""
+    if not pulled:
+        return Adoption()
+    provenance = provenance_of(snapshot, [f for f, _ in pulled])
+    candidates, projectors = _candidates(pulled)
+    detections: list[Detection] = []
+    offers: list[str] = []
+    for path in candidates:
+        try:
+            detections.append(detect(library, path))
+        except DetectionError as exc:
+            if path.is_dir():
+                detections.extend(_weights_one_by_one(library, pulled, offers))
+                if not detections and not offers:
+                    offers.append(f"{exc}. The files are in {path}")
+            else:
+                offers.append(str(exc))
+    models, existing, loras = [], [], []
+    for detection in detections:
+        if detection.kind == Kind.MODEL:
+            added, known = _add_model(library, detection, provenance, projectors, name, repo_name(snapshot))
+            (models if added else existing).append(known)
+            name = None  # --name goes to the first model only
+        elif detection.kind == Kind.LORA and base is not None:
+            loras.append(bind_lora(library, base, detection, provenance, name))
+        else:
+            offers.append(_offer(library, detection))
+    return Adoption(tuple(models), tuple(existing), tuple(loras), tuple(offers))
+
+
+def repo_name(snapshot: Snapshot) -> str:
+    return snapshot.repo.rsplit("/", 1)[-1]
+
+
+def _weights_one_by_one(library, pulled, offers: list[str]) -> list[Detection]:
+    found = []
+    for f, path in pulled:
+        if path.suffix.lower() in WEIGHT_SUFFIXES:
+            try:
+                found.append(detect(library, path))
+            except DetectionError as exc:
+                offers.append(str(exc))
+    return found
+
+
+def _add_model(
+    library, detection: Detection, provenance: Provenance, projectors: list[Path], name: str | None, repo: str
+) -> tuple[bool, Model]:
+    """(added?, the model): an existing record for the same path keeps its name and gains provenance."""
+    store = library.store
+    existing = store.find_model_by_path(detection.path)
+    if existing is not None:
+        if existing.provenance != provenance:
+            existing = store.update_model(attrs.evolve(existing, provenance=provenance))
+        return False, existing
+    if name is None and detection.path.is_dir():
+        name = _unique(store.name_taken, re.sub(r"[^\w.\-]+", "-", repo))
+    model = library.model_from_detection(detection, name=name)
+    model = attrs.evolve(model, provenance=provenance)
+    if projectors and model.component(ComponentKind.MMPROJ) is None:
+        model = _attach_projector(library, model, projectors[0])
+    return True, store.add_model(model)
+
+
+def _attach_projector(library, model: Model, path: Path) -> Model:
+    """The pulled projector as the model's mmproj component (detection checks it is one)."""
+    detection = detect(library, path)
+    if detection.kind != Kind.COMPONENT or detection.component != ComponentKind.MMPROJ:
+        return model
+    component = Component(kind=ComponentKind.MMPROJ, path=detection.path, size=detection.size, facts=detection.facts)
+    from corral.records import Category
+
+    category = Category.MULTIMODAL if model.category == Category.CHAT else model.category
+    return attrs.evolve(model, components=model.components + (component,), category=category)
+
+
+def bind_lora(library, base_ref: str, detection: Detection, provenance: Provenance, name: str | None) -> Lora:
+    """Bind a pulled LoRA to ``base_ref`` after the same fit check ``corral lora add`` runs."""
+    store = library.store
+    base = store.get_model(base_ref)
+    for lora in store.list_loras(base.id):
+        if lora.path == detection.path:
+            return lora
+    library.host.first_result("check_lora", base=base, lora=detection)
+    if name is not None and store.lora_name_taken(name):
+        raise Conflict(f"a LoRA named {name!r} already exists; choose another --name")
+    stem = detection.path.stem if detection.path.is_file() else detection.path.name
+    lora = Lora(
+        id=new_id(),
+        name=name or _unique(store.lora_name_taken, stem),
+        base_id=base.id,
+        format=detection.format,
+        path=detection.path,
+        size=detection.size,
+        facts=detection.facts,
+        provenance=provenance,
+    )
+    return store.add_lora(lora)
+
+
+def _offer(library, detection: Detection) -> str:
+    if detection.kind == Kind.LORA:
+        arch = detection.facts.architecture or detection.facts.base_model
+        fits = [m.name for m in library.store.list_models() if arch and m.facts.architecture == arch]
+        hint = f" (in the library: {', '.join(fits)})" if fits else ""
+        return (
+            f"{detection.path} is a LoRA adapter for {arch or 'an unknown base'}. Bind it to its base "
+            f"model{hint}: corral lora add BASE {detection.path}   (or pull again with --base BASE)"
+        )
+    kind = detection.component or detection.kind
+    return f"{detection.path} is a {kind} component. Attach it: corral component add MODEL {kind} {detection.path}"

@@ -1,0 +1,371 @@
+"""The runtime: the models this process holds loaded, under the load rules (:mod:`corral.runtime.rules`),
+each with its request queue (:mod:`corral.runtime.queue`).
+
+Thread-safe. Loads within one slot (see :func:`corral.runtime.rules.slot`) are serialised, so two
+clients asking for the same model at once load it once, and two language models never end up loaded
+together. The library database is opened once per thread (SQLite connections stay in their thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence
+
+import attrs
+
+from corral.driver import TASKS, LoadedModel
+from corral.errors import Busy, NotFound
+from corral.library import Library, LoadPlan
+from corral.records import Category, LoraRequest, Model
+from corral.runtime.queue import MAX_WAITING, QueueClosed, RequestQueue, Turn
+from corral.runtime.rules import config_key, same_slot, slot
+
+log = logging.getLogger("corral.runtime")
+
+#: Default seconds an idle model stays loaded (as Ollama's keep-alive).
+KEEP_ALIVE = 300.0
+
+
+@attrs.frozen
+class LoadedInfo:
+    """A loaded model as ``corral ps`` and ``/api/ps`` show it."""
+
+    id: str
+    name: str
+    category: Category
+    driver: str
+    loras: tuple[str, ...]
+    settings: Mapping[str, Any]
+    ram: int
+    vram: int
+    loaded_at: float
+    last_used: float
+    expires_in: float | None
+    busy: bool
+    waiting: int
+    served: int
+    rejected: int
+
+
+@attrs.define(eq=False)
+class Loaded:
+    """One live model: the driver's handle, what it was loaded with, its queue and its last use."""
+
+    model: Model
+    driver: str
+    handle: LoadedModel
+    settings: Mapping[str, Any]
+    loras: tuple[LoraRequest, ...]
+    key: tuple
+    queue: RequestQueue
+    memory: Mapping[str, int]
+    keep_alive: float | None
+    loaded_at: float = attrs.field(factory=time.time)
+    last_used: float = attrs.field(factory=time.monotonic)
+    #: Set once an unload has begun, so a model is never unloaded twice.
+    retired: bool = False
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    def expires_in(self, now: float | None = None) -> float | None:
+        """Seconds of idleness left before the keep-alive unloads it (None: kept until asked)."""
+        if self.keep_alive is None or self.keep_alive < 0:
+            return None
+        now = time.monotonic() if now is None else now
+        return max(0.0, self.last_used + self.keep_alive - now)
+
+    def info(self) -> LoadedInfo:
+        return LoadedInfo(
+            id=self.model.id,
+            name=self.model.name,
+            category=self.model.category,
+            driver=self.driver,
+            loras=tuple(f"{r.lora.name}={r.weight:g}" for r in self.loras),
+            settings=dict(self.settings),
+            ram=int(self.memory.get("ram", 0)),
+            vram=int(self.memory.get("vram", 0)),
+            loaded_at=self.loaded_at,
+            last_used=time.time() - (time.monotonic() - self.last_used),
+            expires_in=self.expires_in(),
+            busy=self.queue.busy,
+            waiting=self.queue.waiting,
+            served=self.queue.served,
+            rejected=self.queue.rejected,
+        )
+
+
+class Runtime:
+    """Holds loaded models for one process (the server, or a Python program embedding Corral)."""
+
+    def __init__(
+        self,
+        library: Library,
+        *,
+        keep_alive: float | None = KEEP_ALIVE,
+        max_waiting: int = MAX_WAITING,
+        drain_timeout: float = 120.0,
+    ) -> None:
+        self.library = library
+        self.host = library.host
+        self.keep_alive = keep_alive
+        self.max_waiting = max_waiting
+        #: How long an unload waits for the request in progress before giving up on that model.
+        self.drain_timeout = drain_timeout
+        self.pid = os.getpid()
+        self._db_path = library.store.path
+        self._local = threading.local()
+        self._local.library = library
+        # Weak: a worker thread's connection closes with its thread instead of piling up here.
+        self._opened: weakref.WeakSet[Library] = weakref.WeakSet()
+        self._state = threading.RLock()
+        self._loaded: dict[str, Loaded] = {}
+        self._slot_locks: dict[str, threading.Lock] = {}
+        #: How many times a driver's ``load`` ran, per model id (``corral ps`` shows reuse).
+        self.load_count: dict[str, int] = {}
+        self._closed = False
+
+    # --- per-thread library --------------------------------------------------------------------------
+
+    def lib(self) -> Library:
+        """This thread's view of the library (its own SQLite connection, the shared plugin host)."""
+        library = getattr(self._local, "library", None)
+        if library is None:
+            from corral.store import Store
+
+            library = Library(Store(self._db_path), self.host)
+            self._local.library = library
+            with self._state:
+                self._opened.add(library)
+        return library
+
+    # --- lookups -------------------------------------------------------------------------------------
+
+    def entries(self) -> list[Loaded]:
+        with self._state:
+            return list(self._loaded.values())
+
+    def ps(self) -> list[LoadedInfo]:
+        """Every loaded model, language model first, then by name."""
+        order = {c: i for i, c in enumerate(Category)}
+        return [e.info() for e in sorted(self.entries(), key=lambda e: (order[e.model.category], e.model.name))]
+
+    def find(self, ref: str) -> Loaded | None:
+        """The loaded model called ``ref`` (id, id prefix of 4+ characters, or name), without the database."""
+        lowered = ref.lower()
+        with self._state:
+            for entry in self._loaded.values():
+                if ref == entry.model.id or lowered == entry.model.name.lower():
+                    return entry
+            if len(ref) >= 4:
+                hits = [e for e in self._loaded.values() if e.model.id.startswith(ref)]
+                if len(hits) == 1:
+                    return hits[0]
+        return None
+
+    def resolve(self, ref: str) -> Model:
+        """A library model by id or name (loaded or not)."""
+        entry = self.find(ref)
+        return entry.model if entry is not None else self.lib().store.get_model(ref)
+
+    def _slot_lock(self, category: Category) -> threading.Lock:
+        with self._state:
+            return self._slot_locks.setdefault(slot(category), threading.Lock())
+
+    # --- load / unload -------------------------------------------------------------------------------
+
+    def load(
+        self,
+        ref: str,
+        *,
+        loras: Sequence[str] = (),
+        settings: Mapping[str, Any] | None = None,
+        force: bool = False,
+        keep_alive: float | None = None,
+    ) -> Loaded:
+        """Load ``ref`` under the rules, or reuse the identical load already held.
+
+        Replaces the model of the same slot (waiting for its request in progress), checks the backend
+        and the memory estimate first (``force`` skips the memory check), and records what the load took.
+        """
+        if self._closed:
+            raise Busy("the server is shutting down")
+        lib = self.lib()
+        model = lib.store.get_model(ref)
+        with self._slot_lock(model.category):
+            # Read again under the lock: saved settings may have changed while waiting for it.
+            plan = lib.plan_load(lib.store.get_model(model.id), loras=loras, overrides=settings)
+            key = config_key(model.id, plan.loras, plan.settings)
+            with self._state:
+                victims = [e for e in self._loaded.values() if same_slot(e.model.category, model.category)]
+            current = next((e for e in victims if e.key == key), None)
+            if current is not None:
+                current.touch()
+                if keep_alive is not None:
+                    current.keep_alive = keep_alive
+                return current
+            reclaimable = (sum(v.memory.get("ram", 0) for v in victims), sum(v.memory.get("vram", 0) for v in victims))
+            lib.check_memory(plan, force=force, reclaimable=reclaimable)
+            for victim in victims:
+                self._unload(victim, f"{victim.model.name} was unloaded to load {model.name}")
+            return self._load(lib, plan, key, self.keep_alive if keep_alive is None else keep_alive)
+
+    def _load(self, lib: Library, plan: LoadPlan, key: tuple, keep_alive: float | None) -> Loaded:
+        model = plan.model
+        started = time.monotonic()
+        lib.store.acquire_lease(model.id, self.pid)
+        try:
+            handle = plan.driver().load(model, plan.settings, plan.loras)
+        except BaseException:
+            lib.store.release_lease(model.id, self.pid)
+            raise
+        try:
+            memory = lib.record_load(plan, handle)
+        except BaseException:
+            handle.unload()
+            lib.store.release_lease(model.id, self.pid)
+            raise
+        entry = Loaded(
+            model=model,
+            driver=plan.driver.name,
+            handle=handle,
+            settings=dict(plan.settings),
+            loras=plan.loras,
+            key=key,
+            queue=RequestQueue(model.name, self.max_waiting),
+            memory=memory,
+            keep_alive=keep_alive,
+        )
+        with self._state:
+            self._loaded[model.id] = entry
+            self.load_count[model.id] = self.load_count.get(model.id, 0) + 1
+        log.info("loaded %s (%s) in %.1f s", model.name, plan.driver.name, time.monotonic() - started)
+        return entry
+
+    def ensure(self, ref: str) -> Loaded:
+        """The loaded model ``ref``, loading it with its saved settings when it is not loaded."""
+        entry = self.find(ref)
+        return entry if entry is not None else self.load(ref)
+
+    def _unload(self, entry: Loaded, reason: str, *, closed: bool = False) -> bool:
+        """Take ``entry`` out of service: refuse new requests, let the running one finish, free it."""
+        with self._state:
+            if entry.retired:
+                return False
+            entry.retired = True
+            if self._loaded.get(entry.model.id) is entry:
+                del self._loaded[entry.model.id]
+        if not closed:
+            entry.queue.close(reason)
+        if not entry.queue.wait_drained(self.drain_timeout):
+            # Freeing memory under a running request could crash the backend; leave it to process exit.
+            log.warning("%s is still busy after %.0f s; not unloaded", entry.model.name, self.drain_timeout)
+            return False
+        try:
+            entry.handle.unload()
+        finally:
+            self.lib().store.release_lease(entry.model.id, self.pid)
+            self.host.pm.hook.model_unloaded(model=entry.model)
+        log.info("unloaded %s: %s", entry.model.name, reason)
+        return True
+
+    def unload(self, ref: str) -> Model:
+        """Unload one model (waiting for its request in progress); NotFound when it is not loaded."""
+        entry = self.find(ref)
+        if entry is None:
+            model = self.lib().store.get_model(ref)  # NotFound for an unknown name
+            raise NotFound(f"{model.name} is not loaded; see `corral ps`")
+        with self._slot_lock(entry.model.category):
+            self._unload(entry, f"{entry.model.name} was unloaded on request")
+        return entry.model
+
+    def unload_category(self, category: Category) -> list[Model]:
+        """Unload the loaded model(s) of ``category``."""
+        done = []
+        for entry in self.entries():
+            if entry.model.category == category:
+                with self._slot_lock(category):
+                    self._unload(entry, f"{entry.model.name} was unloaded on request")
+                done.append(entry.model)
+        return done
+
+    def unload_if_idle(self, entry: Loaded, reason: str) -> bool:
+        """Unload ``entry`` only when no request runs or waits; never blocks (for the watchdog)."""
+        lock = self._slot_lock(entry.model.category)
+        if not lock.acquire(blocking=False):
+            return False  # a load in this slot is under way; look again next time
+        try:
+            if self.find(entry.model.id) is not entry or not entry.queue.close_if_idle(reason):
+                return False
+            return self._unload(entry, reason, closed=True)
+        finally:
+            lock.release()
+
+    def close(self) -> None:
+        """Unload everything (each after its request in progress) and close the database connections."""
+        self._closed = True
+        for entry in self.entries():
+            try:
+                self._unload(entry, "the server is shutting down")
+            except Exception:  # one failing unload must not keep the others loaded
+                log.exception("unloading %s failed", entry.model.name)
+        with self._state:
+            opened = list(self._opened)
+        for library in opened:
+            try:
+                library.store.close()
+            except Exception:  # a connection of a thread that is gone
+                pass
+
+    # --- requests ------------------------------------------------------------------------------------
+
+    def enter(self, ref: str, task: str | None = None) -> tuple[Loaded, Turn]:
+        """Ensure ``ref`` is loaded and take a place in its queue (without waiting for the turn).
+
+        Raises :class:`corral.errors.QueueFull` at once when the queue is full, and
+        :class:`corral.driver.Unsupported` when the model's category cannot do ``task``.
+        """
+        for _ in range(3):
+            entry = self.ensure(ref)
+            check_task(entry.model, task)
+            try:
+                return entry, entry.queue.enter()
+            except QueueClosed:
+                continue  # replaced between lookup and entry: look it up again
+        raise Busy(f"{ref} keeps being unloaded and loaded again; retry later")
+
+    @contextmanager
+    def turn(self, ref: str, task: str | None = None, *, timeout: float | None = None) -> Iterator[Loaded]:
+        """Hold ``ref``'s turn for a block of work in this thread: ``with runtime.turn("m") as e: ...``."""
+        entry, turn = self.enter(ref, task)
+        turn.wait(timeout)
+        try:
+            yield entry
+        finally:
+            entry.touch()
+            turn.release()
+
+    def call(self, ref: str, task: str, *args: Any, **params: Any) -> Any:
+        """Run one task (``chat``, ``complete``, ``embed``, ...) on ``ref`` in its turn."""
+        with self.turn(ref, task) as entry:
+            return getattr(entry.handle, task)(*args, **params)
+
+    def stream(self, ref: str, task: str, *args: Any, **params: Any) -> Iterator[str]:
+        """Stream a ``chat`` or ``complete`` answer; the model's turn is held until the stream ends."""
+        with self.turn(ref, task) as entry:
+            yield from getattr(entry.handle, task)(*args, stream=True, **params)
+
+
+def check_task(model: Model, task: str | None) -> None:
+    """Refuse a task the model's category cannot do, naming what the model is."""
+    from corral.driver import Unsupported
+
+    if task is not None and task not in TASKS.get(model.category, frozenset()):
+        can = ", ".join(sorted(TASKS.get(model.category, ()))) or "nothing"
+        raise Unsupported(f"{model.name} is a {model.category} model; it can {can}, not {task}")
+

@@ -1,0 +1,57 @@
+"""The ASGI application (Starlette): OpenAI-compatible routes, management routes, API key, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, AsyncIterator
+
+from corral.runtime.runtime import Runtime
+from corral.runtime.watchdog import Watchdog
+from corral.server.responses import error_body
+from corral.server.service import Service
+
+log = logging.getLogger("corral.server")
+
+
+def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: str | None = None) -> Any:
+    """The server's app around ``runtime``. The watchdog runs while the app does; stopping the app
+    unloads every model (each after its request in progress)."""
+    import anyio
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
+    from starlette.responses import JSONResponse
+
+    from corral.server import manage_routes, openai_routes
+    from corral.server.auth import ApiKeyMiddleware
+
+    service = Service(runtime, watchdog)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        if watchdog is not None:
+            watchdog.start()
+        try:
+            yield
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
+            # Unloading waits for requests in progress: keep the event loop free meanwhile.
+            await anyio.to_thread.run_sync(runtime.close)
+            log.info("all models unloaded")
+
+    async def http_error(request: Any, exc: HTTPException) -> Any:
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return JSONResponse(error_body(message, exc.status_code, "not_found" if exc.status_code == 404 else "http_error"),
+                            exc.status_code)
+
+    middleware = [Middleware(ApiKeyMiddleware, api_key=api_key)] if api_key else []
+    app = Starlette(
+        routes=openai_routes.routes() + manage_routes.routes(),
+        middleware=middleware,
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app

@@ -1,0 +1,32 @@
+"""Corral plugin for Hugging Face transformers.
+
+Registers the ``hf-causal-lm`` exporter (a fresh Llama-style model written as a Hugging Face directory)
+and the ``corral create`` and ``corral tokenizer train`` commands. Only Corral and the standard library
+are imported here: torch, transformers, tokenizers and sentencepiece load inside the commands.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from corral import hookimpl
+
+if TYPE_CHECKING:
+    import click
+
+    from corral.driver import Exporter
+
+
+@hookimpl
+def register_exporters(register: Callable[[type[Exporter]], None]) -> None:
+    from corral_transformers.export import HfCausalLmExporter
+
+    register(HfCausalLmExporter)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from corral_transformers.commands import create_cmd, tokenizer_group
+
+    cli.add_command(create_cmd)
+    cli.add_command(tokenizer_group)

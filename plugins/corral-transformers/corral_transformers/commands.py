@@ -1,0 +1,218 @@
+"""``corral create`` and ``corral tokenizer train``.
+
+Only click and Corral are imported here; torch, transformers, tokenizers and sentencepiece are imported
+when a command needs them (``corral --help`` builds these commands).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from corral.cli.base import App, emit_json, human_count, human_size, json_option, pass_app
+from corral.errors import Conflict, InvalidSetting, PluginMissing
+from corral_transformers import spec as specs
+from corral_transformers.tokenizer_train import DEFAULT_VOCAB, TYPES
+
+EXPORTER = "hf-causal-lm"
+#: Room for tokenizer and config files on top of the weights when checking disk space.
+SMALL_FILES = 32 * 1024 * 1024
+
+
+class ProgressLine:
+    """Progress on stderr: one rewritten line on a terminal, a line per tenth otherwise."""
+
+    def __init__(self, min_total: int = 64 * 1024 * 1024) -> None:
+        self.min_total = min_total  # smaller files are written too fast to need a progress line
+        self.tty = sys.stderr.isatty()
+        self.label: str | None = None
+        self.shown = -1
+
+    def __call__(self, done: int, total: int | None, label: str) -> None:
+        if label != self.label:
+            self.finish()
+            self.label, self.shown = label, -1
+            if total is None:
+                click.echo(f"{label}...", err=True)
+                return
+        if not total or total < self.min_total:
+            return
+        percent = min(100, done * 100 // total)
+        step = percent if self.tty else percent // 10 * 10
+        if step == self.shown:
+            return
+        self.shown = step
+        line = f"Writing {label}: {percent:3d}% ({human_size(done)} of {human_size(total)})"
+        click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
+
+    def finish(self) -> None:
+        if self.tty and self.shown >= 0:
+            click.echo(err=True)
+        self.shown = -1
+
+
+def _tokenizer_choice(tokenizer: str, vocab_size: int | None) -> tuple[str, int | None, str]:
+    """(tokenizer option for the exporter, vocab size to use, description) for ``--tokenizer``."""
+    if tokenizer == "default":
+        return "default", vocab_size, ""
+    from corral_transformers.hf_tokenizer import load_tokenizer
+
+    directory = Path(tokenizer).expanduser().absolute()
+    tokens = len(load_tokenizer(directory))
+    low = specs.LIMITS["vocab_size"][0]
+    if vocab_size is None and tokens < low:
+        raise InvalidSetting(
+            f"the tokenizer in {directory} has {tokens:,} tokens, fewer than a model vocabulary's minimum of "
+            f"{low:,}; pass --vocab-size {low} to leave spare embedding rows, or train a larger tokenizer"
+        )
+    if vocab_size is not None and vocab_size < tokens:
+        raise InvalidSetting(
+            f"--vocab-size {vocab_size:,} is smaller than the tokenizer in {directory} ({tokens:,} tokens); "
+            "leave --vocab-size out to use the tokenizer's size"
+        )
+    return str(directory), vocab_size or tokens, f"{directory} ({tokens:,} tokens)"
+
+
+def _available_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def print_preview(data: dict[str, Any], *, dry_run: bool) -> None:
+    """The preview as aligned lines on stdout."""
+    mem = data["memory"]
+    yes = "yes" if data["tie_embeddings"] else "no"
+    rows = [
+        ("architecture", f"{data['architecture']} (preset {data['preset']})"),
+        ("vocabulary", f"{data['vocab_size']:,} tokens; tokenizer: {data['tokenizer']}"),
+        ("hidden size", f"{data['hidden_size']:,}"),
+        ("layers", f"{data['layers']}"),
+        ("attention heads", f"{data['heads']} (KV heads {data['kv_heads']}, head size {data['head_dim']})"),
+        ("FFN size", f"{data['ffn_size']:,}"),
+        ("context length", f"{data['context_length']:,} tokens"),
+        ("tied embeddings", yes),
+        ("parameters", f"{data['parameters']:,} ({human_count(data['parameters'])})"),
+        ("weights fp32", human_size(mem["weights_fp32"])),
+        ("weights bf16", human_size(mem["weights_bf16"])),
+        ("training", f"{human_size(mem['training'])} (Adam, mixed precision: 16 bytes per parameter; "
+                     "activations extra)"),
+        ("build memory", f"{human_size(mem['build'])} needed here, {human_size(mem['available'])} available"
+                         + ("" if mem["fits"] else " (does not fit)")),
+        ("writes", f"{data['out']}/model.safetensors, {human_size(data['file_size'])} ({data['dtype']})"),
+    ]
+    click.echo("Dry run: nothing is written." if dry_run else "Creating:")
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        click.echo(f"  {name.ljust(width)}  {value}")
+
+
+@click.command("create")
+@click.option("--preset", type=click.Choice(specs.PRESET_NAMES), default="small", show_default=True,
+              help="small ~100M, medium ~500M, large ~1.1B parameters; free: give the shape yourself.")
+@click.option("--vocab-size", type=int, help="Vocabulary size (10,000-100,000; default: the tokenizer's).")
+@click.option("--hidden-size", type=int, help="Hidden size (128-8192).")
+@click.option("--layers", type=int, help="Transformer layers (1-256).")
+@click.option("--heads", type=int, help="Attention heads; must divide the hidden size.")
+@click.option("--kv-heads", type=int, help="Key/value heads (grouped-query attention); must divide the heads.")
+@click.option("--ffn-size", type=int, help="MLP width (128-65,536).")
+@click.option("--context-length", type=int, help="Longest sequence in tokens (128-131,072).")
+@click.option("--tie-embeddings/--no-tie-embeddings", default=None,
+              help="Share the input embedding and output matrices.")
+@click.option("--tokenizer", default="default", show_default=True, metavar="default|DIR",
+              help="default: cl100k_base cut to the vocab size; or a tokenizer folder (corral tokenizer train).")
+@click.option("--dtype", type=click.Choice(sorted(specs.BYTES_PER_PARAMETER)), default="float32", show_default=True,
+              help="dtype of the written weights.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the initial weights.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@click.option("--force", is_flag=True, help="Write into a directory that already holds files.")
+@click.option("--dry-run", is_flag=True, help="Only show the preview; write nothing.")
+@json_option
+@pass_app
+def create_cmd(app: App, preset, vocab_size, hidden_size, layers, heads, kv_heads, ffn_size, context_length,
+               tie_embeddings, tokenizer, dtype, seed, out, force, dry_run, as_json) -> None:
+    """Create a fresh, untrained Llama-style model as a Hugging Face directory and add it to the library."""
+    from corral_transformers import default_tokenizer
+    from corral_transformers.outdir import check_output_dir
+
+    choice, vocab_size, described = _tokenizer_choice(tokenizer, vocab_size)
+    overrides = dict(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=heads,
+                     kv_heads=kv_heads, ffn_size=ffn_size, context_length=context_length,
+                     tie_embeddings=tie_embeddings)
+    spec = specs.validate(specs.resolve(preset, overrides))
+    available = _available_memory()
+    data = {"preset": preset, **specs.preview(spec, dtype=dtype, available=available),
+            "tokenizer": described or default_tokenizer.describe(spec.vocab_size),
+            "out": str(Path(out).expanduser().absolute()), "seed": seed}
+    if dry_run:
+        if as_json:
+            emit_json(data)
+        else:
+            print_preview(data, dry_run=True)
+        return
+    specs.check_memory(spec, available)
+    out = check_output_dir(out, force=force, need_bytes=data["file_size"] + SMALL_FILES)
+    library = app.library
+    existing = library.store.find_model_by_path(out.resolve())
+    if existing is not None and existing.id in library.store.loaded_ids():
+        raise Conflict(f"{out} is the library model {existing.name!r}, which is loaded; unload it first")
+    exporter = app.host.exporter(EXPORTER)
+    if exporter is None:
+        raise PluginMissing(f"the {EXPORTER} exporter is not registered; reinstall corral-transformers",
+                            distribution="corral-transformers")
+    status = exporter.check()
+    if not status.available:
+        raise PluginMissing(f"corral create cannot run: {status.problem}; fix: {status.install}",
+                            distribution=exporter.distribution)
+    if not as_json:
+        print_preview(data, dry_run=False)
+    progress = ProgressLine()
+    exporter().export(out, {"spec": spec, "tokenizer": choice, "seed": seed, "dtype": dtype}, progress)
+    progress.finish()
+    name = None
+    if existing is not None:  # --force over a library model: the record follows the new files
+        library.remove(existing.id)
+        name = existing.name
+    description = f"untrained {specs.ARCHITECTURE} from corral create (preset {preset}, seed {seed})"
+    model = library.import_path(out, name=name, description=description).model
+    if as_json:
+        emit_json({**data, "path": str(out), "model": model})
+        return
+    click.echo(f"Wrote {out}")
+    click.echo(f"Added to the library as {model.name} ({model.category})")
+
+
+@click.group("tokenizer")
+def tokenizer_group() -> None:
+    """Train tokenizers for new models."""
+
+
+@tokenizer_group.command("train")
+@click.argument("corpus", type=click.Path(path_type=Path))
+@click.option("--type", "kind", type=click.Choice(TYPES), required=True,
+              help="sentencepiece: unigram, best for Chinese/Japanese; bpe: byte-level BPE.")
+@click.option("--vocab-size", type=int, default=DEFAULT_VOCAB, show_default=True,
+              help="Tokens in the vocabulary (8,000-50,000; 16,000-32,000 recommended).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@click.option("--force", is_flag=True, help="Write into a directory that already holds files.")
+@click.option("--any-vocab-size", is_flag=True, hidden=True,
+              help="Skip the vocab size range check (tests and experiments on tiny corpora).")
+@json_option
+def train_cmd(corpus, kind, vocab_size, out, force, any_vocab_size, as_json) -> None:
+    """Train a tokenizer on CORPUS (UTF-8 text, one sentence per line) for `corral create --tokenizer`."""
+    from corral_transformers.outdir import check_output_dir
+    from corral_transformers.tokenizer_train import check_vocab_size, train
+
+    note = check_vocab_size(vocab_size, any_size=any_vocab_size)
+    out = check_output_dir(out, force=force)
+    result = train(corpus, kind, vocab_size, out)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"Trained a {result['vocab_size']:,}-token {kind} tokenizer into {out}")
+    click.echo(f"Use it: corral create --tokenizer {out} --out MODEL_DIR")
+    if note:
+        click.echo(note, err=True)

@@ -1,0 +1,95 @@
+"""Pytest fixtures around the fake hub; import them into a test module to use them:
+
+    from fakehub.fixtures import corral, hub  # noqa: F401
+
+``hub`` is one server per test module; ``corral`` runs the real ``corral`` CLI in a subprocess whose
+environment points huggingface_hub, the modelscope client and Corral at the hub, with fresh caches and a
+fresh library per test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fakehub import FakeHub
+
+
+class Corral:
+    """``corral ARGS`` in a subprocess with the hub's environment."""
+
+    def __init__(self, env: dict[str, str], home: Path) -> None:
+        self.env = env
+        self.home = home
+
+    @property
+    def hf_cache(self) -> Path:
+        return Path(self.env["HF_HOME"]) / "hub"
+
+    @property
+    def ms_cache(self) -> Path:
+        return Path(self.env["MODELSCOPE_CACHE"])
+
+    def __call__(self, *args, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "corral", *map(str, args)],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def ok(self, *args, **kwargs) -> subprocess.CompletedProcess:
+        result = self(*args, **kwargs)
+        assert result.returncode == 0, f"corral {' '.join(map(str, args))}\n{result.stdout}\n{result.stderr}"
+        assert "Traceback" not in result.stderr, result.stderr
+        return result
+
+    def json(self, *args, **kwargs):
+        return json.loads(self.ok(*args, "--json", **kwargs).stdout)
+
+    def popen(self, *args, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "corral", *map(str, args)],
+            env={**self.env, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def python(self, code: str, env: dict[str, str] | None = None) -> str:
+        """Run ``code`` in a fresh interpreter with the hub's environment (clients read it at import)."""
+        out = subprocess.run([sys.executable, "-c", code], env={**self.env, **(env or {})},
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+
+def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The run failed with one clear ``Error:`` line on stderr (no traceback) holding ``fragments``."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with FakeHub.start(tmp_path_factory.mktemp("fakehub")) as running:
+        yield running
+
+
+@pytest.fixture
+def corral(hub, tmp_path) -> Corral:
+    hub.reset()
+    home = tmp_path / "home"
+    home.mkdir()
+    return Corral(hub.env(dict(os.environ), home=home), home)
