@@ -1,9 +1,10 @@
 """Tokens per second through Corral's llama.cpp driver against raw ``llama_cpp.Llama``, same settings.
 
 Both sides load the same GGUF with the same context, threads and batch sizes and generate greedily (so both
-produce the same tokens), in rounds that alternate raw and Corral so machine noise hits both alike. Two
-workloads: a streamed plain completion, and a streamed chat (Corral renders the template from the
-messages; raw gets the same prompt text). The median of each side is printed with the ratio Corral / raw.
+produce the same tokens), in rounds that alternate raw and Corral (and which goes first) so machine noise
+hits both alike. Two workloads: a streamed plain completion, and a streamed chat (Corral renders the
+template from the messages; raw gets the same prompt text). The median of each side is printed with the
+ratio Corral / raw.
 
     python benchmarks/llamacpp_tokens.py [--model PATH] [--tokens 64] [--rounds 5] [--threads 1]
 
@@ -86,12 +87,13 @@ def main() -> None:
             for name, (n_tokens, run_raw, run_corral) in workloads.items():
                 timed(run_raw())  # warm both paths once (caches, page faults)
                 timed(run_corral())
-                raw_rates, corral_rates = [], []
-                for _ in range(args.rounds):
-                    seconds, _ = timed(run_raw())
-                    raw_rates.append(n_tokens / seconds)
-                    seconds, _ = timed(run_corral())
-                    corral_rates.append(n_tokens / seconds)
+                rates: dict[str, list[float]] = {"raw": [], "corral": []}
+                for round_no in range(args.rounds):
+                    order = [("raw", run_raw), ("corral", run_corral)]
+                    for side, run in order if round_no % 2 == 0 else order[::-1]:  # no side always goes first
+                        seconds, _ = timed(run())
+                        rates[side].append(n_tokens / seconds)
+                raw_rates, corral_rates = rates["raw"], rates["corral"]
                 raw_tps, corral_tps = statistics.median(raw_rates), statistics.median(corral_rates)
                 print(f"{name:18} raw llama_cpp {raw_tps:7.1f} tok/s   corral {corral_tps:7.1f} tok/s   "
                       f"ratio {corral_tps / raw_tps:.3f}  ({n_tokens} tokens)")  # fmt: skip

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -396,6 +395,24 @@ def test_wrong_task_for_the_category(runtime, models):
 
     with pytest.raises(Unsupported, match="e is a embedding model; it can embed, not chat"):
         runtime.call("e", "chat", [{"role": "user", "content": "hi"}])
+    assert PROBE.count("load") == 0  # refused before loading anything
+
+
+def test_a_request_uses_the_model_however_it_is_loaded(runtime, models):
+    custom = runtime.load("a", settings={"n_ctx": 64})
+    assert runtime.ensure("a") is custom
+    runtime.unload("a")
+    PROBE.load_entered.clear()
+    PROBE.load_gate.clear()  # a custom load under way while a request for the same model arrives
+    loading = in_thread(runtime.load, "a", settings={"n_ctx": 64})
+    assert PROBE.load_entered.wait(WAIT)
+    asking = in_thread(runtime.ensure, "a")
+    time.sleep(0.2)
+    PROBE.load_gate.set()
+    for thread, _ in (loading, asking):
+        thread.join(WAIT)
+    assert asking[1]["value"] is loading[1]["value"]
+    assert PROBE.count("load", "a") == 2  # the first custom load, then the second: never a third
 
 
 # --- requests and the queue ------------------------------------------------------------------------------

@@ -467,3 +467,126 @@ def test_cli_sends_the_api_key_from_the_environment(runtime, models, run, monkey
         monkeypatch.setenv("CORRAL_API_KEY", "s3cret")
         assert run("chat", "a", "keyed").stdout == "a heard keyed \n"
         assert [m["name"] for m in json.loads(run("ps", "--json").stdout)] == ["a"]
+
+
+# --- images and speech (test drivers: no image or TTS backend is installed here) -----------------------------
+
+
+class MediaHandle:
+    """An image and speech model whose output encodes what it was asked, so a test can read it back."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def imagine(self, prompt, **params):
+        from PIL import Image
+
+        if "image" in params:  # image-to-image: the input arrives as a file
+            with Image.open(params["image"]) as source:
+                return [Image.new("RGB", source.size, (9, 9, 9))]
+        size = (params.get("width", 8), params.get("height", 8))
+        return [Image.new("RGB", size, (len(prompt), params.get("seed", 0) % 256, params.get("steps", 0)))]
+
+    def speak(self, text, **params):
+        return [0.0, 0.5, -0.5, 1.0, -1.0][: len(text) + 3], 24000 if params.get("voice") != "slow" else 8000
+
+    def memory(self):
+        return {"ram": 1}
+
+    def unload(self):
+        pass
+
+
+def _media_plugin():
+    from corral import hookimpl
+    from corral.driver import Driver, LoadedModel
+    from corral.records import Category, Format
+
+    class Handle(MediaHandle, LoadedModel):
+        def __init__(self, model, settings, loras):
+            LoadedModel.__init__(self, model, settings, loras)
+
+    class MediaDriver(Driver):
+        name = "probe-media"
+        distribution = "corral-probe-media"
+        categories = frozenset({Category.IMAGE, Category.TTS})
+        formats = frozenset({Format.GGUF})
+
+        def load(self, model, settings, loras=()):
+            return Handle(model, settings, loras)
+
+    class plugin:  # noqa: N801
+        @staticmethod
+        @hookimpl
+        def register_drivers(register):
+            register(MediaDriver)
+
+    return plugin
+
+
+@pytest.fixture
+def media_server(home, tmp_path):
+    from factories import write_tiny_gguf
+
+    from corral.library import open_library
+    from corral.plugins import build_host, set_host
+    from corral.records import Category
+
+    host = build_host(entry_points=False, plugins=[_media_plugin()])
+    set_host(host)
+    library = open_library(home, host)
+    library.import_path(write_tiny_gguf(tmp_path / "pic.gguf"), name="pic", category=Category.IMAGE)
+    library.import_path(write_tiny_gguf(tmp_path / "voice.gguf"), name="voice", category=Category.TTS)
+    runtime = Runtime(library)
+    with ServerThread(runtime, state=True) as srv:
+        yield srv
+    runtime.close()
+    library.store.close()
+    set_host(None)
+
+
+def test_images_and_speech_over_http_and_through_the_cli(media_server, tmp_path):
+    import io
+    import wave
+
+    from PIL import Image
+
+    client = openai.OpenAI(base_url=media_server.url + "/v1", api_key="unused", max_retries=0)
+    images = client.images.generate(model="pic", prompt="abc", size="16x8", n=2, extra_body={"seed": 5})
+    decoded = [Image.open(io.BytesIO(base64.b64decode(d.b64_json))) for d in images.data]
+    assert [(i.format, i.size, i.getpixel((0, 0))) for i in decoded] == [
+        ("PNG", (16, 8), (3, 5, 0)), ("PNG", (16, 8), (3, 6, 0))]
+    url_format = httpx.post(media_server.url + "/v1/images/generations", timeout=WAIT,
+                            json={"model": "pic", "prompt": "x", "response_format": "url"})
+    assert url_format.status_code == 400 and "b64_json" in error_of(url_format)["message"]
+    speech = client.audio.speech.create(model="voice", input="hi", voice="af", response_format="wav")
+    with wave.open(io.BytesIO(speech.content)) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (24000, 1, 2)
+        frames = struct.unpack("<5h", wav.readframes(5))
+    assert frames == (0, 16384, -16384, 32767, -32767)
+    mp3 = httpx.post(media_server.url + "/v1/audio/speech", json={"model": "voice", "input": "x",
+                                                                  "response_format": "mp3"}, timeout=WAIT)
+    assert mp3.status_code == 400 and "'wav' or 'pcm'" in error_of(mp3)["message"]
+
+    from click.testing import CliRunner
+
+    from corral.cli import build_cli
+
+    def run(*args):
+        return CliRunner().invoke(build_cli(), [str(a) for a in args], catch_exceptions=False)
+
+    picture = tmp_path / "out.png"
+    made = run("imagine", "pic", "abcd", "--size", "12x4", "--steps", "7", "--seed", "1", "--out", picture)
+    assert made.exit_code == 0, made.stderr
+    assert Image.open(picture).getpixel((0, 0)) == (4, 1, 7) and Image.open(picture).size == (12, 4)
+    edited = tmp_path / "edited.png"
+    assert run("imagine", "pic", "x", "--image", picture, "--out", edited).exit_code == 0
+    assert Image.open(edited).size == (12, 4) and Image.open(edited).getpixel((0, 0)) == (9, 9, 9)
+    sound = tmp_path / "out.wav"
+    spoken = run("speak", "voice", "hi", "--voice", "slow", "--out", sound)
+    assert spoken.exit_code == 0, spoken.stderr
+    with wave.open(str(sound)) as wav:  # the server's samples, written again by the CLI, unchanged
+        assert wav.getframerate() == 8000
+        assert struct.unpack("<5h", wav.readframes(5)) == frames
+    served = {m["name"]: m["served"] for m in httpx.get(media_server.url + "/api/ps", timeout=WAIT).json()["models"]}
+    assert served == {"pic": 3, "voice": 2}  # refused requests never reached the models

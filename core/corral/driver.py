@@ -8,6 +8,7 @@ only inside :meth:`Driver.load`, :meth:`LoadedModel` methods, :meth:`Source.down
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 from contextlib import AbstractContextManager
@@ -65,8 +66,14 @@ def backend_status(name: str, distribution: str, requires: Sequence[str]) -> Bac
     return BackendStatus(name=name, available=True, version=version)
 
 
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> Mapping[str, list[str]]:
+    # Walks every installed distribution's file list (seconds in a large environment): once per process.
+    return importlib.metadata.packages_distributions()
+
+
 def _module_version(module: str) -> str | None:
-    for dist in importlib.metadata.packages_distributions().get(module, [module]):
+    for dist in _packages_distributions().get(module, [module]):
         try:
             return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:

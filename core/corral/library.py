@@ -182,18 +182,81 @@ class Library:
         name: str | None = None,
         description: str = "",
         allow_unsafe: bool = False,
+        template: str | None = None,
+        components: Mapping[ComponentKind, Path] | None = None,
+        tags: Sequence[str] | None = None,
     ) -> ImportResult:
-        """Detect ``path`` and add it to the library in place (files are never copied or moved)."""
+        """Detect ``path`` and add it to the library in place (files are never copied or moved).
+
+        ``template`` (``sd_official``, ``flux``, ``video``; see :mod:`corral.templates`) imports an image
+        model whose parts are separate files: ``components`` maps each kind to its file, and the import is
+        refused when one the template needs is neither given nor carried by the main model. ``tags`` sets
+        the capability tags (default: the detected ones, or the template's).
+        """
         detection = self.detect(path, allow_unsafe=allow_unsafe)
-        if detection.kind != Kind.MODEL:
+        if detection.kind != Kind.MODEL and template is None and not components:
             return self._offer(detection)
         existing = self.store.find_model_by_path(detection.path)
         if existing is not None:
             raise Conflict(f"{detection.path} is already in the library as {existing.name!r}")
         if name is not None and self.store.name_taken(name):
             raise Conflict(f"a model named {name!r} is already in the library; choose another --name")
-        model = self.model_from_detection(detection, name=name, category=category, description=description)
+        if template is not None or components:
+            model = self._model_from_parts(detection, template, components or {}, category, name, description)
+        else:
+            model = self.model_from_detection(detection, name=name, category=category, description=description)
+        if tags is not None:
+            model = attrs.evolve(model, tags=self._checked_tags(model, tags))
         return ImportResult(detection=detection, model=self.store.add_model(model))
+
+    def _model_from_parts(
+        self,
+        detection: Detection,
+        template_name: str | None,
+        components: Mapping[ComponentKind, Path],
+        category: Category | None,
+        name: str | None,
+        description: str,
+    ) -> Model:
+        """A new image-model record from a main model file, its template and its component files."""
+        from corral.templates import bundled_components, get_template, template_for_family
+
+        template = get_template(template_name) if template_name is not None else None
+        wanted = f"--template {template.name}" if template else "image components"
+        if detection.kind != Kind.MODEL:
+            what = detection.component or detection.kind
+            raise Incompatible(f"{detection.path} is a {what}, not a main model; import the UNet or transformer "
+                               f"file (or the diffusers folder) and pass this file with --{what}")
+        if category not in (None, Category.IMAGE):
+            raise Incompatible(f"{detection.path}: {wanted} is for image models, not --category {category}")
+        family = detection.facts.architecture
+        if template is not None and family and family not in template.families:
+            if detection.category not in (None, Category.IMAGE):
+                raise Incompatible(f"{detection.path} is a {detection.category} model ({family}), not an image model; "
+                                   f"import it without --template")
+            right = template_for_family(family)
+            fix = f"import it with --template {right.name}" if right else "import it without --template"
+            raise Incompatible(f"{detection.path} is a {family} model, not {template.label}; {fix}")
+        if detection.category not in (None, Category.IMAGE) and template is None:
+            raise Incompatible(f"{detection.path} is a {detection.category} model; image components attach to "
+                               "image models only")
+        model = self.model_from_detection(detection, name=name, category=Category.IMAGE, description=description)
+        attached = tuple(self._checked_component(model, kind, path) for kind, path in components.items())
+        extra = dict(model.facts.extra)
+        tags = model.tags
+        if template is not None:
+            bundled = bundled_components(detection, template)
+            given = {c.kind for c in attached}
+            missing = [k for k in template.components if k not in given and k not in bundled]
+            if missing:
+                flags = " ".join(f"--{k} PATH" for k in missing)
+                raise Incompatible(f"{detection.path}: the {template.name} template needs "
+                                   f"{', '.join(map(str, missing))} besides the main model, and "
+                                   f"{'they are' if len(missing) > 1 else 'it is'} missing; pass {flags}")
+            extra.update(template=template.name, bundled=[k.value for k in bundled])
+            tags = template.tags
+        components_all = tuple(c for c in model.components if c.kind not in {a.kind for a in attached}) + attached
+        return attrs.evolve(model, facts=attrs.evolve(model.facts, extra=extra), components=components_all, tags=tags)
 
     def scan(
         self,
@@ -234,6 +297,26 @@ class Library:
         if not changes:
             return model
         return self.store.update_model(attrs.evolve(model, **changes))
+
+    def retag(self, ref: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> Model:
+        """Add and remove capability tags (``text-to-image``, ``image-to-image``, ``video``...)."""
+        model = self.store.get_model(ref)
+        dropped = {t.strip().lower() for t in remove}
+        unknown = sorted(dropped - set(model.tags))
+        if unknown:
+            raise NotFound(f"{model.name} has no tag {unknown[0]!r} (its tags: {', '.join(model.tags) or 'none'})")
+        tags = self._checked_tags(model, [t for t in model.tags if t not in dropped] + list(add))
+        if tags == model.tags:
+            return model
+        return self.store.update_model(attrs.evolve(model, tags=tags))
+
+    @staticmethod
+    def _checked_tags(model: Model, tags: Sequence[str]) -> tuple[str, ...]:
+        from corral.templates import check_tags
+
+        if model.category == Category.IMAGE:
+            return check_tags(tags, model.name)
+        return tuple(dict.fromkeys(t.strip().lower() for t in tags if t.strip()))
 
     def remove(self, ref: str) -> tuple[Model, list[Lora]]:
         """Delete the record (and its LoRA records); the files stay where they are."""
@@ -278,16 +361,23 @@ class Library:
             model.format == Format.GGUF and model.category in (Category.CHAT, Category.MULTIMODAL)
         ):
             raise Incompatible(f"{model.name}: an mmproj attaches to a GGUF chat model, not a {model.category} model")
-        if kind in IMAGE_COMPONENTS and model.category != Category.IMAGE:
-            raise Incompatible(f"{model.name}: a {kind} component attaches to an image model, not {model.category}")
-        detection = self.detect(path)
-        if detection.kind != Kind.COMPONENT or detection.component != kind:
-            found = detection.component if detection.kind == Kind.COMPONENT else detection.kind
-            raise Incompatible(f"{detection.path} is not a {kind} component (detected: {found})")
-        component = Component(kind=kind, path=detection.path, size=detection.size, facts=detection.facts)
+        component = self._checked_component(model, kind, path)
         components = tuple(c for c in model.components if c.kind != kind) + (component,)
         category = Category.MULTIMODAL if kind == ComponentKind.MMPROJ else model.category
         return self.store.update_model(attrs.evolve(model, components=components, category=category))
+
+    def _checked_component(self, model: Model, kind: ComponentKind, path: Path) -> Component:
+        """The component record for ``path`` after checking it is a ``kind`` that fits ``model``."""
+        if kind in IMAGE_COMPONENTS and model.category != Category.IMAGE:
+            raise Incompatible(f"{model.name}: a {kind} component attaches to an image model, not {model.category}")
+        detection = self.detect(path)
+        found = detection.component if detection.kind == Kind.COMPONENT else detection.kind
+        # CLIP-L and CLIP-G differ only by width (768, 1280); a CLIP of another width is whichever the user says.
+        clip_either = {kind, found} <= {ComponentKind.CLIP_L, ComponentKind.CLIP_G} and (
+            detection.facts.hidden_size not in (768, 1280))
+        if found != kind and not clip_either:
+            raise Incompatible(f"{detection.path} is not a {kind} component (detected: {found})")
+        return Component(kind=kind, path=detection.path, size=detection.size, facts=detection.facts)
 
     def remove_component(self, ref: str, kind: ComponentKind) -> Model:
         model = self.store.get_model(ref)
@@ -357,6 +447,7 @@ class Library:
 
         model = ref if isinstance(ref, Model) else self.store.get_model(ref)
         driver = self.driver_for(model)
+        self._check_components(model)
         requests = tuple(self._lora_request(model, r) for r in loras)
         check_lora_count(model, driver.name, driver.max_loras, len(requests))
         checked = apply_updates({}, overrides or {}, (), merged_specs(driver.settings), model.name)
@@ -409,6 +500,18 @@ class Library:
                 self.host.pm.hook.model_unloaded(model=model)
         finally:
             self.store.release_lease(model.id)
+
+    @staticmethod
+    def _check_components(model: Model) -> None:
+        """Refuse to load a model whose template needs a component it lacks, listing every missing one."""
+        from corral.templates import missing_components, model_template
+
+        missing = missing_components(model)
+        if missing:
+            template = model_template(model)
+            attach = "; ".join(f"corral component add {model.name} {k} PATH" for k in missing)
+            raise Incompatible(f"{model.name}: its {template.name} template needs {', '.join(map(str, missing))}, "
+                               f"which {'are' if len(missing) > 1 else 'is'} missing; attach: {attach}")
 
     def _lora_request(self, model: Model, ref: str) -> LoraRequest:
         name, _, weight = ref.partition("=")

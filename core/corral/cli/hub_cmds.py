@@ -237,10 +237,12 @@ class RichMeter(PlainMeter):
         self.task = self.bar.add_task("pull", total=total, completed=have, done=self._files())
 
     def start_file(self, name, size, have):
+        from rich.markup import escape
+
         shown = name if len(name) <= 40 else "…" + name[-39:]
-        self.bar.update(self.task, description=shown)
+        self.bar.update(self.task, description=escape(shown))  # hub file names are not markup
         if have:
-            self.bar.console.print(f"Resuming {name} at {human_size(have)} of {human_size(size)}")
+            self.note(f"Resuming {name} at {human_size(have)} of {human_size(size)}")
 
     def advance(self, nbytes):
         self.bar.advance(self.task, nbytes)
@@ -253,7 +255,7 @@ class RichMeter(PlainMeter):
         self.bar.update(self.task, done=self._files())
 
     def note(self, text):
-        self.bar.console.print(text)
+        self.bar.console.print(text, markup=False, highlight=False)
 
     def end(self):
         self.bar.stop()

@@ -33,7 +33,7 @@ def print_model(model, detection=None) -> None:
         elif isinstance(value, tuple):
             value = ", ".join(map(str, value))
         rows.append((key.replace("_", " "), value))
-    for key in ("sliding_window", "tags"):
+    for key in ("sliding_window", "template"):  # tags: the record's own, below (editable)
         if key in extra:
             rows.append((key.replace("_", " "), extra[key]))
     if model.tags:
@@ -68,16 +68,33 @@ def print_model(model, detection=None) -> None:
     help="Record a pickle checkpoint that imports non-allow-listed code (never unpickled by Corral; "
     "loaded only through torch's weights_only loader).",
 )
+@click.option("--template", type=click.Choice(["sd_official", "flux", "video"]),
+              help="Image model assembled from separate files: sd_official (VAE + CLIP-L + CLIP-G), "
+              "flux (VAE + CLIP-L + T5-XXL), video (Wan; VAE).")
+@click.option("--vae", type=click.Path(path_type=Path), help="VAE file or folder (image models).")
+@click.option("--clip-l", "clip_l", type=click.Path(path_type=Path), help="CLIP-L text encoder (image models).")
+@click.option("--clip-g", "clip_g", type=click.Path(path_type=Path), help="CLIP-G text encoder (image models).")
+@click.option("--t5xxl", type=click.Path(path_type=Path), help="T5-XXL (or Wan's UMT5) text encoder (image models).")
+@click.option("--tag", "--capability", "tags", multiple=True, metavar="TAG",
+              help="Capability tag, repeatable: text-to-image, image-to-image, video (default: detected).")
 @json_option
 @pass_app
-def import_cmd(app: App, path, category, name, description, allow_unsafe, as_json) -> None:
+def import_cmd(app: App, path, category, name, description, allow_unsafe, template, vae, clip_l, clip_g, t5xxl,
+               tags, as_json) -> None:
     """Detect PATH (a file or model directory) and add it to the library, in place."""
+    from corral.records import ComponentKind
+
+    parts = {ComponentKind(kind): p for kind, p in (("vae", vae), ("clip-l", clip_l), ("clip-g", clip_g),
+                                                     ("t5xxl", t5xxl)) if p is not None}
     result = app.library.import_path(
         path,
         category=Category(category) if category else None,
         name=name,
         description=description,
         allow_unsafe=allow_unsafe,
+        template=template,
+        components=parts,
+        tags=tags or None,
     )
     if as_json:
         emit_json(result)
@@ -169,11 +186,15 @@ def show_cmd(app: App, model, as_json) -> None:
 @click.argument("model")
 @click.option("--name", help="New unique name.")
 @click.option("--description", help="New description.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Add a capability tag (repeatable).")
+@click.option("--untag", multiple=True, metavar="TAG", help="Remove a capability tag (repeatable).")
 @json_option
 @pass_app
-def edit_cmd(app: App, model, name, description, as_json) -> None:
-    """Rename MODEL or change its description."""
+def edit_cmd(app: App, model, name, description, tags, untag, as_json) -> None:
+    """Rename MODEL, change its description or its capability tags."""
     record = app.library.edit(model, name=name, description=description)
+    if tags or untag:
+        record = app.library.retag(record.id, add=tags, remove=untag)
     if as_json:
         emit_json(record)
     else:

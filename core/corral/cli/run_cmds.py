@@ -114,18 +114,25 @@ def rerank_cmd(app: App, model, query, documents, top_k, as_json) -> None:
 @click.command("imagine")
 @click.argument("model")
 @click.argument("prompt")
-@click.option("--image", type=click.Path(exists=True, path_type=Path), help="Input image (image-to-image).")
-@click.option("--strength", type=float)
-@click.option("--steps", type=int)
-@click.option("--guidance", type=float)
+@lora_option
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Input image (image-to-image, or image-to-video).")
+@click.option("--strength", type=click.FloatRange(0.0, 1.0), help="How far to move from --image (0..1).")
+@click.option("--steps", type=click.IntRange(min=1), help="Denoising steps (default: the model's own).")
+@click.option("--guidance", type=float, help="Guidance scale (default: the model's own).")
+@click.option("--negative-prompt", help="What to steer away from (models that take one).")
 @click.option("--size", metavar="WxH")
+@click.option("--frames", type=click.IntRange(min=1), help="Video frames (video models).")
 @click.option("--seed", type=int)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output PNG (or folder for video).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output PNG; for video, a folder of numbered PNG frames or an .mp4 file.")
 @click.option("--force", is_flag=True, help="Load even when the memory estimate does not fit.")
 @pass_app
-def imagine_cmd(app: App, model, prompt, image, strength, steps, guidance, size, seed, out, force) -> None:
-    """Generate an image from PROMPT with MODEL into --out."""
-    params = {"image": image, "strength": strength, "steps": steps, "guidance": guidance, "seed": seed}
+def imagine_cmd(app: App, model, prompt, loras, image, strength, steps, guidance, negative_prompt, size, frames, seed,
+                out, force) -> None:
+    """Generate an image (or a video) from PROMPT with MODEL into --out."""
+    params = {"image": image, "strength": strength, "steps": steps, "guidance": guidance, "seed": seed,
+              "negative_prompt": negative_prompt, "num_frames": frames}
     if size:
         try:
             width, height = (int(v) for v in size.lower().split("x"))
@@ -133,10 +140,52 @@ def imagine_cmd(app: App, model, prompt, image, strength, steps, guidance, size,
             raise click.BadParameter(f"{size!r} is not WxH, e.g. 512x512", param_hint="--size") from None
         params.update(width=width, height=height)
     params = {k: v for k, v in params.items() if v is not None}
-    with use_model(app, model, force=force) as handle:
+    with use_model(app, model, loras=loras, force=force) as handle:
         images = handle.imagine(prompt, **params)
-    images[0].save(out)
-    click.echo(f"Wrote {out}")
+    if not images:
+        raise CorralError(f"{model} returned no image for this prompt")
+    if len(images) == 1 and out.suffix.lower() != ".mp4" and not out.is_dir():
+        images[0].save(out)
+        click.echo(f"Wrote {out}")
+        return
+    write_video(out, images)
+    click.echo(f"Wrote {len(images)} frames to {out}")
+
+
+def write_video(out: Path, frames) -> None:
+    """Video frames as an .mp4 (through imageio) or as numbered PNGs in a folder."""
+    if out.suffix.lower() == ".mp4":
+        try:
+            import imageio.v2 as imageio
+            import numpy as np
+        except ImportError:
+            raise CorralError(f"{out}: writing .mp4 needs imageio: pip install imageio imageio-ffmpeg "
+                              "(or give --out a folder for PNG frames)") from None
+        try:
+            with imageio.get_writer(out, fps=16) as writer:
+                for frame in frames:
+                    writer.append_data(np.asarray(_pil(frame).convert("RGB")))
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise CorralError(f"{out}: cannot write the video ({exc}); pip install imageio-ffmpeg, "
+                              "or give --out a folder for PNG frames") from None
+        return
+    if out.suffix and not out.is_dir():
+        raise CorralError(f"{out}: the model made {len(frames)} frames; give --out a folder (PNG frames) "
+                          "or an .mp4 file")
+    out.mkdir(parents=True, exist_ok=True)
+    for n, frame in enumerate(frames):
+        frame.save(out / f"frame_{n:04d}.png")
+
+
+def _pil(frame):
+    """A PIL image of a frame (a server answer holds PNG bytes)."""
+    if hasattr(frame, "png"):
+        import io
+
+        from PIL import Image
+
+        return Image.open(io.BytesIO(frame.png))
+    return frame
 
 
 @click.command("speak")

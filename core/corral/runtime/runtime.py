@@ -126,8 +126,6 @@ class Runtime:
         self._state = threading.RLock()
         self._loaded: dict[str, Loaded] = {}
         self._slot_locks: dict[str, threading.Lock] = {}
-        #: How many times a driver's ``load`` ran, per model id (``corral ps`` shows reuse).
-        self.load_count: dict[str, int] = {}
         self._closed = False
 
     # --- per-thread library --------------------------------------------------------------------------
@@ -187,11 +185,13 @@ class Runtime:
         settings: Mapping[str, Any] | None = None,
         force: bool = False,
         keep_alive: float | None = None,
+        any_configuration: bool = False,
     ) -> Loaded:
         """Load ``ref`` under the rules, or reuse the identical load already held.
 
         Replaces the model of the same slot (waiting for its request in progress), checks the backend
         and the memory estimate first (``force`` skips the memory check), and records what the load took.
+        ``any_configuration`` reuses the model however it is loaded (what a request naming it wants).
         """
         if self._closed:
             raise Busy("the server is shutting down")
@@ -203,7 +203,9 @@ class Runtime:
             key = config_key(model.id, plan.loras, plan.settings)
             with self._state:
                 victims = [e for e in self._loaded.values() if same_slot(e.model.category, model.category)]
-            current = next((e for e in victims if e.key == key), None)
+            current = next(
+                (e for e in victims if e.key == key or (any_configuration and e.model.id == model.id)), None
+            )
             if current is not None:
                 current.touch()
                 if keep_alive is not None:
@@ -211,6 +213,8 @@ class Runtime:
                 return current
             reclaimable = (sum(v.memory.get("ram", 0) for v in victims), sum(v.memory.get("vram", 0) for v in victims))
             lib.check_memory(plan, force=force, reclaimable=reclaimable)
+            if self._closed:  # shutdown began while this load waited for the slot
+                raise Busy("the server is shutting down")
             for victim in victims:
                 self._unload(victim, f"{victim.model.name} was unloaded to load {model.name}")
             return self._load(lib, plan, key, self.keep_alive if keep_alive is None else keep_alive)
@@ -243,14 +247,13 @@ class Runtime:
         )
         with self._state:
             self._loaded[model.id] = entry
-            self.load_count[model.id] = self.load_count.get(model.id, 0) + 1
         log.info("loaded %s (%s) in %.1f s", model.name, plan.driver.name, time.monotonic() - started)
         return entry
 
     def ensure(self, ref: str) -> Loaded:
         """The loaded model ``ref``, loading it with its saved settings when it is not loaded."""
         entry = self.find(ref)
-        return entry if entry is not None else self.load(ref)
+        return entry if entry is not None else self.load(ref, any_configuration=True)
 
     def _unload(self, entry: Loaded, reason: str, *, closed: bool = False) -> bool:
         """Take ``entry`` out of service: refuse new requests, let the running one finish, free it."""
@@ -330,9 +333,9 @@ class Runtime:
         Raises :class:`corral.errors.QueueFull` at once when the queue is full, and
         :class:`corral.driver.Unsupported` when the model's category cannot do ``task``.
         """
+        check_task(self.resolve(ref), task)  # before loading anything
         for _ in range(3):
             entry = self.ensure(ref)
-            check_task(entry.model, task)
             try:
                 return entry, entry.queue.enter()
             except QueueClosed:

@@ -283,6 +283,7 @@ async def images_generations(request: Any) -> Any:
         "guidance": field(body, "guidance", float, None),
         "strength": field(body, "strength", float, None),
         "negative_prompt": field(body, "negative_prompt", str, None),
+        "num_frames": field(body, "num_frames", int, None),
     }
     seed = field(body, "seed", int, None)
     size = field(body, "size", str, None)

@@ -123,6 +123,8 @@ def serve(
         write_state(state, home)
         auth = "API key required" if api_key else "no API key"
         announce(f"Corral {__version__} serving on {state.url} ({auth}); Ctrl-C stops it.")
+        if not api_key and host not in ("127.0.0.1", "localhost", "::1"):
+            announce(f"Warning: {host} may be reachable from other machines and no API key is set (--api-key).")
 
     server = _uvicorn_server(app, log_level, on_start=started, on_stop=lambda: clear_state(state.pid, home))
     _log_to_stderr(log_level)

@@ -84,11 +84,12 @@ class Service:
     async def enter(self, ref: str, task: str) -> tuple[Loaded, Turn]:
         """Load ``ref`` if needed, then wait for its turn (503 at once when its queue is full)."""
         self.require_plugin(task)
+        known = self.runtime.find(ref)
+        check_task(known.model if known else await self.in_thread(self.runtime.resolve, ref), task)
         for _ in range(3):
             entry = self.runtime.find(ref)
             if entry is None:
                 entry = await self.in_thread(self.runtime.ensure, ref, load=True)
-            check_task(entry.model, task)
             try:
                 turn = entry.queue.enter()
             except QueueClosed:

@@ -10,7 +10,7 @@ from corral.records import ChatResult, LoraRequest, Model
 
 from corral_llamacpp import images
 from corral_llamacpp.sampling import sampling
-from corral_llamacpp.templates import Renderer
+from corral_llamacpp.templates import ChatTemplate, Renderer
 
 
 class LlamaCppModel(LoadedModel):
@@ -46,7 +46,7 @@ class LlamaCppModel(LoadedModel):
         return self._llm().n_ctx()
 
     @property
-    def template(self):  # -> corral_llamacpp.templates.ChatTemplate | None
+    def template(self) -> ChatTemplate | None:
         """The chat template in use (None when a llama-cpp-python ``chat_format`` replaces it)."""
         return self.renderer.template if self.renderer else None
 
