@@ -312,11 +312,15 @@ class Runtime:
     def close(self) -> None:
         """Unload everything (each after its request in progress) and close the database connections."""
         self._closed = True
-        for entry in self.entries():
-            try:
-                self._unload(entry, "the server is shutting down")
-            except Exception:  # one failing unload must not keep the others loaded
-                log.exception("unloading %s failed", entry.model.name)
+        with self._state:
+            slots = list(self._slot_locks.items())
+        for name, lock in slots:
+            with lock:  # a load under way in this slot finishes first, then goes too
+                for entry in [e for e in self.entries() if slot(e.model.category) == name]:
+                    try:
+                        self._unload(entry, "the server is shutting down")
+                    except Exception:  # one failing unload must not keep the others loaded
+                        log.exception("unloading %s failed", entry.model.name)
         with self._state:
             opened = list(self._opened)
         for library in opened:
