@@ -14,7 +14,9 @@ import pytest
 import plugins_for_tests as tp
 from corral import hookimpl
 from corral.driver import Driver, LoadedModel
-from corral.errors import Busy, Conflict, Incompatible, InsufficientMemory, InvalidSetting, NotFound, PluginMissing, QueueFull
+from corral.errors import (
+    Busy, Conflict, Incompatible, InsufficientMemory, InvalidSetting, NotFound, PluginMissing, QueueFull,
+)
 from corral.records import Category, ChatResult, Format, SettingSpec
 from corral.runtime import Runtime
 from corral.runtime.queue import QueueClosed, RequestQueue

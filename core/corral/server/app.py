@@ -43,8 +43,8 @@ def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: s
 
     async def http_error(request: Any, exc: HTTPException) -> Any:
         message = f"{request.method} {request.url.path}: {exc.detail}"
-        return JSONResponse(error_body(message, exc.status_code, "not_found" if exc.status_code == 404 else "http_error"),
-                            exc.status_code)
+        code = "not_found" if exc.status_code == 404 else "http_error"
+        return JSONResponse(error_body(message, exc.status_code, code), exc.status_code)
 
     middleware = [Middleware(ApiKeyMiddleware, api_key=api_key)] if api_key else []
     app = Starlette(

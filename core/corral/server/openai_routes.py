@@ -93,12 +93,13 @@ def _messages(body: dict) -> list[dict]:
     return messages
 
 
+def _total(counts: list[int | None]) -> int | None:
+    return None if any(c is None for c in counts) else sum(counts)  # type: ignore[arg-type]
+
+
 async def _generate(request: Any, kind: str) -> Any:
     """Shared by chat and completions: ``kind`` is ``chat`` or ``complete``."""
-    from starlette.responses import StreamingResponse
-
     body = await read_json(request)
-    service = _service(request)
     ref = field(body, "model", str)
     params = sampling(body)
     stream = field(body, "stream", bool, False)
@@ -110,33 +111,36 @@ async def _generate(request: Any, kind: str) -> Any:
             raise InvalidRequest("stream one prompt at a time")
     echo = kind == "complete" and field(body, "echo", bool, False)
     include_usage = bool(field(body, "stream_options", dict, {}).get("include_usage"))
-    created, ident = int(time.time()), ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
+    ident = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
+    if stream:
+        return await _stream(request, kind, ref, inputs[0], params, ident, echo=echo, include_usage=include_usage)
 
-    if not stream:
-        def work(entry):
-            return [_result(getattr(entry.handle, kind)(item, **params)) for item in inputs]
+    def work(entry):
+        return [_result(getattr(entry.handle, kind)(item, **params)) for item in inputs]
 
-        entry, results = await service.run(ref, kind, work)
-        prompt = sum(r.prompt_tokens or 0 for r in results) if all(r.prompt_tokens is not None for r in results) else None
-        done = sum(r.completion_tokens or 0 for r in results) if all(r.completion_tokens is not None for r in results) else None
-        if kind == "chat":
-            choices = [
-                {"index": 0, "message": {"role": "assistant", "content": results[0].text},
-                 "logprobs": None, "finish_reason": results[0].finish_reason}
-            ]
-            obj = "chat.completion"
-        else:
-            choices = [
-                {"index": i, "text": (inputs[i] if echo else "") + r.text, "logprobs": None,
-                 "finish_reason": r.finish_reason}
-                for i, r in enumerate(results)
-            ]
-            obj = "text_completion"
-        return _json({"id": ident, "object": obj, "created": created, "model": entry.model.name,
-                      "choices": choices, "usage": _usage(prompt, done)})
+    entry, results = await _service(request).run(ref, kind, work)
+    usage = _usage(_total([r.prompt_tokens for r in results]), _total([r.completion_tokens for r in results]))
+    if kind == "chat":
+        message = {"role": "assistant", "content": results[0].text}
+        choices = [{"index": 0, "message": message, "logprobs": None, "finish_reason": results[0].finish_reason}]
+    else:
+        choices = [
+            {"index": i, "text": (inputs[i] if echo else "") + r.text, "logprobs": None,
+             "finish_reason": r.finish_reason}
+            for i, r in enumerate(results)
+        ]
+    return _json({"id": ident, "object": "chat.completion" if kind == "chat" else "text_completion",
+                  "created": int(time.time()), "model": entry.model.name, "choices": choices, "usage": usage})
 
-    entry, turn = await service.enter(ref, kind)
-    handle, item = entry.handle, inputs[0]
+
+async def _stream(
+    request: Any, kind: str, ref: str, item: Any, params: dict, ident: str, *, echo: bool, include_usage: bool
+) -> Any:
+    """An SSE answer; the model's turn is held until the last piece (see :mod:`corral.server.streaming`)."""
+    from starlette.responses import StreamingResponse
+
+    entry, turn = await _service(request).enter(ref, kind)
+    handle = entry.handle
 
     def produce():
         try:
@@ -146,19 +150,20 @@ async def _generate(request: Any, kind: str) -> Any:
 
     pieces = PieceStream(turn, produce)
     first = await pieces.next()  # errors before the first piece still get a proper status code
-    name = entry.model.name
+    if echo:
+        first = item + (first or "")
+    name, created = entry.model.name, int(time.time())
+    obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+    started = {"role": False}
 
     def event(choices: list, **extra: Any) -> dict:
-        obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
         return {"id": ident, "object": obj, "created": created, "model": name, "choices": choices, **extra}
-
-    started = {"role": False}
 
     def chunk(piece: str) -> dict:
         if kind == "complete":
             return event([{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}])
         delta = {"content": piece}
-        if not started["role"]:
+        if not started["role"]:  # the first chunk names the role, as OpenAI's do
             started["role"] = True
             delta = {"role": "assistant", "content": piece}
         return event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
@@ -174,8 +179,6 @@ async def _generate(request: Any, kind: str) -> Any:
             events.append(event([], usage=_usage(None, count)))
         return events
 
-    if echo:
-        first = item + (first or "")
     return StreamingResponse(sse_pieces(pieces, first, chunk, last), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
