@@ -434,3 +434,22 @@ def test_detection_reads_headers_only(tmp_path):
     with count_reads() as counter:
         detect_safetensors(path)
     assert counter.bytes <= 128 * 1024 < path.stat().st_size
+
+
+@pytest.mark.parametrize(
+    "pooling, width",
+    [
+        ({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}, 32),
+        ({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": True}, 64),
+        ({"embedding_dimension": 32, "pooling_mode": "mean"}, 32),
+        ({"embedding_dimension": 32, "pooling_mode": ["mean", "max", "cls"]}, 96),
+    ],
+)
+def test_embedding_width_counts_every_pooling_mode(tmp_path, pooling, width):
+    import json
+
+    from factories import write_embedding_dir
+
+    folder = write_embedding_dir(tmp_path / "emb")
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    assert detect_directory(folder).facts.embedding_dims == width

@@ -384,6 +384,8 @@ def test_openai_client_against_corral_serve_with_real_models(real_home):
         vectors = client.embeddings.create(model="minilm", input=["a cat", "a kitten", "stock market"])
         dims = {len(d.embedding) for d in vectors.data}
         assert dims == {384}
+        short = client.embeddings.create(model="minilm", input="a cat", dimensions=128)
+        assert len(short.data[0].embedding) == 128 and short.data[0].embedding == vectors.data[0].embedding[:128]
         ps = httpx.get(info["url"] + "/api/ps", timeout=WAIT).json()["models"]
         assert {m["name"] for m in ps} == {"gemma", "minilm"}  # chat and embedding coexist
         assert all(m["ram"] > 0 for m in ps)

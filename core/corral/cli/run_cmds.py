@@ -191,18 +191,30 @@ def _pil(frame):
 @click.command("speak")
 @click.argument("model")
 @click.argument("text")
-@click.option("--voice")
-@click.option("--speed", type=float)
-@click.option("--lang", type=click.Choice(["a", "b", "z", "auto"]))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output .wav file.")
+@click.option("--voice", help="Voice name (several joined by commas blend them); default: the model's.")
+@click.option("--speed", type=float, help="0.5 (half as fast) to 2.0 (twice as fast); default 1.0.")
+@click.option("--lang", type=click.Choice(["a", "b", "z", "auto"]),
+              help="a American English, b British English, z Mandarin; auto (default) detects it from TEXT.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output .wav file.")
 @click.option("--force", is_flag=True, help="Load even when the memory estimate does not fit.")
 @pass_app
 def speak_cmd(app: App, model, text, voice, speed, lang, out, force) -> None:
-    """Synthesise TEXT with MODEL into a WAV file."""
+    """Synthesise TEXT with MODEL into a 16-bit mono WAV file."""
+    from corral.errors import InvalidSetting
+
+    # Checked before the model loads; NaN fails the comparison too.
+    if speed is not None and not 0.5 <= speed <= 2.0:
+        raise InvalidSetting(f"--speed {speed} is outside 0.5–2.0 (1.0 is normal, 0.5 half as fast, "
+                             "2.0 twice as fast)")
+    if not Path(out).parent.is_dir():
+        raise CorralError(f"{out}: its folder {Path(out).parent} does not exist; create it or pick another --out")
     params = {k: v for k, v in (("voice", voice), ("speed", speed), ("lang", lang)) if v is not None}
     with use_model(app, model, force=force) as handle:
         samples, rate = handle.speak(text, **params)
-    write_wav(out, samples, rate)
+    try:
+        write_wav(out, samples, rate)
+    except OSError as exc:
+        raise CorralError(f"{out}: cannot write the WAV file ({exc.strerror or exc})") from None
     click.echo(f"Wrote {out}")
 
 

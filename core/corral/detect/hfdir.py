@@ -181,15 +181,40 @@ def _embedding_dims(folder: Path, hidden: int | None) -> tuple[int | None, list[
         files += sorted(p for p in sub.iterdir() if p.is_file())
         data = _read_object(cfg)
         kind = str(module.get("type", ""))
-        if kind.endswith("Pooling") and _int(data.get("word_embedding_dimension")):
-            dims = data["word_embedding_dimension"]
+        if kind.endswith("Pooling"):
+            dims = _pooling_width(data) or dims
         elif kind.endswith("Dense") and _int(data.get("out_features")):
             dims = data["out_features"]
     if not modules and (folder / "1_Pooling" / "config.json").is_file():
         data = _read_object(folder / "1_Pooling" / "config.json")
-        dims = _int(data.get("word_embedding_dimension")) or dims
+        dims = _pooling_width(data) or dims
         files.append(folder / "1_Pooling" / "config.json")
     return dims, files
+
+
+_LEGACY_POOLING_MODES = (
+    "pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
+    "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken",
+)
+
+
+def _pooling_width(config: dict) -> int | None:
+    """A Pooling module's output: token width times the number of concatenated pooling modes.
+
+    sentence-transformers 6 writes ``embedding_dimension`` and ``pooling_mode`` (a name or a list);
+    older releases write ``word_embedding_dimension`` and one boolean per mode.
+    """
+    width = _int(config.get("embedding_dimension")) or _int(config.get("word_embedding_dimension"))
+    if not width:
+        return None
+    mode = config.get("pooling_mode")
+    if isinstance(mode, list):
+        count = len(mode[:16])
+    elif isinstance(mode, str):
+        count = 1
+    else:
+        count = sum(1 for key in _LEGACY_POOLING_MODES if config.get(key) is True)
+    return width * max(count, 1)
 
 
 def _chat_template(folder: Path) -> bool:

@@ -213,7 +213,11 @@ async def embeddings(request: Any) -> Any:
     if encoding not in ("float", "base64"):
         raise InvalidRequest("encoding_format must be 'float' or 'base64'")
     dimensions = field(body, "dimensions", int, None)
-    params = {"normalize": field(body, "normalize", bool, None), "batch_size": field(body, "batch_size", int, None)}
+    params = {
+        "normalize": field(body, "normalize", bool, None),
+        "batch_size": field(body, "batch_size", int, None),
+        "dimensions": dimensions,  # drivers that can shorten vectors (Matryoshka) do; the check below stays
+    }
     params = {k: v for k, v in params.items() if v is not None}
     entry, vectors = await service.run(ref, "embed", lambda e: e.handle.embed(texts, **params))
     vectors = [[float(x) for x in v] for v in vectors]

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from corral.errors import Incompatible
 from corral.records import ComponentKind, Format, Model
 from corral.templates import components_in_file
-from corral_diffusers.components import load_component, load_denoiser
+from corral_diffusers.components import dtype_kw, load_component, load_denoiser
 from corral_diffusers.configs import config_folder, main_shapes, read_index
 
 VAE, CLIP_L, CLIP_G, T5XXL = ComponentKind.VAE, ComponentKind.CLIP_L, ComponentKind.CLIP_G, ComponentKind.T5XXL
@@ -53,15 +53,15 @@ def build_pipeline(model: Model, config: str | None, dtype: Any) -> Any:
     modules = {slots[c.kind]: load_component(model, c, folder, slots[c.kind], index, dtype) for c in model.components}
     if is_pipeline_folder:
         _require_parts(model, folder, index, pipeline_cls, modules, slots)
-        return pipeline_cls.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True, **modules)
+        return pipeline_cls.from_pretrained(str(folder), **dtype_kw(dtype), local_files_only=True, **modules)
     if model.format != Format.DIFFUSERS_DIR and components_in_file(path, model.format):
         # An all-in-one checkpoint: diffusers takes each part it carries from it.
-        return pipeline_cls.from_single_file(str(path), config=str(folder), torch_dtype=dtype,
+        return pipeline_cls.from_single_file(str(path), config=str(folder), **dtype_kw(dtype),
                                              local_files_only=True, **modules)
     denoiser = "transformer" if _is_part(index.get("transformer")) else "unet"
     modules[denoiser] = load_denoiser(model, folder, denoiser, index, dtype)
     _require_parts(model, folder, index, pipeline_cls, modules, slots)
-    return pipeline_cls.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True, **modules)
+    return pipeline_cls.from_pretrained(str(folder), **dtype_kw(dtype), local_files_only=True, **modules)
 
 
 def slots_of(model: Model, slots: Mapping[ComponentKind, str], pipeline: str) -> Mapping[ComponentKind, str]:

@@ -38,6 +38,13 @@ def _class(model: Model, index: Mapping[str, Any], slot: str, folder: Path) -> t
     return library, cls
 
 
+def dtype_kw(dtype: Any) -> dict[str, Any]:
+    """The weights dtype as diffusers takes it: ``dtype`` since it deprecated ``torch_dtype``."""
+    from diffusers.utils import deprecation_utils
+
+    return {"dtype": dtype} if hasattr(deprecation_utils, "_resolve_dtype") else {"torch_dtype": dtype}
+
+
 def _single_file_loadable(cls: type) -> bool:
     from diffusers.loaders.single_file_model import _get_single_file_loadable_mapping_class
 
@@ -51,7 +58,7 @@ def load_denoiser(model: Model, folder: Path, slot: str, index: Mapping[str, Any
     if not path.exists():
         raise NotFound(f"{model.name}: {path} is missing; restore it, or remove the model and import it again")
     if path.is_dir():
-        return cls.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
+        return cls.from_pretrained(str(path), **dtype_kw(dtype), local_files_only=True)
     extra: dict[str, Any] = {}
     if model.format == Format.GGUF:
         from diffusers import GGUFQuantizationConfig
@@ -61,8 +68,8 @@ def load_denoiser(model: Model, folder: Path, slot: str, index: Mapping[str, Any
         if extra:
             raise Incompatible(f"{model.name}: diffusers loads no GGUF {cls.__name__}; use a .safetensors file")
         with _staged(folder / slot, path, "diffusion_pytorch_model") as staged:
-            return cls.from_pretrained(str(staged), torch_dtype=dtype, local_files_only=True)
-    return cls.from_single_file(str(path), config=str(folder), subfolder=slot, torch_dtype=dtype,
+            return cls.from_pretrained(str(staged), **dtype_kw(dtype), local_files_only=True)
+    return cls.from_single_file(str(path), config=str(folder), subfolder=slot, **dtype_kw(dtype),
                                 local_files_only=True, **extra)
 
 
@@ -76,12 +83,12 @@ def load_component(model: Model, component: Component, folder: Path, slot: str, 
                        f"corral component add {model.name} {component.kind} PATH")
     if library == "diffusers":
         if path.is_dir():
-            return cls.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
+            return cls.from_pretrained(str(path), **dtype_kw(dtype), local_files_only=True)
         if _single_file_loadable(cls):
-            return cls.from_single_file(str(path), config=str(folder), subfolder=slot, torch_dtype=dtype,
+            return cls.from_single_file(str(path), config=str(folder), subfolder=slot, **dtype_kw(dtype),
                                         local_files_only=True)
         with _staged(folder / slot, path, "diffusion_pytorch_model") as staged:
-            return cls.from_pretrained(str(staged), torch_dtype=dtype, local_files_only=True)
+            return cls.from_pretrained(str(staged), **dtype_kw(dtype), local_files_only=True)
     if path.is_dir():
         loaded, info = cls.from_pretrained(str(path), dtype=dtype, output_loading_info=True)
     else:

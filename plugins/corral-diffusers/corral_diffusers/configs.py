@@ -50,11 +50,15 @@ def offline_and_quiet() -> Iterator[None]:
         os.environ["HF_HUB_OFFLINE"] = "1"
         hub_constants.HF_HUB_OFFLINE = True  # what huggingface_hub.is_offline_mode() answers
         bars = hf_logging.is_progress_bar_enabled(), diffusers_logging.is_progress_bar_enabled()
+        verbosity = diffusers_logging.get_verbosity()
         hf_logging.disable_progress_bar()
         diffusers_logging.disable_progress_bar()
+        # diffusers warns about its own choices (dtype casts, deprecations) while loading: not the user's business.
+        diffusers_logging.set_verbosity_error()
         try:
             yield
         finally:
+            diffusers_logging.set_verbosity(verbosity)
             hub_constants.HF_HUB_OFFLINE = saved_flag
             if saved_env is None:
                 os.environ.pop("HF_HUB_OFFLINE", None)

@@ -39,7 +39,7 @@ def load_image_model(model: Model, settings: Mapping[str, Any], loras: Sequence[
         with offline_and_quiet():
             pipe = build_pipeline(model, options.config, dtype)
             names = apply_loras(model, pipe, loras)
-        notes = _place(model, pipe, options, device)
+            notes = _place(model, pipe, options, device)
     except CorralError:
         _drop(pipe, device)
         raise

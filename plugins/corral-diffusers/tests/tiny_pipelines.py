@@ -183,9 +183,18 @@ def save_parts(pipe, folder: Path, *, ldm: bool = True) -> dict[str, Path]:
         module = getattr(pipe, slot, None)
         if module is not None:
             files[name] = folder / f"{name}.safetensors"
-            state = {k: v for k, v in module.state_dict().items() if k != "encoder.embed_tokens.weight"}
-            save_file(_contiguous(state), files[name])  # T5 files keep only the shared embedding, as real ones do
+            save_file(_contiguous(_as_shared(module)), files[name])
     return files
+
+
+def _as_shared(module) -> dict[str, torch.Tensor]:
+    """A text encoder's tensors named as in the files people share: CLIP under ``text_model.``, T5 with its
+    shared embedding only (transformers may save either without)."""
+    state = module.state_dict()
+    if type(module).__name__.startswith("CLIPText"):
+        return {k if k.startswith(("text_model.", "text_projection")) else f"text_model.{k}": v
+                for k, v in state.items()}
+    return {k: v for k, v in state.items() if k != "encoder.embed_tokens.weight"}
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -238,3 +247,18 @@ def write_lora(pipe, folder: Path, *, seed: int, rank: int = 4) -> Path:
     type(pipe).save_lora_weights(str(folder), **{f"{denoiser_name}_lora_layers": state})
     denoiser.delete_adapters(adapter)
     return folder
+
+
+# --- comparing images ----------------------------------------------------------------------------
+
+
+def pixels(image):
+    """An image as an int array, for exact comparisons."""
+    import numpy as np
+
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def same(a, b) -> bool:
+    """Same size, same pixels."""
+    return a.size == b.size and bool((pixels(a) == pixels(b)).all())

@@ -1,8 +1,10 @@
 """Corral plugin for Hugging Face transformers.
 
-Registers the ``hf-causal-lm`` exporter (a fresh Llama-style model written as a Hugging Face directory)
-and the ``corral create`` and ``corral tokenizer train`` commands. Only Corral and the standard library
-are imported here: torch, transformers, tokenizers and sentencepiece load inside the commands.
+Registers the ``transformers`` driver (causal LMs with precision, device map, quantization and weighted
+PEFT adapters), the ``hf-causal-lm`` exporter (a fresh Llama-style model written as a Hugging Face
+directory) and the ``corral create`` and ``corral tokenizer train`` commands. Only Corral and the standard
+library are imported here: torch, transformers, peft, tokenizers and sentencepiece load inside loads and
+commands.
 """
 
 from __future__ import annotations
@@ -14,11 +16,20 @@ from corral import hookimpl
 if TYPE_CHECKING:
     import click
 
-    from corral.driver import Exporter
+    from corral.driver import Driver, Exporter
+
+
+@hookimpl
+def register_drivers(register: Callable[[type[Driver]], None]) -> None:
+    """Register the transformers driver."""
+    from corral_transformers.driver import TransformersDriver
+
+    register(TransformersDriver)
 
 
 @hookimpl
 def register_exporters(register: Callable[[type[Exporter]], None]) -> None:
+    """Register the exporter behind ``corral create``."""
     from corral_transformers.export import HfCausalLmExporter
 
     register(HfCausalLmExporter)
@@ -26,6 +37,7 @@ def register_exporters(register: Callable[[type[Exporter]], None]) -> None:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
+    """Add ``corral create`` and ``corral tokenizer train``."""
     from corral_transformers.commands import create_cmd, tokenizer_group
 
     cli.add_command(create_cmd)

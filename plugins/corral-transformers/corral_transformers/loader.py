@@ -12,7 +12,8 @@ allocated on each GPU.
 from __future__ import annotations
 
 import pickle
-from typing import Any, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence
 
 from corral.errors import CorralError, DetectionError, InsufficientMemory, InvalidSetting, UnsafeFile
 from corral.records import LoraRequest, Model
@@ -45,6 +46,29 @@ def _vram() -> dict[int, int]:
     if not torch.cuda.is_available():
         return {}
     return {i: torch.cuda.memory_allocated(i) for i in range(torch.cuda.device_count())}
+
+
+@contextmanager
+def quiet(verbose: bool) -> Iterator[None]:
+    """transformers' progress bars and warnings off for the load (unless ``verbose``), then as they were.
+
+    ``corral chat MODEL PROMPT`` prints the reply alone and an error as one line; the bars are for people
+    watching transformers itself.
+    """
+    from transformers.utils import logging
+
+    if verbose:
+        yield
+        return
+    bars, level = logging.is_progress_bar_enabled(), logging.get_verbosity()
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
 
 
 def _remote_code_hint(model: Model, source: Source, exc: BaseException) -> CorralError | None:
@@ -164,12 +188,15 @@ def load(model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest]
     threads = int(settings.get("threads") or 0)
     if threads > 0:
         torch.set_num_threads(threads)  # torch's pool is per process: the last load's setting wins
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401 - imported before measuring
+
     rss_before, vram_before = _rss(), _vram()
-    tokenizer = load_tokenizer(model, source, bool(options.kwargs["trust_remote_code"]))
-    lm = load_causal_lm(model, source, options)
-    applied: tuple = ()
-    if loras:
-        lm, applied = adapters.apply(lm, model, loras)
+    with quiet(bool(settings.get("verbose", False))):
+        tokenizer = load_tokenizer(model, source, bool(options.kwargs["trust_remote_code"]))
+        lm = load_causal_lm(model, source, options)
+        applied: tuple = ()
+        if loras:
+            lm, applied = adapters.apply(lm, model, loras)
     vram = sum(max(0, used - vram_before.get(i, 0)) for i, used in _vram().items())
     memory = {"ram": max(0, _rss() - rss_before), "vram": vram}
     return TransformersModel(

@@ -33,6 +33,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("double_quant", bool, "int4/nf4: quantize the quantization constants too", False),
     SettingSpec("low_cpu_mem_usage", bool, "build the model without a second copy of the weights in RAM", True),
     SettingSpec("attn_implementation", str, "attention kernel; unset = transformers' choice", None, ATTENTION),
+    SettingSpec("verbose", bool, "show transformers' own progress bars and warnings while loading", False),
     SettingSpec("chat_template", str, "a Jinja chat template (or the path of a .jinja file) replacing the tokenizer's",
                 None),
 )

@@ -1,9 +1,12 @@
 """Fixtures for this plugin's tests: the plugin host includes corral_transformers (and nothing else that
-is installed), so ``run("create", ...)`` reaches its commands."""
+is installed), so ``run("create", ...)`` reaches its commands; a tiny random-weight Llama written once per
+session by ``corral create``, with and without a chat template."""
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,72 @@ def corpus(tmp_path) -> Path:
     path = tmp_path / "corpus.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+#: ``corral create`` arguments for a tiny Llama: about 1.6M parameters, loads and generates in a blink.
+TINY_CREATE = ("--preset", "free", "--hidden-size", "128", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+               "--ffn-size", "256", "--vocab-size", "10000", "--context-length", "256")
+
+#: A small chat template, in the shape most Hugging Face templates have.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_created(tmp_path_factory) -> Path:
+    """A tiny random Llama folder written once per session by ``corral create`` (do not modify it)."""
+    from click.testing import CliRunner
+
+    import corral_transformers
+    from corral.cli import build_cli
+    from corral.plugins import build_host, set_host
+
+    root = tmp_path_factory.mktemp("tiny-created")
+    set_host(build_host(entry_points=False, plugins=[corral_transformers]))
+    try:
+        result = CliRunner().invoke(
+            build_cli(), ["create", *TINY_CREATE, "--out", str(root / "tiny"), "--json"],
+            env={"CORRAL_HOME": str(root / "home")}, catch_exceptions=False,
+        )  # fmt: skip
+    finally:
+        set_host(None)
+    assert result.exit_code == 0, result.output
+    return root / "tiny"
+
+
+def copy_model(src: Path, dest: Path, *, chat_template: str | None = None) -> Path:
+    """A copy of the model folder ``src`` (tests change files in it), with ``chat_template`` set if given."""
+    shutil.copytree(src, dest)
+    if chat_template is not None:
+        path = dest / "tokenizer_config.json"
+        config = json.loads(path.read_text(encoding="utf-8"))
+        config["chat_template"] = chat_template
+        path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return dest
+
+
+@pytest.fixture
+def tiny_dir(tiny_created, tmp_path) -> Path:
+    """A fresh copy of the tiny model, without a chat template."""
+    return copy_model(tiny_created, tmp_path / "tiny-llama")
+
+
+@pytest.fixture
+def chat_dir(tiny_created, tmp_path) -> Path:
+    """A fresh copy of the tiny model whose tokenizer carries :data:`CHAT_TEMPLATE`."""
+    return copy_model(tiny_created, tmp_path / "tiny-chat", chat_template=CHAT_TEMPLATE)
+
+
+@pytest.fixture
+def tiny(library, tiny_dir):
+    """The tiny model imported into the test's library."""
+    return library.import_path(tiny_dir, name="tiny").model
+
+
+@pytest.fixture
+def tiny_chat(library, chat_dir):
+    """The tiny model with a chat template, imported into the test's library."""
+    return library.import_path(chat_dir, name="tiny-chat").model
+

@@ -1,0 +1,152 @@
+"""Image models assembled from separate files with a template: sd_official (UNet + VAE + CLIP-L + CLIP-G),
+flux (transformer + VAE + CLIP-L + T5-XXL, also as a GGUF), and the errors around them."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from corral.errors import Incompatible, NotFound
+from corral.records import Category, ComponentKind, Format
+from tiny_pipelines import same
+
+VAE, CLIP_L, CLIP_G, T5XXL = ComponentKind.VAE, ComponentKind.CLIP_L, ComponentKind.CLIP_G, ComponentKind.T5XXL
+PROMPT = "a red square on a white field"
+
+
+def _sdxl_parts(files):
+    p = files.parts
+    return {VAE: p["vae"], CLIP_L: p["clip_l"], CLIP_G: p["clip_g"]}
+
+
+def _flux_parts(files):
+    p = files.parts
+    return {VAE: p["vae"], CLIP_L: p["clip_l"], T5XXL: p["t5xxl"]}
+
+
+def _image(library, ref, size, **settings):
+    with library.open_model(ref, overrides=settings) as handle:
+        return handle.imagine(PROMPT, steps=2, width=size[0], height=size[1], seed=9)[0]
+
+
+def test_sd_official_from_separate_files_equals_the_pipeline_folder(library, sdxl):
+    result = library.import_path(sdxl.parts["unet"], template="sd_official", components=_sdxl_parts(sdxl))
+    model = result.model
+    assert model.category == Category.IMAGE and model.format == Format.SAFETENSORS
+    assert model.facts.extra["template"] == "sd_official"
+    assert {c.kind for c in model.components} == {VAE, CLIP_L, CLIP_G}
+    assert model.tags == ("text-to-image", "image-to-image")
+    library.update_settings(model.id, {"config": str(sdxl.config)})  # configs and tokenizers only, no weights
+    folder = library.import_path(sdxl.folder).model
+    # The VAE file is in the original LDM layout: converted on load, the weights are the folder's own.
+    assert same(_image(library, model.id, (64, 64)), _image(library, folder.id, (64, 64)))
+
+
+@pytest.mark.parametrize("main", ["transformer", "gguf"])
+def test_flux_from_separate_files_and_a_gguf(library, flux, main):
+    model = library.import_path(flux.parts[main], template="flux", components=_flux_parts(flux)).model
+    assert model.facts.architecture == "flux"
+    if main == "gguf":
+        assert model.format == Format.GGUF and model.facts.quantization == "Q8_0"
+    folder = library.import_path(flux.folder).model
+    image = _image(library, model.id, (32, 32), config=str(flux.config))
+    reference = _image(library, folder.id, (32, 32))
+    if main == "transformer":
+        assert same(image, reference)
+    else:  # 8-bit weights: close to the full-precision image, not equal
+        from tiny_pipelines import pixels
+
+        assert image.size == (32, 32) and abs(pixels(image) - pixels(reference)).mean() < 8
+
+
+def test_a_diffusers_folder_needs_no_components_for_its_template(library, flux):
+    model = library.import_path(flux.folder, template="flux").model
+    assert model.components == () and set(model.facts.extra["bundled"]) == {"vae", "clip-l", "t5xxl"}
+    assert _image(library, model.id, (32, 32)).size == (32, 32)
+
+
+def test_missing_components_refuse_the_import_and_name_each(library, sdxl):
+    with pytest.raises(Incompatible) as err:
+        library.import_path(sdxl.parts["unet"], template="sd_official", components={VAE: sdxl.parts["vae"]})
+    message = str(err.value)
+    assert "clip-l, clip-g" in message and "--clip-l PATH --clip-g PATH" in message
+    assert library.store.list_models() == []  # nothing half-written
+
+
+def test_wrong_template_imports_are_refused(library, sdxl, flux, tmp_path):
+    from factories import write_tiny_gguf
+
+    chat = write_tiny_gguf(tmp_path / "tiny-chat.gguf")
+    with pytest.raises(Incompatible, match="is a flux model, not Stable Diffusion XL-style.*--template flux"):
+        library.import_path(flux.parts["transformer"], template="sd_official", components=_sdxl_parts(sdxl))
+    with pytest.raises(Incompatible, match="is a flux model.*--template flux"):
+        library.import_path(flux.parts["gguf"], template="video", components={VAE: flux.parts["vae"]})
+    with pytest.raises(Incompatible, match="not an image model"):
+        library.import_path(chat, template="flux", components=_flux_parts(flux))
+    with pytest.raises(Incompatible, match="is a vae, not a main model"):
+        library.import_path(sdxl.parts["vae"], template="sd_official", components=_sdxl_parts(sdxl))
+    wrong = {**_flux_parts(flux), VAE: flux.parts["clip_l"]}
+    with pytest.raises(Incompatible, match="clip_l.safetensors is not a vae component"):
+        library.import_path(flux.parts["transformer"], template="flux", components=wrong)
+    assert library.store.list_models() == []
+
+
+def test_a_removed_component_refuses_the_load_listing_what_is_missing(library, flux):
+    model = library.import_path(flux.parts["transformer"], template="flux", components=_flux_parts(flux)).model
+    library.update_settings(model.id, {"config": str(flux.config)})
+    library.remove_component(model.id, CLIP_L)
+    library.remove_component(model.id, T5XXL)
+    with pytest.raises(Incompatible) as err:
+        with library.open_model(model.id):
+            pass
+    assert "needs clip-l, t5xxl" in str(err.value)
+    assert f"corral component add {model.name} t5xxl PATH" in str(err.value)
+    library.add_component(model.id, CLIP_L, flux.parts["clip_l"])
+    library.add_component(model.id, T5XXL, flux.parts["t5xxl"])
+    assert _image(library, model.id, (32, 32)).size == (32, 32)
+
+
+def test_a_replaced_component_is_the_one_loaded(library, flux, tmp_path):
+    """Replacing the VAE with a copy in diffusers layout gives the same image; one from another model does not."""
+    from safetensors.torch import load_file, save_file
+
+    model = library.import_path(flux.parts["transformer"], template="flux", components=_flux_parts(flux)).model
+    library.update_settings(model.id, {"config": str(flux.config)})
+    before = _image(library, model.id, (32, 32))
+    diffusers_vae = tmp_path / "vae-diffusers.safetensors"
+    shutil.copy(flux.folder / "vae" / "diffusion_pytorch_model.safetensors", diffusers_vae)
+    library.add_component(model.id, VAE, diffusers_vae)
+    assert same(_image(library, model.id, (32, 32)), before)
+    other = {k: v * 1.5 for k, v in load_file(diffusers_vae).items()}
+    save_file(other, tmp_path / "vae-other.safetensors")
+    library.add_component(model.id, VAE, tmp_path / "vae-other.safetensors")
+    assert not same(_image(library, model.id, (32, 32)), before)
+
+
+def test_config_found_in_the_hugging_face_cache_or_clearly_not(library, flux, tmp_path, monkeypatch):
+    """Without a config setting, the family's repository is looked up in the local cache only."""
+    import huggingface_hub.constants as hub
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(cache))
+    model = library.import_path(flux.parts["transformer"], template="flux", components=_flux_parts(flux)).model
+    with pytest.raises(NotFound) as err:
+        with library.open_model(model.id):
+            pass
+    assert "black-forest-labs/FLUX.1-dev" in str(err.value) and "config=DIR" in str(err.value)
+    # The cache layout huggingface_hub writes: refs/main names the snapshot folder.
+    repo = cache / "models--black-forest-labs--FLUX.1-dev"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(flux.config, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    assert _image(library, model.id, (32, 32)).size == (32, 32)
+
+
+def test_component_kinds_without_a_place_are_refused_at_load(library, sdxl, flux):
+    model = library.import_path(flux.folder).model
+    library.add_component(model.id, CLIP_G, sdxl.parts["clip_g"])
+    with pytest.raises(Incompatible, match="a clip-g component has no place in a FluxPipeline"):
+        with library.open_model(model.id):
+            pass

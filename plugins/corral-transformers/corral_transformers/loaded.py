@@ -1,0 +1,180 @@
+"""A causal LM loaded through transformers: chat (the tokenizer's chat template), completion, streaming,
+what the load took, unload."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping, Sequence
+
+from corral.driver import LoadedModel
+from corral.errors import CorralError
+from corral.records import ChatResult, LoraRequest, Model
+
+from corral_transformers import chat_template, generate
+from corral_transformers.options import LoadOptions
+
+
+class TransformersModel(LoadedModel):
+    """A live transformers model and tokenizer, with the PEFT adapters applied to it (if any).
+
+    ``lm`` and ``tokenizer`` are the transformers objects themselves, for callers that need more than
+    chat and completion (logits, embeddings of the last layer).
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        settings: Mapping[str, Any],
+        loras: Sequence[LoraRequest],
+        *,
+        lm: Any,
+        tokenizer: Any,
+        options: LoadOptions,
+        chat_template: str | None,
+        adapters: Sequence[Any] = (),
+        memory: Mapping[str, int] | None = None,
+    ) -> None:
+        super().__init__(model, settings, loras)
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.options = options
+        self.chat_template = chat_template
+        self.adapters = tuple(adapters)
+        self._memory = dict(memory or {"ram": 0, "vram": 0})
+        seed = settings.get("seed")
+        self._default_seed = int(seed) if seed is not None else None
+        self.eos_ids = self._eos_ids()
+
+    # --- what the load gave ------------------------------------------------------------------------
+
+    @property
+    def context_length(self) -> int:
+        """Tokens a prompt and its answer may take together: ``n_ctx``, else the model's own maximum."""
+        n_ctx = int(self.settings.get("n_ctx") or 0)
+        if n_ctx:
+            return n_ctx
+        config = self._lm().config
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        return limit if isinstance(limit, int) and 0 < limit < 10**8 else 2048
+
+    @property
+    def device(self) -> Any:
+        """Where the inputs go: the device of the input embeddings (the first layer under a device map)."""
+        lm = self._lm()
+        try:
+            device = lm.get_input_embeddings().weight.device
+        except AttributeError:
+            device = lm.device
+        return lm.device if device.type == "meta" else device  # offloaded embeddings: accelerate moves inputs
+
+    def memory(self) -> dict[str, int]:
+        """RAM and VRAM the load took, measured around it (bytes)."""
+        return dict(self._memory)
+
+    def unload(self) -> None:
+        """Drop the model and give cached GPU memory back, now rather than whenever the collector runs."""
+        import gc
+
+        self.lm = None
+        self.tokenizer = None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover - torch is a requirement
+            pass
+
+    # --- tasks ---------------------------------------------------------------------------------------
+
+    def render(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """The prompt text ``chat`` sends the model for ``messages`` (the chat template applied)."""
+        return chat_template.render(self._tokenizer(), messages, override=self.chat_template,
+                                    model_name=self.model.name)
+
+    def chat(self, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, **params: Any) -> Any:
+        """Answer OpenAI-style ``messages``: a :class:`ChatResult`, or with ``stream=True`` text pieces."""
+        return self._run(self.render(messages), stream, params)
+
+    def complete(self, prompt: str, *, stream: bool = False, **params: Any) -> Any:
+        """Continue ``prompt`` as plain text (no chat template); the tokenizer adds its BOS as usual."""
+        if not isinstance(prompt, str):
+            raise CorralError("a completion prompt must be a string")
+        return self._run(prompt, stream, params, special=True)
+
+    # --- generation --------------------------------------------------------------------------------
+
+    def _lm(self) -> Any:
+        if self.lm is None:
+            raise CorralError(f"{self.model.name} has been unloaded")
+        return self.lm
+
+    def _tokenizer(self) -> Any:
+        if self.tokenizer is None:
+            raise CorralError(f"{self.model.name} has been unloaded")
+        return self.tokenizer
+
+    def _eos_ids(self) -> frozenset[int]:
+        ids: set[int] = set()
+        eos = getattr(getattr(self.lm, "generation_config", None), "eos_token_id", None)
+        for value in eos if isinstance(eos, (list, tuple)) else [eos]:
+            if isinstance(value, int):
+                ids.add(value)
+        if isinstance(getattr(self.tokenizer, "eos_token_id", None), int):
+            ids.add(self.tokenizer.eos_token_id)
+        return frozenset(ids)
+
+    def _inputs(self, text: str, special: bool) -> dict[str, Any]:
+        # A rendered chat template already carries the model's BOS and turn markers: add nothing to it.
+        encoded = self._tokenizer()(text, return_tensors="pt", add_special_tokens=special)
+        device = self.device
+        return {k: v.to(device) for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
+
+    def _run(self, text: str, stream: bool, params: Mapping[str, Any], *, special: bool = False) -> Any:
+        request = generate.parse(params, default_seed=self._default_seed)
+        inputs = self._inputs(text, special)
+        n_prompt = int(inputs["input_ids"].shape[1])
+        room = self.context_length - n_prompt
+        if room <= 0:
+            raise CorralError(
+                f"{self.model.name}: the prompt is {n_prompt} tokens but the context holds {self.context_length}; "
+                f"shorten it or raise the context: corral settings {self.model.name} --n-ctx N"
+            )
+        max_new = min(request.max_tokens or room, room)
+        tokenizer = self._tokenizer()
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids), None)
+        config = generate.generation_config(self._lm().generation_config, request, max_new_tokens=max_new,
+                                            pad_token_id=pad)
+        outcome = generate.Outcome(prompt_tokens=n_prompt)
+        args = (self._lm(), tokenizer, inputs, config, request, outcome)
+        if stream:
+            return self._pieces(generate.stream_text(*args, eos_ids=self.eos_ids))
+        try:
+            text = generate.generate_text(*args, eos_ids=self.eos_ids)
+        except CorralError:
+            raise
+        except Exception as exc:  # a runtime error inside the model (device mismatch, out of memory)
+            raise self._failed(exc) from None
+        return ChatResult(
+            text=text,
+            finish_reason=outcome.finish_reason,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+        )
+
+    def _pieces(self, pieces: Iterator[str]) -> Iterator[str]:
+        try:
+            yield from pieces
+        except CorralError as exc:
+            cause = exc.__cause__
+            raise (self._failed(cause) if cause is not None else exc) from None
+
+    def _failed(self, exc: BaseException) -> CorralError:
+        if isinstance(exc, CorralError):
+            return exc
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return CorralError(f"{self.model.name}: transformers could not generate ({type(exc).__name__}: {why})")
