@@ -398,7 +398,8 @@ def test_openai_client_against_corral_serve_with_real_models(real_home):
 def test_cli_load_ps_chat_unload_through_a_background_server(real_home, tmp_path):
     from factories import write_tiny_gguf
 
-    env = {**os.environ, "CORRAL_HOME": str(real_home), "CORRAL_PORT": "0"}
+    # The image plugin is kept out (of this CLI and the server it starts) to show the missing-plugin answer.
+    env = {**os.environ, "CORRAL_HOME": str(real_home), "CORRAL_PORT": "0", "CORRAL_DISABLE_PLUGINS": "diffusers"}
 
     def corral(*args):
         return subprocess.run([sys.executable, "-m", "corral", *map(str, args)], capture_output=True, text=True,

@@ -255,8 +255,10 @@ class Library:
                                    f"{'they are' if len(missing) > 1 else 'it is'} missing; pass {flags}")
             extra.update(template=template.name, bundled=[k.value for k in bundled])
             tags = template.tags
+            family = family or template.families[0]
         components_all = tuple(c for c in model.components if c.kind not in {a.kind for a in attached}) + attached
-        return attrs.evolve(model, facts=attrs.evolve(model.facts, extra=extra), components=components_all, tags=tags)
+        facts = attrs.evolve(model.facts, extra=extra, architecture=family)
+        return attrs.evolve(model, facts=facts, components=components_all, tags=tags)
 
     def scan(
         self,

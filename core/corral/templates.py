@@ -33,8 +33,9 @@ class Template:
     label: str
     #: Components the pipeline cannot run without.
     components: tuple[ComponentKind, ...]
-    #: Detected architectures (``facts.architecture``) its main model may have.
-    families: frozenset[str]
+    #: Detected architectures (``facts.architecture``) its main model may have; the first is the one a
+    #: main model whose detection could not tell is recorded with.
+    families: tuple[str, ...]
     #: Capability tags a model imported with it gets when none are given.
     tags: tuple[str, ...]
     #: Pipeline folder name -> the component kind it holds (how a diffusers folder bundles them).
@@ -45,13 +46,13 @@ TEMPLATES: Mapping[str, Template] = {
     t.name: t
     for t in (
         Template("sd_official", "Stable Diffusion XL-style (UNet + VAE + CLIP-L + CLIP-G)", (VAE, CLIP_L, CLIP_G),
-                 frozenset({"sdxl", "stable-diffusion", "unet"}), ("text-to-image", "image-to-image"),
+                 ("sdxl", "stable-diffusion", "unet"), ("text-to-image", "image-to-image"),
                  {"vae": VAE, "text_encoder": CLIP_L, "text_encoder_2": CLIP_G}),
         Template("flux", "FLUX (transformer + VAE + CLIP-L + T5-XXL)", (VAE, CLIP_L, T5XXL),
-                 frozenset({"flux"}), ("text-to-image", "image-to-image"),
+                 ("flux",), ("text-to-image", "image-to-image"),
                  {"vae": VAE, "text_encoder": CLIP_L, "text_encoder_2": T5XXL}),
         Template("video", "Wan video (transformer + VAE; its UMT5 text encoder as t5xxl)", (VAE,),
-                 frozenset({"wan"}), ("video",), {"vae": VAE, "text_encoder": T5XXL}),
+                 ("wan",), ("video",), {"vae": VAE, "text_encoder": T5XXL}),
     )
 }
 

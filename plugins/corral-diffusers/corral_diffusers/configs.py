@@ -39,35 +39,43 @@ _LOAD_LOCK = threading.Lock()
 @contextmanager
 def offline_and_quiet() -> Iterator[None]:
     """Load with the Hugging Face hub offline (``HF_HUB_OFFLINE=1``; files are local, the network is never
-    used) and without the backends' progress bars on stderr."""
+    used), without the backends' progress bars and warnings on stderr.
+
+    Both libraries warn about their own choices while loading (optional image processors they cannot
+    build, dtype casts, deprecations): nothing a user can act on. Missing weights are checked here instead.
+    """
     import huggingface_hub.constants as hub_constants
-    from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as hf_logging
 
     with _LOAD_LOCK:
         saved_env = os.environ.get("HF_HUB_OFFLINE")
         saved_flag = hub_constants.HF_HUB_OFFLINE
+        hf_state = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         os.environ["HF_HUB_OFFLINE"] = "1"
         hub_constants.HF_HUB_OFFLINE = True  # what huggingface_hub.is_offline_mode() answers
-        bars = hf_logging.is_progress_bar_enabled(), diffusers_logging.is_progress_bar_enabled()
-        verbosity = diffusers_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-        diffusers_logging.disable_progress_bar()
-        # diffusers warns about its own choices (dtype casts, deprecations) while loading: not the user's business.
-        diffusers_logging.set_verbosity_error()
+        diffusers_logging = diffusers_state = None
         try:
+            from diffusers.utils import logging as diffusers_logging  # its first import warns too
+
+            diffusers_state = diffusers_logging.get_verbosity(), diffusers_logging.is_progress_bar_enabled()
+            diffusers_logging.set_verbosity_error()
+            diffusers_logging.disable_progress_bar()
             yield
         finally:
-            diffusers_logging.set_verbosity(verbosity)
+            if diffusers_state is not None:
+                diffusers_logging.set_verbosity(diffusers_state[0])
+                if diffusers_state[1]:
+                    diffusers_logging.enable_progress_bar()
+            hf_logging.set_verbosity(hf_state[0])
+            if hf_state[1]:
+                hf_logging.enable_progress_bar()
             hub_constants.HF_HUB_OFFLINE = saved_flag
             if saved_env is None:
                 os.environ.pop("HF_HUB_OFFLINE", None)
             else:
                 os.environ["HF_HUB_OFFLINE"] = saved_env
-            if bars[0]:
-                hf_logging.enable_progress_bar()
-            if bars[1]:
-                diffusers_logging.enable_progress_bar()
 
 
 def read_index(folder: Path, model: Model) -> dict[str, Any]:

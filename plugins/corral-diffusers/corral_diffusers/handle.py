@@ -103,11 +103,20 @@ def load_error(model: Model, exc: BaseException) -> CorralError:
         return Incompatible(f"{model.name}: the weights in {model.path} do not fit the pipeline configuration "
                             f"({text}); point the config setting at its family's folder: corral settings "
                             f"{model.name} --set config=DIR")
-    if isinstance(exc, (OSError, ValueError, KeyError)) or name in ("JSONDecodeError", "SafetensorError",
+    if isinstance(exc, (KeyError, IndexError)):  # single-file conversion looked for tensors that are not there
+        return Incompatible(f"{model.name}: the tensor names in {model.path} match no layout diffusers converts "
+                            f"for this pipeline ({name}: {text}); check the file and the --template it was "
+                            "imported with")
+    if isinstance(exc, (OSError, ValueError)) or name in ("JSONDecodeError", "SafetensorError",
                                                                      "HeaderTooLarge", "EnvironmentError"):
         return DetectionError(f"{model.name}: {model.path} cannot be loaded ({name}: {text}); re-download the "
                               "model or import a complete one")
     return CorralError(f"{model.name}: diffusers could not load {model.path} ({name}: {text})")
+
+
+def _default(parameters: Mapping[str, inspect.Parameter], name: str) -> Any:
+    parameter = parameters.get(name)
+    return None if parameter is None else parameter.default
 
 
 class DiffusersModel(LoadedModel):
@@ -192,9 +201,12 @@ class DiffusersModel(LoadedModel):
                               f"{'an image' if takes_image else 'text'} only")
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
 
+        from corral_diffusers.configs import offline_and_quiet
+
         auto = AutoPipelineForImage2Image if wants_image else AutoPipelineForText2Image
         try:
-            derived = auto.from_pipe(self.pipe)
+            with offline_and_quiet():
+                derived = auto.from_pipe(self.pipe)
         except Exception as exc:
             raise Unsupported(f"{self.model.name}: diffusers has no {mode} pipeline for a {type(self.pipe).__name__} "
                               f"({' '.join(str(exc).split())[:200]})") from None
@@ -255,6 +267,13 @@ class DiffusersModel(LoadedModel):
             if int(params["steps"]) < 1:
                 raise InvalidRequest(f"{self.model.name}: steps must be at least 1")
             kwargs["num_inference_steps"] = int(params["steps"])
+        if image is not None and "strength" in accepted:
+            # Image-to-image runs only the last steps x strength steps: none at all fails deep in diffusers.
+            steps = kwargs.get("num_inference_steps", _default(accepted, "num_inference_steps"))
+            strength = kwargs.get("strength", _default(accepted, "strength"))
+            if isinstance(steps, int) and isinstance(strength, float) and int(steps * strength) < 1:
+                raise InvalidRequest(f"{self.model.name}: {steps} steps at strength {strength} leave no step to run; "
+                                     "raise steps or strength")
         if params.get("guidance") is not None:
             kwargs["guidance_scale"] = float(params["guidance"])
         if params.get("negative_prompt") is not None:

@@ -111,3 +111,14 @@ def test_the_wrong_task_and_a_missing_folder_are_corral_errors(library, sdxl, tm
         with library.open_model(model.id):
             pass
     assert model.name in str(err.value)
+
+
+def test_image_to_image_with_no_step_left_is_refused(library, sdxl, tmp_path):
+    from PIL import Image
+
+    model = library.import_path(sdxl.folder).model
+    source = Image.new("RGB", (64, 64), (10, 10, 200))
+    with library.open_model(model.id) as handle:
+        with pytest.raises(InvalidRequest, match="1 steps at strength 0.3 leave no step to run"):
+            handle.imagine(PROMPT, image=source, steps=1)
+        assert handle.imagine(PROMPT, image=source, steps=1, strength=1.0)[0].size == (64, 64)

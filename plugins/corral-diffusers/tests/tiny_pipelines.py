@@ -225,14 +225,16 @@ def write_gguf_denoiser(state: dict[str, torch.Tensor], path: Path, arch: str = 
 def write_lora(pipe, folder: Path, *, seed: int, rank: int = 4) -> Path:
     """A LoRA made with PEFT on the pipeline's denoiser and saved with the pipeline's ``save_lora_weights``.
 
-    Both LoRA matrices are random (not PEFT's zero start), so the adapter changes the output. The adapter
-    is removed from ``pipe`` again afterwards.
+    Both LoRA matrices are random (not PEFT's zero start), so the adapter changes the output. It is made
+    on a copy of the denoiser: ``pipe`` is left as it was.
     """
+    import copy
+
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
     denoiser_name = "transformer" if getattr(pipe, "transformer", None) is not None else "unet"
-    denoiser = getattr(pipe, denoiser_name)
+    denoiser = copy.deepcopy(getattr(pipe, denoiser_name))
     torch.manual_seed(seed)
     config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
                         target_modules=["to_q", "to_k", "to_v", "to_out.0"])
@@ -245,7 +247,6 @@ def write_lora(pipe, folder: Path, *, seed: int, rank: int = 4) -> Path:
     state = get_peft_model_state_dict(denoiser, adapter_name=adapter)
     folder.mkdir(parents=True, exist_ok=True)
     type(pipe).save_lora_weights(str(folder), **{f"{denoiser_name}_lora_layers": state})
-    denoiser.delete_adapters(adapter)
     return folder
 
 

@@ -62,13 +62,20 @@ class TransformersModel(LoadedModel):
 
     @property
     def device(self) -> Any:
-        """Where the inputs go: the device of the input embeddings (the first layer under a device map)."""
+        """Where the inputs go: the model's device, or under a device map the first GPU it uses (accelerate
+        moves activations between the devices, and brings offloaded weights to them)."""
+        import torch
+
         lm = self._lm()
-        try:
-            device = lm.get_input_embeddings().weight.device
-        except AttributeError:
-            device = lm.device
-        return lm.device if device.type == "meta" else device  # offloaded embeddings: accelerate moves inputs
+        placed = getattr(lm, "hf_device_map", None)
+        if not placed:
+            return lm.device
+        for where in placed.values():
+            if isinstance(where, int):
+                return torch.device("cuda", where)
+            if str(where) not in ("cpu", "disk", "meta"):
+                return torch.device(where)
+        return torch.device("cpu")
 
     def memory(self) -> dict[str, int]:
         """RAM and VRAM the load took, measured around it (bytes)."""

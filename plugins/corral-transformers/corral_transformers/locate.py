@@ -1,7 +1,8 @@
 """Where a record's files are: a Hugging Face model folder, a lone weight file beside its ``config.json``,
 or the model's snapshot in the Hugging Face cache when the recorded path is gone.
 
-Everything is local: the cache is read with ``local_files_only``, so a load never reaches the network.
+Everything is local: the cache is read from disk and transformers is called with ``local_files_only``, so a
+load never reaches the network.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from corral.errors import DetectionError, NotFound
 from corral.records import Format, Model, Provenance
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+#: A ref file holds one commit hash.
+_MAX_REF = 256
 
 
 @frozen
@@ -25,16 +28,30 @@ class Source:
 
 
 def cached_snapshot(provenance: Provenance) -> Path | None:
-    """The Hugging Face cache snapshot of ``provenance``'s repository, if it is there (no network)."""
+    """The Hugging Face cache snapshot of ``provenance``'s repository and revision, if it is there.
+
+    Read from the cache's own layout (``models--org--name/snapshots/<commit>``, refs in ``refs/``) under
+    HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub, as ``corral scan --hf-cache`` reads it.
+    """
+    from corral.adopt.hf_cache import default_roots
+
     if provenance.hub not in (None, "huggingface") or not provenance.repo:
         return None
-    try:
-        from huggingface_hub import snapshot_download
-
-        path = snapshot_download(provenance.repo, revision=provenance.revision, local_files_only=True)
-    except Exception:  # not cached (LocalEntryNotFoundError), or huggingface_hub missing
-        return None
-    return Path(path)
+    folder = "models--" + provenance.repo.replace("/", "--")
+    revision = provenance.revision or "main"
+    for root in default_roots():
+        repo_dir = root / folder
+        ref = repo_dir / "refs" / revision
+        try:
+            if ref.is_file() and ref.stat().st_size <= _MAX_REF:
+                revision = ref.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            continue
+        snapshots = (repo_dir / "snapshots").resolve()
+        snapshot = (snapshots / revision).resolve()
+        if snapshot.parent == snapshots and snapshot.is_dir():  # a revision never climbs out of the cache
+            return snapshot
+    return None
 
 
 def locate(model: Model) -> Source:

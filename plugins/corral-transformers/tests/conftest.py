@@ -4,12 +4,15 @@ session by ``corral create``, with and without a chat template."""
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # transformers_factories
+
+from transformers_factories import CHAT_TEMPLATE, copy_model  # noqa: E402
 
 ENGLISH = [
     "The quick brown fox jumps over the lazy dog.",
@@ -69,13 +72,6 @@ def corpus(tmp_path) -> Path:
 TINY_CREATE = ("--preset", "free", "--hidden-size", "128", "--layers", "2", "--heads", "4", "--kv-heads", "2",
                "--ffn-size", "256", "--vocab-size", "10000", "--context-length", "256")
 
-#: A small chat template, in the shape most Hugging Face templates have.
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
-
-
 @pytest.fixture(scope="session")
 def tiny_created(tmp_path_factory) -> Path:
     """A tiny random Llama folder written once per session by ``corral create`` (do not modify it)."""
@@ -96,17 +92,6 @@ def tiny_created(tmp_path_factory) -> Path:
         set_host(None)
     assert result.exit_code == 0, result.output
     return root / "tiny"
-
-
-def copy_model(src: Path, dest: Path, *, chat_template: str | None = None) -> Path:
-    """A copy of the model folder ``src`` (tests change files in it), with ``chat_template`` set if given."""
-    shutil.copytree(src, dest)
-    if chat_template is not None:
-        path = dest / "tokenizer_config.json"
-        config = json.loads(path.read_text(encoding="utf-8"))
-        config["chat_template"] = chat_template
-        path.write_text(json.dumps(config, indent=2), encoding="utf-8")
-    return dest
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from corral.driver import Unsupported
-from corral.errors import CorralError, DetectionError, InvalidSetting
+from corral.errors import CorralError, DetectionError, InvalidSetting, NotFound
 from corral.records import Category
 
 PROMPT = "The quick brown fox jumps over the lazy dog. The corral"
@@ -202,6 +202,38 @@ def test_quantization_without_cuda_is_refused(library, tiny, kind):
     assert "tiny" not in {m.name for m in library.store.list_models() if m.id in library.store.loaded_ids()}
 
 
+@pytest.mark.parametrize("kind,four_bit", [("int8", None), ("int4", "fp4"), ("nf4", "nf4")])
+def test_quantization_settings_become_bitsandbytes_arguments(tiny, monkeypatch, kind, four_bit):
+    """What a CUDA machine would pass to from_pretrained (this one has no GPU, so torch is told it has one:
+    only the translation of the settings is checked here, not bitsandbytes itself)."""
+    import importlib.util
+
+    import torch
+
+    from corral_transformers.options import load_options
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "bitsandbytes" else real_find_spec(name, *a))
+    options = load_options(tiny, {"quantization": kind, "double_quant": True}, transformers_5=True)
+    config = options.kwargs["quantization_config"]
+    assert options.kwargs["device_map"] == {"": "cuda"} and options.device == "cuda"
+    if four_bit is None:
+        assert config.load_in_8bit and not config.load_in_4bit
+    else:
+        assert config.load_in_4bit and config.bnb_4bit_quant_type == four_bit
+        assert config.bnb_4bit_compute_dtype == torch.bfloat16 and config.bnb_4bit_use_double_quant
+    with pytest.raises(InvalidSetting, match=f"quantization={kind} runs on a CUDA GPU, not device=cpu"):
+        load_options(tiny, {"quantization": kind, "device": "cpu"}, transformers_5=True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    spread = load_options(tiny, {"dtype": "bfloat16", "max_memory": "0=10GiB,1=12GiB,cpu=30GiB"}, transformers_5=True)
+    assert spread.kwargs["device_map"] == "auto" and spread.kwargs["dtype"] == torch.bfloat16
+    assert spread.kwargs["max_memory"] == {0: "10GiB", 1: "12GiB", "cpu": "30GiB"}
+    assert load_options(tiny, {}, transformers_5=True).kwargs["device_map"] == "auto"  # every GPU
+
+
 def test_a_missing_gpu_is_refused_with_the_fix(library, tiny):
     if cuda_available():
         pytest.skip("this machine has a CUDA GPU")
@@ -246,6 +278,32 @@ def test_a_lone_weight_file_loads_with_the_config_beside_it(library, tiny_dir, t
     with pytest.raises(DetectionError, match=r"tiny.safetensors: a lone weight file carries no config.json"):
         with library.open_model(model.id):
             pass
+
+
+def test_a_model_in_the_hugging_face_cache_loads_offline(library, tiny, tiny_dir, tmp_path, monkeypatch):
+    import attrs
+    from transformers_factories import write_hf_cache
+
+    with library.open_model("tiny") as handle:
+        expected = handle.complete(PROMPT, temperature=0, max_tokens=8).text
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    snapshot = write_hf_cache(tmp_path / "hub", "corral-tests/tiny-llama", tiny_dir)
+    adopted = [e for e in library.scan(layout="hf-cache") if e.status == "added"]
+    assert len(adopted) == 1 and adopted[0].path == snapshot
+    model = library.store.find_model_by_path(snapshot)
+    assert model.provenance.repo == "corral-tests/tiny-llama"
+    with library.open_model(model.id) as handle:
+        assert handle.complete(PROMPT, temperature=0, max_tokens=8).text == expected
+    # The recorded folder is gone, but the cache still holds the revision: it loads from there.
+    moved = attrs.evolve(model, path=tmp_path / "gone" / "tiny-llama", paths=())
+    handle = library.driver_for(moved)().load(moved, {}, ())
+    try:
+        assert handle.complete(PROMPT, temperature=0, max_tokens=8).text == expected
+    finally:
+        handle.unload()
+    elsewhere = attrs.evolve(moved, provenance=attrs.evolve(model.provenance, repo="corral-tests/other"))
+    with pytest.raises(NotFound, match=r"tiny-llama: the files of .* are gone; re-import the model"):
+        library.driver_for(moved)().load(elsewhere, {}, ())
 
 
 def test_remote_code_runs_only_when_allowed(library, tiny_dir, tmp_path):
