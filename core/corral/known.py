@@ -15,8 +15,12 @@ SOURCES = {"huggingface": "corral-huggingface", "modelscope": "corral-modelscope
 
 def driver_distribution(category: Category, format: Format) -> str | None:
     """The first-party plugin that loads models of this category and format."""
-    if category in (Category.CHAT, Category.MULTIMODAL):
-        return LLAMACPP if format == Format.GGUF else TRANSFORMERS
+    if format == Format.GGUF and category in (Category.CHAT, Category.MULTIMODAL):
+        return LLAMACPP
+    if category == Category.CHAT:
+        return TRANSFORMERS
+    if category == Category.MULTIMODAL:
+        return None  # no first-party plugin runs Hugging Face vision-language folders yet
     return {
         Category.TEXT_GENERATION: TRANSFORMERS,
         Category.EMBEDDING: SENTENCE_TRANSFORMERS,

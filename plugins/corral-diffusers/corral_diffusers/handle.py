@@ -41,10 +41,12 @@ def load_image_model(model: Model, settings: Mapping[str, Any], loras: Sequence[
             names = apply_loras(model, pipe, loras)
             notes = _place(model, pipe, options, device)
     except CorralError:
-        _drop(pipe, device)
+        pipe = None
+        _free_memory(device)
         raise
     except Exception as exc:
-        _drop(pipe, device)
+        pipe = None
+        _free_memory(device)
         raise load_error(model, exc) from None
     return DiffusersModel(model, settings, loras, pipe, device=device, adapters=names, notes=notes)
 
@@ -77,8 +79,8 @@ def _place(model: Model, pipe: Any, options: Options, device: str) -> list[str]:
     return notes
 
 
-def _drop(pipe: Any, device: str) -> None:
-    del pipe
+def _free_memory(device: str) -> None:
+    """Give a dropped pipeline's memory back now rather than at the next garbage collection."""
     gc.collect()
     if device.startswith("cuda"):
         import torch
@@ -93,13 +95,13 @@ def load_error(model: Model, exc: BaseException) -> CorralError:
     if name == "OutOfMemoryError" or isinstance(exc, MemoryError):
         return InsufficientMemory(f"{model.name}: out of memory while loading {model.path}; try dtype=fp16, "
                                   f"cpu_offload=model or attention_slicing: corral settings {model.name} --set ...")
-    if name == "UnpicklingError" or "weights_only" in text or "Weights only load failed" in text:
+    if any(type(e).__name__ == "UnpicklingError" or "Weights only load failed" in str(e) for e in _chain(exc)):
         return DetectionError(f"{model.name}: {model.path} holds pickled code that torch's safe loader refuses "
                               "(Corral never runs it); use a .safetensors copy of the model")
     if name == "SingleFileComponentError":
         return Incompatible(f"{model.name}: {model.path} lacks a part of its pipeline ({text}); attach it: "
                             f"corral component add {model.name} KIND PATH")
-    if "size mismatch" in text or "shape" in text.lower() and "mismatch" in text.lower():
+    if "size mismatch" in text or ("shape" in text.lower() and "mismatch" in text.lower()):
         return Incompatible(f"{model.name}: the weights in {model.path} do not fit the pipeline configuration "
                             f"({text}); point the config setting at its family's folder: corral settings "
                             f"{model.name} --set config=DIR")
@@ -107,8 +109,7 @@ def load_error(model: Model, exc: BaseException) -> CorralError:
         return Incompatible(f"{model.name}: the tensor names in {model.path} match no layout diffusers converts "
                             f"for this pipeline ({name}: {text}); check the file and the --template it was "
                             "imported with")
-    if isinstance(exc, (OSError, ValueError)) or name in ("JSONDecodeError", "SafetensorError",
-                                                                     "HeaderTooLarge", "EnvironmentError"):
+    if isinstance(exc, (OSError, ValueError)) or name in ("SafetensorError", "HeaderTooLarge"):
         return DetectionError(f"{model.name}: {model.path} cannot be loaded ({name}: {text}); re-download the "
                               "model or import a complete one")
     return CorralError(f"{model.name}: diffusers could not load {model.path} ({name}: {text})")
@@ -117,6 +118,15 @@ def load_error(model: Model, exc: BaseException) -> CorralError:
 def _default(parameters: Mapping[str, inspect.Parameter], name: str) -> Any:
     parameter = parameters.get(name)
     return None if parameter is None else parameter.default
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from (diffusers re-raises pickle refusals as OSError)."""
+    out: list[BaseException] = []
+    while exc is not None and exc not in out and len(out) < 16:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
 
 
 class DiffusersModel(LoadedModel):
@@ -287,7 +297,7 @@ class DiffusersModel(LoadedModel):
         if params.get("seed") is not None:
             import torch
 
-            # A CPU generator gives the same image for a seed on every device.
+            # The noise is drawn on the CPU: a seed starts from the same noise on every device.
             kwargs["generator"] = torch.Generator(device="cpu").manual_seed(int(params["seed"]))
         return kwargs
 
@@ -307,9 +317,9 @@ class DiffusersModel(LoadedModel):
                     continue
                 seen.add(id(tensor))
                 size = tensor.numel() * tensor.element_size()
-                if tensor.device.type in ("cpu", "meta"):
-                    ram += size if tensor.device.type == "cpu" else 0
-                else:
+                if tensor.device.type == "cpu":
+                    ram += size
+                elif tensor.device.type != "meta":  # sequential offload leaves placeholders on "meta"
                     vram += size
         return {"ram": ram, "vram": vram}
 
@@ -317,4 +327,4 @@ class DiffusersModel(LoadedModel):
         """Drop the pipelines and give their memory back now."""
         self._derived.clear()
         self.pipe = None
-        _drop(None, self.device)
+        _free_memory(self.device)

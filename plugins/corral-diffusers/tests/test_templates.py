@@ -150,3 +150,30 @@ def test_component_kinds_without_a_place_are_refused_at_load(library, sdxl, flux
     with pytest.raises(Incompatible, match="a clip-g component has no place in a FluxPipeline"):
         with library.open_model(model.id):
             pass
+
+
+def test_a_pickled_checkpoint_loads_through_the_safe_loader(library, sdxl, tmp_path):
+    """A ``.ckpt`` UNet (a torch pickle of plain tensors) loads with torch's weights_only loader."""
+    import torch
+    from safetensors.torch import load_file
+
+    ckpt = tmp_path / "unet.ckpt"
+    torch.save({"state_dict": load_file(sdxl.parts["unet"])}, ckpt)
+    model = library.import_path(ckpt, template="sd_official", components=_sdxl_parts(sdxl)).model
+    assert model.format == Format.PYTORCH_PICKLE
+    folder = library.import_path(sdxl.folder).model
+    assert same(_image(library, model.id, (64, 64), config=str(sdxl.config)), _image(library, folder.id, (64, 64)))
+
+
+def test_a_pickle_that_runs_code_is_never_unpickled(library, sdxl, tmp_path):
+    from corral.errors import DetectionError, UnsafeFile
+    from factories_weights import write_malicious_pickle
+
+    marker = tmp_path / "ran"
+    evil = write_malicious_pickle(tmp_path / "unet.ckpt", marker)
+    with pytest.raises(UnsafeFile):
+        library.import_path(evil, template="sd_official", components=_sdxl_parts(sdxl))
+    model = library.import_path(evil, template="sd_official", components=_sdxl_parts(sdxl), allow_unsafe=True).model
+    with pytest.raises(DetectionError, match="safe loader refuses"):
+        _image(library, model.id, (64, 64), config=str(sdxl.config))
+    assert not marker.exists()

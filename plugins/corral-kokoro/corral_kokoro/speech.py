@@ -128,8 +128,10 @@ class KokoroSpeech(LoadedModel):
         if isinstance(g2p, LocalPipeline):  # misaki English: kokoro's pipeline chunks the tokens
             return [r.audio.numpy() for r in g2p(text, voice=pack, speed=speed) if r.audio is not None]
         pack = pack.to(self.kmodel.device)
+        vocab = self.kmodel.vocab
+        # KModel drops symbols outside its vocabulary; a chunk with none left would speak only its edges.
         return [KPipeline.infer(self.kmodel, ps, pack, speed).audio.numpy()
-                for ps in phoneme_chunks(text, g2p, MAX_PHONEMES)]
+                for ps in phoneme_chunks(text, g2p, MAX_PHONEMES) if any(p in vocab for p in ps)]
 
     def g2p_for(self, lang: str) -> Any:
         """The text front end for ``lang``, built on first use: a :class:`LocalPipeline` for misaki English,

@@ -163,7 +163,8 @@ def apply(lm: Any, model: Model, requests: Sequence[LoraRequest]) -> tuple[Any, 
             peft_model = PeftModel.from_pretrained(lm, str(first.folder), adapter_name=first.name, is_trainable=False)
             for adapter in applied[1:]:
                 peft_model.load_adapter(str(adapter.folder), adapter_name=adapter.name, is_trainable=False)
-            peft_model.base_model.set_adapter([a.name for a in applied], inference_mode=True)
+            peft_model.base_model.set_adapter([a.name for a in applied])
+            peft_model.requires_grad_(False)  # inference only (older peft marks active adapters trainable)
     except CorralError:
         raise
     except Exception as exc:  # PEFT's size mismatches and missing target modules

@@ -101,6 +101,11 @@ def load_error(model: Model, source: Source, exc: BaseException, what: str = "mo
     hint = _remote_code_hint(model, source, exc)
     if hint is not None:
         return hint
+    if "offload_folder" in str(exc) or "offload folder" in str(exc):
+        return InvalidSetting(
+            f"{model.name}: its weights do not all fit within max_memory, and the rest needs a folder on disk: "
+            f"corral settings {model.name} --set offload_folder=DIR (or raise max_memory)"
+        )
     return DetectionError(
         f"{source.weights or source.folder}: transformers could not load the {what} of {model.name} "
         f"({type(exc).__name__}: {_first_line(exc)}); the files may be incomplete or made for a newer "
@@ -147,7 +152,7 @@ def load_causal_lm(model: Model, source: Source, options: LoadOptions) -> Any:
             ):
                 require_safe_torch(str(source.folder))
             lm = AutoModelForCausalLM.from_pretrained(
-                str(source.folder), local_files_only=True, weights_only=True, **kwargs
+                str(source.folder), local_files_only=True, **_weights_only(), **kwargs
             )
         else:
             config = AutoConfig.from_pretrained(
@@ -162,6 +167,16 @@ def load_causal_lm(model: Model, source: Source, options: LoadOptions) -> Any:
     return lm
 
 
+def _weights_only() -> dict[str, bool]:
+    """``weights_only=True`` for ``from_pretrained``, where the installed transformers takes the argument
+    (older ones call ``torch.load(weights_only=True)`` unasked)."""
+    import inspect
+
+    from transformers import PreTrainedModel
+
+    return {"weights_only": True} if "weights_only" in inspect.signature(PreTrainedModel.from_pretrained).parameters else {}
+
+
 def _state_dict(source: Source) -> dict[str, Any]:
     assert source.weights is not None
     if source.weights.suffix.lower() == ".safetensors":
@@ -172,6 +187,19 @@ def _state_dict(source: Source) -> dict[str, Any]:
         except Exception as exc:  # safetensors_rust.SafetensorError for a damaged file
             raise DetectionError(f"{source.weights}: not a readable safetensors file ({_first_line(exc)})") from None
     return load_weights_only(source.weights, what="this checkpoint")
+
+
+def _import_model_code(source: Source, trust_remote_code: bool) -> None:
+    """Import transformers' modules for this architecture before measuring: that is a one-time cost of
+    the process (about 200 MB), not what this model takes."""
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig, AutoTokenizer  # noqa: F401
+
+    try:
+        config = AutoConfig.from_pretrained(str(source.folder), local_files_only=True,
+                                            trust_remote_code=trust_remote_code)
+        MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    except Exception:  # the load itself reports what is wrong, with the file named
+        pass
 
 
 def load(model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest] = ()):
@@ -188,17 +216,20 @@ def load(model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest]
     threads = int(settings.get("threads") or 0)
     if threads > 0:
         torch.set_num_threads(threads)  # torch's pool is per process: the last load's setting wins
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401 - imported before measuring
-
+    verbose = bool(settings.get("verbose", False))
+    with quiet(verbose):
+        _import_model_code(source, bool(options.kwargs["trust_remote_code"]))
     rss_before, vram_before = _rss(), _vram()
-    with quiet(bool(settings.get("verbose", False))):
+    with quiet(verbose):
         tokenizer = load_tokenizer(model, source, bool(options.kwargs["trust_remote_code"]))
         lm = load_causal_lm(model, source, options)
         applied: tuple = ()
         if loras:
             lm, applied = adapters.apply(lm, model, loras)
     vram = sum(max(0, used - vram_before.get(i, 0)) for i, used in _vram().items())
-    memory = {"ram": max(0, _rss() - rss_before), "vram": vram}
+    # Memory-mapped safetensors weights count in the resident set only once touched: count them whole.
+    on_cpu = sum(t.numel() * t.element_size() for t in (*lm.parameters(), *lm.buffers()) if t.device.type == "cpu")
+    memory = {"ram": max(0, _rss() - rss_before, on_cpu), "vram": vram}
     return TransformersModel(
         model, settings, loras,
         lm=lm, tokenizer=tokenizer, options=options, chat_template=template, adapters=applied, memory=memory,
