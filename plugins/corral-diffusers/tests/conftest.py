@@ -53,6 +53,17 @@ def sdxl(tmp_path_factory) -> Files:
 
 
 @pytest.fixture(scope="session")
+def sd15(tmp_path_factory) -> Files:
+    """A tiny SD 1.x-style pipeline, also as one all-in-one LDM checkpoint (``parts["checkpoint"]``)."""
+    root = tmp_path_factory.mktemp("sd15")
+    pipe = tiny.tiny_sd15()
+    folder = root / "pipeline"
+    pipe.save_pretrained(folder)
+    parts = {"checkpoint": tiny.write_all_in_one(pipe, root / "tiny-sd15.safetensors")}
+    return Files(folder=folder, config=tiny.config_only(folder, root / "config"), parts=parts, loras=())
+
+
+@pytest.fixture(scope="session")
 def flux(tmp_path_factory) -> Files:
     """A tiny FLUX-style pipeline (32x32 images), with its transformer also as a Q8_0 GGUF."""
     root = tmp_path_factory.mktemp("flux")

@@ -43,16 +43,18 @@ def test_sd_official_from_separate_files_equals_the_pipeline_folder(library, sdx
     assert same(_image(library, model.id, (64, 64)), _image(library, folder.id, (64, 64)))
 
 
-@pytest.mark.parametrize("main", ["transformer", "gguf"])
+@pytest.mark.parametrize("main", ["transformer", "gguf", "folder"])
 def test_flux_from_separate_files_and_a_gguf(library, flux, main):
-    model = library.import_path(flux.parts[main], template="flux", components=_flux_parts(flux)).model
+    """The transformer as a single file, as a Q8_0 GGUF, or as a diffusers transformer/ folder."""
+    path = flux.folder / "transformer" if main == "folder" else flux.parts[main]
+    model = library.import_path(path, template="flux", components=_flux_parts(flux)).model
     assert model.facts.architecture == "flux"
     if main == "gguf":
         assert model.format == Format.GGUF and model.facts.quantization == "Q8_0"
     folder = library.import_path(flux.folder).model
     image = _image(library, model.id, (32, 32), config=str(flux.config))
     reference = _image(library, folder.id, (32, 32))
-    if main == "transformer":
+    if main != "gguf":
         assert same(image, reference)
     else:  # 8-bit weights: close to the full-precision image, not equal
         from tiny_pipelines import pixels
@@ -177,3 +179,26 @@ def test_a_pickle_that_runs_code_is_never_unpickled(library, sdxl, tmp_path):
     with pytest.raises(DetectionError, match="safe loader refuses"):
         _image(library, model.id, (64, 64), config=str(sdxl.config))
     assert not marker.exists()
+
+
+def test_an_all_in_one_checkpoint_loads_its_own_parts(library, sd15, tmp_path):
+    """A single-file SD checkpoint with its VAE and text encoder inside (LDM layout) needs no components;
+    an attached VAE replaces the one inside."""
+    from safetensors.torch import load_file, save_file
+
+    result = library.import_path(sd15.parts["checkpoint"])
+    model = result.model
+    assert (model.category, model.facts.architecture) == (Category.IMAGE, "stable-diffusion")
+    assert "with its VAE and text encoder inside" in result.detection.reasons[-1]
+    library.update_settings(model.id, {"config": str(sd15.config)})
+    folder = library.import_path(sd15.folder).model
+    inside = _image(library, model.id, (64, 64))
+    assert same(inside, _image(library, folder.id, (64, 64)))
+    brighter = {k: v * 1.5 for k, v in load_file(sd15.folder / "vae" / "diffusion_pytorch_model.safetensors").items()}
+    save_file(brighter, tmp_path / "other-vae.safetensors")
+    library.add_component(model.id, VAE, tmp_path / "other-vae.safetensors")
+    assert not same(_image(library, model.id, (64, 64)), inside)
+    copy = tmp_path / "copy.safetensors"
+    shutil.copy(sd15.parts["checkpoint"], copy)
+    with pytest.raises(Incompatible, match="needs clip-g besides the main model"):
+        library.import_path(copy, template="sd_official")  # it carries its VAE and CLIP-L, not a CLIP-G

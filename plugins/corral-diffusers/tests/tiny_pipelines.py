@@ -84,6 +84,28 @@ def tiny_sdxl():
                                      tokenizer_2=tok, unet=unet, scheduler=scheduler)
 
 
+def tiny_sd15():
+    """A Stable Diffusion 1.x-style pipeline: a 2-level UNet, a 2-level VAE and one CLIP text encoder."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    tok = clip_tokenizer()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(16, 32), layers_per_block=1, sample_size=32, in_channels=4,
+                                out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=4, norm_num_groups=4)
+    torch.manual_seed(1)
+    vae = AutoencoderKL(block_out_channels=[16, 32], in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                        norm_num_groups=4)
+    torch.manual_seed(2)
+    clip_l = CLIPTextModel(_clip_config(tok))
+    scheduler = PNDMScheduler(skip_prk_steps=True, steps_offset=1)
+    return StableDiffusionPipeline(vae=vae, text_encoder=clip_l, tokenizer=tok, unet=unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
 def tiny_flux():
     """A FLUX-style pipeline: a one-double, one-single block transformer, a 1-level VAE, CLIP-L and T5."""
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
@@ -162,6 +184,66 @@ def ldm_vae(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 value = value[:, :, None, None]
         out[new] = value.contiguous()
     return out
+
+
+_RESNET_TO_LDM = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
+                  ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection"))
+_UNET_FIXED = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+               "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
+               "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}
+
+
+def ldm_unet(state: dict[str, torch.Tensor], layers_per_block: int) -> dict[str, torch.Tensor]:
+    """A diffusers UNet state dict in the original LDM layout (``input_blocks``, ``middle_block``,
+    ``output_blocks``), as single-file Stable Diffusion checkpoints hold it."""
+    per_down, per_up = layers_per_block + 1, layers_per_block + 1  # a down block's downsampler takes a slot
+    attention_up = {int(m.group(1)) for k in state if (m := re.match(r"up_blocks\.(\d+)\.attentions\.", k))}
+
+    def resnet(rest: str) -> str:
+        for a, b in _RESNET_TO_LDM:
+            rest = rest.replace(f"{a}.", f"{b}.", 1) if rest.startswith(f"{a}.") else rest
+        return rest
+
+    out = {}
+    for key, value in state.items():
+        name, _, leaf = key.rpartition(".")
+        if name in _UNET_FIXED:
+            new = f"{_UNET_FIXED[name]}.{leaf}"
+        elif m := re.match(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", key):
+            slot = 1 + int(m.group(1)) * per_down + int(m.group(3))
+            new = f"input_blocks.{slot}.0.{resnet(m.group(4))}" if m.group(2) == "resnets" else \
+                f"input_blocks.{slot}.1.{m.group(4)}"
+        elif m := re.match(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)", key):
+            new = f"input_blocks.{1 + int(m.group(1)) * per_down + layers_per_block}.0.op.{m.group(2)}"
+        elif m := re.match(r"mid_block\.resnets\.(\d+)\.(.*)", key):
+            new = f"middle_block.{2 * int(m.group(1))}.{resnet(m.group(2))}"
+        elif m := re.match(r"mid_block\.attentions\.0\.(.*)", key):
+            new = f"middle_block.1.{m.group(1)}"
+        elif m := re.match(r"up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", key):
+            slot = int(m.group(1)) * per_up + int(m.group(3))
+            new = f"output_blocks.{slot}.0.{resnet(m.group(4))}" if m.group(2) == "resnets" else \
+                f"output_blocks.{slot}.1.{m.group(4)}"
+        elif m := re.match(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)", key):
+            block = int(m.group(1))
+            new = f"output_blocks.{block * per_up + layers_per_block}.{2 if block in attention_up else 1}.conv." \
+                  f"{m.group(2)}"
+        else:
+            raise ValueError(f"no LDM name for UNet tensor {key}")
+        out[new] = value.detach().contiguous()
+    return out
+
+
+def write_all_in_one(pipe, path: Path) -> Path:
+    """A Stable Diffusion 1.x single-file checkpoint: the UNet, VAE and text encoder in LDM layout, each
+    under its prefix (``model.diffusion_model.``, ``first_stage_model.``, ``cond_stage_model.transformer.``)."""
+    from safetensors.torch import save_file
+
+    state = {f"model.diffusion_model.{k}": v
+             for k, v in ldm_unet(pipe.unet.state_dict(), pipe.unet.config.layers_per_block).items()}
+    state.update({f"first_stage_model.{k}": v for k, v in ldm_vae(pipe.vae.state_dict()).items()})
+    state.update({f"cond_stage_model.transformer.{k}": v for k, v in _as_shared(pipe.text_encoder).items()})
+    save_file(state, path)
+    return path
 
 
 def save_parts(pipe, folder: Path, *, ldm: bool = True) -> dict[str, Path]:

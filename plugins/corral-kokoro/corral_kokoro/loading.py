@@ -108,7 +108,8 @@ def build_kmodel(model: Model, config: dict, checkpoint: Path, device: str) -> A
             warnings.simplefilter("ignore")
             kmodel = KModel(repo_id=REPO_ID, config=config, model=empty)
     except MemoryError:
-        raise InsufficientMemory(f"{model.name}: out of memory while building the model from {checkpoint.name}") from None
+        raise InsufficientMemory(f"{model.name}: out of memory while building the model for "
+                                 f"{checkpoint.name}") from None
     except Exception as exc:  # KeyError/TypeError/ValueError from a config that does not describe a Kokoro model
         raise DetectionError(f"{model.name}: kokoro cannot build a model from config.json "
                              f"({type(exc).__name__}: {_short(exc)}); re-download the model") from None
@@ -137,7 +138,8 @@ def build_kmodel(model: Model, config: dict, checkpoint: Path, device: str) -> A
         if "out of memory" in str(exc).lower():
             raise InsufficientMemory(f"{model.name}: out of memory moving the model to {device}; "
                                      f"use the CPU: corral settings {model.name} --set device=cpu") from None
-        raise CorralError(f"{model.name}: cannot move the model to {device} ({type(exc).__name__}: {_short(exc)})") from None
+        raise CorralError(f"{model.name}: cannot move the model to {device} "
+                          f"({type(exc).__name__}: {_short(exc)})") from None
 
 
 def read_checkpoint(name: str, path: Path) -> dict[str, dict]:
