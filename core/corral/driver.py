@@ -81,6 +81,56 @@ def _module_version(module: str) -> str | None:
     return None
 
 
+def torch_acceleration() -> tuple[str, ...]:
+    """What torch can run on here: CUDA GPUs by name, Apple's MPS, the CPU.
+
+    Imports torch: call it from ``Driver.check()`` (``corral env``), never at start-up.
+    """
+    import torch
+
+    found = []
+    if torch.cuda.is_available():
+        names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
+        found.append("cuda: " + ", ".join(sorted(names)))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    found.append("cpu")
+    return tuple(found)
+
+
+def torch_device(model_name: str, device: str | None) -> str:
+    """The torch device to run on: the asked one after checking it exists here, else cuda, mps or cpu.
+
+    Imports torch: call it while loading.
+    """
+    import torch
+
+    from corral.errors import InvalidSetting
+
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    kind, _, index = device.partition(":")
+    use_cpu = f"use the CPU: corral settings {model_name} --set device=cpu"
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InvalidSetting(
+                f"{model_name}: device {device} asked for, but torch {torch.__version__} sees no CUDA GPU; {use_cpu}"
+            )
+        if index and (not index.isdigit() or int(index) >= count):
+            raise InvalidSetting(
+                f"{model_name}: device {device} does not exist ({count} CUDA GPU(s): cuda:0..cuda:{count - 1})"
+            )
+    if kind == "mps" and not has_mps:
+        raise InvalidSetting(f"{model_name}: device mps asked for, but this torch has no usable MPS; {use_cpu}")
+    if kind in ("cpu", "mps") and index:
+        raise InvalidSetting(f"{model_name}: device {device}: {kind} takes no index; use device={kind}")
+    return device
+
+
 class Unsupported(CorralError):
     """The loaded model cannot do the asked task."""
 

@@ -77,3 +77,23 @@ def apply_updates(
     for name, value in updates.items():
         result[name] = coerce(specs[name], value, model_name)
     return result
+
+
+DEVICE_KINDS = ("cpu", "cuda", "mps")
+
+
+def read_settings(specs: Iterable[SettingSpec], settings: Mapping[str, Any], model_name: str) -> dict[str, Any]:
+    """The typed values of ``specs`` found in ``settings`` (saved ones plus overrides; HTTP callers may
+    send strings), with ``device`` checked to be cpu, cuda, cuda:N or mps."""
+    values = {}
+    for spec in specs:
+        value = settings.get(spec.name)
+        if value is not None:
+            values[spec.name] = coerce(spec, value, model_name)
+    device = values.get("device")
+    if device is not None and str(device).split(":")[0] not in DEVICE_KINDS:
+        raise InvalidSetting(
+            f"{model_name}: device {device!r} is not cpu, cuda, cuda:N or mps; "
+            f"fix it: corral settings {model_name} --set device=cpu"
+        )
+    return values

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from corral.driver import Driver, LoadedModel, Unsupported
+from corral.driver import Driver, LoadedModel, Unsupported, torch_acceleration
 from corral.records import BackendStatus, Category, Format, LoraRequest, Model, SettingSpec
 
 DISTRIBUTION = "corral-kokoro"
@@ -23,7 +23,7 @@ LANGUAGES = {"a": "American English", "b": "British English", "z": "Mandarin Chi
 ENGLISH_G2P = ("auto", "tagger", "lexicon", "espeak")
 
 SETTINGS: tuple[SettingSpec, ...] = (
-    SettingSpec("device", str, "cpu, cuda or cuda:N; unset: cuda when torch sees a GPU, else cpu", None),
+    SettingSpec("device", str, "cpu, cuda, cuda:N or mps; unset: cuda when torch sees a GPU, else cpu", None),
     SettingSpec("voice", str, "voice used when a request names none (a name from voices/, or several joined "
                 "by commas to blend them); unset: af_heart, bf_emma or zf_xiaobei when present, else the "
                 "first voice of the text's language", None),
@@ -56,15 +56,8 @@ class KokoroDriver(Driver):
         status = super().check()
         if not status.available:
             return status
-        import torch  # only for `corral env`, never at start-up
-
-        found = []
-        if torch.cuda.is_available():
-            names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
-            found.append("cuda: " + ", ".join(sorted(names)))
-        found.append("cpu")
         return BackendStatus(name=status.name, available=True, version=status.version,
-                             acceleration=tuple(found))
+                             acceleration=torch_acceleration())
 
     def load(self, model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest] = ()) -> LoadedModel:
         """Load the Kokoro folder of ``model`` on the configured device; voices load when first used."""

@@ -10,7 +10,7 @@ import attrs
 
 from corral.errors import InvalidSetting
 from corral.records import Model
-from corral.settings import coerce
+from corral.settings import read_settings
 from corral_kokoro.driver import LANGUAGES, SETTINGS, SPEED_MAX, SPEED_MIN
 
 #: Other names callers use for the three languages (Kokoro's KPipeline knows the same aliases).
@@ -33,18 +33,7 @@ class Options:
     @classmethod
     def read(cls, model: Model, settings: Mapping[str, Any]) -> "Options":
         """Typed options from saved settings plus overrides (HTTP callers may send strings)."""
-        values = {}
-        for spec in SETTINGS:
-            value = settings.get(spec.name)
-            if value is not None:
-                values[spec.name] = coerce(spec, value, model.name)
-        device = values.get("device")
-        if device is not None:
-            kind, _, index = device.partition(":")
-            if kind not in ("cpu", "cuda") or (index and not (kind == "cuda" and index.isdigit())):
-                raise InvalidSetting(f"{model.name}: device {device!r} is not cpu, cuda or cuda:N; "
-                                     f"fix it: corral settings {model.name} --set device=cpu")
-        return cls(**values)
+        return cls(**read_settings(SETTINGS, settings, model.name))
 
 
 def speed_param(name: str, value: Any, default: float) -> float:

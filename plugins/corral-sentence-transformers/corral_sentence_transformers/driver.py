@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from corral.driver import Driver, LoadedModel, Unsupported
+import attrs
+
+from corral.driver import Driver, LoadedModel, Unsupported, torch_acceleration
 from corral.records import BackendStatus, Category, Format, LoraRequest, Model, SettingSpec
 
 DISTRIBUTION = "corral-sentence-transformers"
@@ -45,18 +47,7 @@ class SentenceTransformersDriver(Driver):
         status = super().check()
         if not status.available:
             return status
-        import torch  # only for `corral env`, never at start-up
-
-        found = []
-        if torch.cuda.is_available():
-            names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
-            found.append("cuda: " + ", ".join(sorted(names)))
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            found.append("mps")
-        found.append("cpu")
-        return BackendStatus(name=status.name, available=True, version=status.version,
-                             acceleration=tuple(found))
+        return attrs.evolve(status, acceleration=torch_acceleration())  # imports torch: `corral env` only
 
     def load(self, model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest] = ()) -> LoadedModel:
         """Load an embedding model as a ``SentenceTransformer`` or a reranker as a ``CrossEncoder``."""

@@ -18,12 +18,12 @@ import attrs
 
 from corral.errors import CorralError, DetectionError, InsufficientMemory, InvalidSetting, NotFound
 from corral.records import Format, Model
-from corral.settings import coerce
+from corral.driver import torch_device
+from corral.settings import read_settings
 from corral_sentence_transformers.driver import SETTINGS
 
 #: Weight files that a folder beside a lone safetensors file may hold; none is linked into the staged folder.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".gguf", ".h5", ".msgpack")
-_DEVICE_KINDS = ("cpu", "cuda", "mps")
 
 #: Loads flip process-wide switches (offline mode, progress bars); one load at a time keeps them consistent.
 _LOAD_LOCK = threading.Lock()
@@ -43,15 +43,7 @@ class Options:
     @classmethod
     def read(cls, model: Model, settings: Mapping[str, Any]) -> "Options":
         """Typed options from saved settings plus overrides (HTTP callers may send strings)."""
-        values = {}
-        for spec in SETTINGS:
-            value = settings.get(spec.name)
-            if value is not None:
-                values[spec.name] = coerce(spec, value, model.name)
-        device = values.get("device")
-        if device is not None and device.split(":")[0] not in _DEVICE_KINDS:
-            raise InvalidSetting(f"{model.name}: device {device!r} is not cpu, cuda, cuda:N or mps; "
-                                 f"fix it: corral settings {model.name} --set device=cpu")
+        values = read_settings(SETTINGS, settings, model.name)
         return cls(**values)
 
 
@@ -127,27 +119,7 @@ def offline_and_quiet() -> Iterator[None]:
 
 def resolve_device(model: Model, device: str | None) -> str | None:
     """The torch device to load on; ``None`` lets sentence-transformers pick (cuda, then mps, then cpu)."""
-    if device is None:
-        return None
-    import torch
-
-    kind, _, index = device.partition(":")
-    if kind == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise InvalidSetting(f"{model.name}: device {device} asked for, but torch {torch.__version__} sees no "
-                                 f"CUDA GPU; use the CPU: corral settings {model.name} --set device=cpu")
-        if index and (not index.isdigit() or int(index) >= count):
-            raise InvalidSetting(f"{model.name}: device {device} does not exist ({count} CUDA GPU(s): cuda:0.."
-                                 f"cuda:{count - 1})")
-    if kind == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise InvalidSetting(f"{model.name}: device mps asked for, but this torch has no usable MPS; "
-                                 f"use the CPU: corral settings {model.name} --set device=cpu")
-    if kind == "cpu" and index:
-        raise InvalidSetting(f"{model.name}: device {device}: the CPU takes no index; use device=cpu")
-    return device
+    return None if device is None else torch_device(model.name, device)
 
 
 def torch_dtype(dtype: str | None) -> Any:
