@@ -11,7 +11,7 @@ is ``KPipeline.__call__`` around misaki's G2P built on the spaCy pipeline Corral
 Uses a tiny random-weight model written by ``corral_kokoro.testing`` (or ``--model DIR``, a Kokoro
 folder such as Kokoro-82M with config.json, kokoro-v1_0.pth and voices/).
 
-    python benchmarks/kokoro_rtf.py [--model DIR] [--rounds 7] [--device cpu]
+    python benchmarks/kokoro_rtf.py [--model DIR] [--rounds 7] [--device cpu] [--threads N]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="A Kokoro folder (default: a tiny random-weight one).")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice).")
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     warnings.simplefilter("ignore")
@@ -57,11 +58,14 @@ def main() -> None:
         import numpy as np
         import torch
 
+        if args.threads:
+            torch.set_num_threads(args.threads)
         from corral.library import open_library
         from corral_kokoro.loading import build_kmodel, read_voice
         from corral_kokoro.testing import write_tiny_kokoro
 
         folder = (args.model or write_tiny_kokoro(Path(scratch) / "Kokoro-tiny")).resolve()
+        os.sync()  # the fresh 235 MB checkpoint's write-back would otherwise land in the first timings
         library = open_library(home)
         model = library.import_path(folder, name="bench").model
         library.update_settings("bench", {"device": args.device})

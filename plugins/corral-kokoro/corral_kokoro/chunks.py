@@ -2,9 +2,9 @@
 
 Kokoro reads at most 510 phonemes at a time. misaki's English tokens are chunked by kokoro's own
 ``KPipeline``; the other paths (Mandarin, espeak English) give one phoneme string per piece of text, and
-kokoro's pipeline would cut those at 510 phonemes and drop the rest, so they are chunked here: sentences
-first, a sentence that is still too long in halves at the punctuation or space nearest its middle, and
-neighbouring pieces joined again while they fit.
+kokoro's pipeline would cut those at 510 phonemes and drop the rest, so they are chunked here: text that
+fits is read in one pass; longer text by sentences, a sentence still too long in halves at the
+punctuation or space nearest its middle, and neighbouring pieces joined again while they fit.
 """
 
 from __future__ import annotations
@@ -21,6 +21,13 @@ _SPACE = re.compile(r"\s")
 
 def phoneme_chunks(text: str, g2p: Callable[[str], str], limit: int) -> Iterator[str]:
     """Phoneme strings of at most ``limit`` symbols that together read ``text``, in order."""
+    text = text.strip()
+    if len(text) <= limit:  # most requests: one G2P pass over the whole text, which then fits or not
+        whole = g2p(text).strip()
+        if len(whole) <= limit:
+            if whole:
+                yield whole
+            return
     pending = ""
     for sentence in _SENTENCE_END.split(text):
         if not sentence.strip():

@@ -3,7 +3,8 @@ the checkpoint's weights loaded strictly into it, and voices read when first ask
 
 Every file is read with torch's ``weights_only`` loader. ``KModel`` would load the checkpoint itself, but
 it falls back to a lenient load that leaves any weight it cannot place at its random starting value; here
-a checkpoint that does not match config.json is refused instead.
+a checkpoint that does not match config.json is refused instead (only the norms Kokoro was trained
+without may be absent, see :func:`identity_norm_keys`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from corral.errors import CorralError, DetectionError, InsufficientMemory, InvalidSetting, NotFound
+from corral.errors import CorralError, DetectionError, InsufficientMemory, NotFound
+from corral.driver import torch_device
 from corral.records import Model
 
 #: The parts of a Kokoro checkpoint, each the state dict of the ``KModel`` attribute of that name.
@@ -76,22 +78,13 @@ def check_config(name: str, path: Path, config: dict) -> None:
 
 
 def resolve_device(model: Model, device: str | None) -> str:
-    """The torch device to load on: the setting, else cuda when torch sees a GPU, else cpu."""
+    """The torch device to load on: the setting (checked to exist here), else cuda when torch sees a GPU,
+    else cpu (MPS only when asked for: some of Kokoro's operations have no MPS kernel)."""
     import torch
 
-    cuda = torch.cuda.is_available()
     if device is None:
-        return "cuda" if cuda else "cpu"
-    kind, _, index = device.partition(":")
-    if kind == "cuda":
-        count = torch.cuda.device_count() if cuda else 0
-        if count == 0:
-            raise InvalidSetting(f"{model.name}: device {device} asked for, but torch {torch.__version__} sees no "
-                                 f"CUDA GPU; use the CPU: corral settings {model.name} --set device=cpu")
-        if index and int(index) >= count:
-            raise InvalidSetting(f"{model.name}: device {device} does not exist ({count} CUDA GPU(s): cuda:0.."
-                                 f"cuda:{count - 1})")
-    return device
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch_device(model.name, device)
 
 
 def build_kmodel(model: Model, config: dict, checkpoint: Path, device: str) -> Any:
@@ -119,7 +112,8 @@ def build_kmodel(model: Model, config: dict, checkpoint: Path, device: str) -> A
         # transformers no longer saves Albert's position_ids buffer; older checkpoints still carry it.
         expected = module.state_dict()
         weights = {k: v for k, v in weights.items() if k in expected or not k.endswith("position_ids")}
-        missing = [k for k in expected if k not in weights]
+        optional = identity_norm_keys(module)
+        missing = [k for k in expected if k not in weights and k not in optional]
         unexpected = [k for k in weights if k not in expected]
         wrong = [k for k in weights if k in expected and tuple(weights[k].shape) != tuple(expected[k].shape)]
         if missing or unexpected or wrong:
@@ -128,7 +122,7 @@ def build_kmodel(model: Model, config: dict, checkpoint: Path, device: str) -> A
                      if names]
             raise DetectionError(f"{model.name}: {checkpoint.name} does not match config.json in {key} "
                                  f"({'; '.join(parts)}); use the config.json that came with the checkpoint")
-        module.load_state_dict(weights, strict=True)
+        module.load_state_dict(weights, strict=False)  # only the identity norms may be absent (checked above)
     del state
     try:
         return kmodel.to(device).eval()
@@ -140,6 +134,20 @@ def build_kmodel(model: Model, config: dict, checkpoint: Path, device: str) -> A
                                      f"use the CPU: corral settings {model.name} --set device=cpu") from None
         raise CorralError(f"{model.name}: cannot move the model to {device} "
                           f"({type(exc).__name__}: {_short(exc)})") from None
+
+
+def identity_norm_keys(module: Any) -> set[str]:
+    """Weights a Kokoro checkpoint may lack: the affine scale and shift of kokoro's ``AdaIN1d`` instance
+    norms. Kokoro was trained without them (kokoro adds them only so ONNX export keeps the channel
+    dimension), so Kokoro-82M has none, and their initial values (scale 1, shift 0) are what it was
+    trained with."""
+    import torch
+
+    keys = set()
+    for name, child in module.named_modules():
+        if isinstance(child, torch.nn.InstanceNorm1d) and child.affine:
+            keys.update({f"{name}.weight", f"{name}.bias"})
+    return keys
 
 
 def read_checkpoint(name: str, path: Path) -> dict[str, dict]:

@@ -2,9 +2,10 @@
 
 :func:`write_tiny_kokoro` builds the modules through kokoro's own ``KModel`` from a small config (one
 layer where Kokoro-82M has several, a small PL-BERT, short durations), saves their state dicts as
-Kokoro-82M does (five state dicts, names prefixed ``module.``), and writes random voice packs of the real
-shape. The decoder keeps Kokoro's fixed widths, so the checkpoint is about 235 MB; it speaks noise, at
-24 kHz, with durations that follow the text and the speed.
+Kokoro-82M does (five state dicts, names prefixed ``module.``, no weights for the affine part of the
+AdaIN instance norms), and writes random voice packs of the real shape. The decoder keeps Kokoro's fixed
+widths, so the checkpoint is about 235 MB; it speaks noise, at 24 kHz, with durations that follow the
+text and the speed.
 """
 
 from __future__ import annotations
@@ -63,8 +64,13 @@ def write_tiny_kokoro(folder: Path, voices: tuple[str, ...] = TINY_VOICES, *, se
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         kmodel = KModel(repo_id="hexgrad/Kokoro-82M", config=config, model=empty)
-    state = {key: {f"module.{name}": tensor for name, tensor in getattr(kmodel, key).state_dict().items()}
-             for key in ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")}
+    state = {}
+    for key in ("bert", "bert_encoder", "predictor", "text_encoder", "decoder"):
+        module = getattr(kmodel, key)
+        # Kokoro-82M has no weights for the affine part of its AdaIN instance norms (trained without it).
+        norms = {f"{name}.{p}" for name, child in module.named_modules()
+                 if isinstance(child, torch.nn.InstanceNorm1d) for p in ("weight", "bias")}
+        state[key] = {f"module.{name}": tensor for name, tensor in module.state_dict().items() if name not in norms}
     torch.save(state, folder / "kokoro-v1_0.pth")
     for voice in voices:
         pack = torch.randn(510, 1, 2 * config["style_dim"], generator=generator) * 0.2

@@ -39,19 +39,14 @@ def kokoro_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def speech(kokoro_dir, tmp_path_factory):
     """The tiny model loaded once per test module through the library (CPU)."""
-    import os
-
     from corral.library import open_library
     from corral.plugins import build_host
 
-    home = tmp_path_factory.mktemp("home")
-    saved = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    library = open_library(home, build_host(entry_points=False, plugins=[corral_kokoro]))
-    model = library.import_path(kokoro_dir, name="tiny").model
-    handle = library.driver_for(model)().load(model, {"device": "cpu"})
-    yield handle
-    handle.unload()
-    library.store.close()
-    if saved is None:
-        os.environ.pop("HF_HUB_OFFLINE", None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        library = open_library(tmp_path_factory.mktemp("home"), build_host(entry_points=False, plugins=[corral_kokoro]))
+        model = library.import_path(kokoro_dir, name="tiny").model
+        handle = library.driver_for(model)().load(model, {"device": "cpu"})
+        yield handle
+        handle.unload()
+        library.store.close()

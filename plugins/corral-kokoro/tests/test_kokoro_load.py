@@ -64,6 +64,41 @@ def test_a_checkpoint_that_does_not_match_the_config(model, kokoro_dir, tmp_path
     load_error(model, folder, "does not match config.json in bert", "wrong shape", kind=DetectionError)
 
 
+def test_only_the_identity_norms_may_be_missing(model, kokoro_dir, tmp_path):
+    """Kokoro-82M has no weights for the affine part of its AdaIN instance norms (like the tiny model);
+    a checkpoint that has them loads them, one that lacks any other weight is refused."""
+    import torch
+
+    from corral_kokoro.loading import identity_norm_keys
+
+    state = torch.load(kokoro_dir / "kokoro-v1_0.pth", weights_only=True)
+    handle = KokoroDriver().load(model, {"device": "cpu"})
+    try:
+        norms = identity_norm_keys(handle.kmodel.decoder)
+        assert norms and not any(f"module.{k}" in state["decoder"] for k in norms)
+        weights = handle.kmodel.decoder.state_dict()
+        assert all(torch.all(weights[k] == (1 if k.endswith("weight") else 0)) for k in norms)
+    finally:
+        handle.unload()
+
+    with_norms = copy_layout(kokoro_dir, tmp_path / "with-norms", link_checkpoint=False)
+    full = {k: dict(v) for k, v in state.items()}
+    full["decoder"].update({f"module.{k}": torch.full_like(weights[k], 0.5) for k in norms})
+    torch.save(full, with_norms / "kokoro-v1_0.pth")
+    handle = KokoroDriver().load(attrs.evolve(model, path=with_norms), {"device": "cpu"})
+    try:
+        assert all(torch.all(handle.kmodel.decoder.state_dict()[k] == 0.5) for k in norms)
+    finally:
+        handle.unload()
+
+    lacking = copy_layout(kokoro_dir, tmp_path / "lacking", link_checkpoint=False)
+    cut = {k: dict(v) for k, v in state.items()}
+    del cut["decoder"]["module.generator.conv_post.bias"]
+    torch.save(cut, lacking / "kokoro-v1_0.pth")
+    load_error(model, lacking, "does not match config.json in decoder", "missing generator.conv_post.bias",
+               kind=DetectionError)
+
+
 @pytest.mark.parametrize("key, value, fragment", [
     ("style_dim", 64, "style_dim is 64"),
     ("hidden_dim", 256, "hidden_dim is 256"),
