@@ -7,7 +7,7 @@ import json
 import typing
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import cattrs
 

@@ -15,6 +15,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
+import attrs
+
 from corral.errors import CorralError
 from corral.records import (
     BackendStatus,
@@ -131,6 +133,36 @@ def torch_device(model_name: str, device: str | None) -> str:
     return device
 
 
+def torch_memory(*modules: Any) -> dict[str, int]:
+    """Bytes the weights and buffers of torch ``modules`` take on the host (``ram``) and on accelerators
+    (``vram``); a tensor shared between modules counts once, offload placeholders on "meta" not at all."""
+    ram = vram = 0
+    seen: set[int] = set()
+    for module in modules:
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if id(tensor) in seen or tensor.device.type == "meta":
+                continue
+            seen.add(id(tensor))
+            size = tensor.numel() * tensor.element_size()
+            if tensor.device.type == "cpu":
+                ram += size
+            else:
+                vram += size
+    return {"ram": ram, "vram": vram}
+
+
+def free_torch_memory() -> None:
+    """Give a dropped model's memory back now rather than at the next garbage collection (and the CUDA
+    allocator's cache back to the GPU, when torch has touched one)."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 class Unsupported(CorralError):
     """The loaded model cannot do the asked task."""
 
@@ -222,6 +254,18 @@ class Driver:
     ) -> LoadedModel:
         """Load ``model`` with its saved ``settings`` and the asked LoRAs; return the live handle."""
         raise NotImplementedError
+
+
+class TorchDriver(Driver):
+    """A driver whose backend runs on torch: its environment check also lists what torch can use here."""
+
+    @classmethod
+    def check(cls) -> BackendStatus:
+        """The module check, plus the accelerators torch sees (imports torch: ``corral env`` only)."""
+        status = super().check()
+        if not status.available:
+            return status
+        return attrs.evolve(status, acceleration=torch_acceleration())
 
 
 class Source:

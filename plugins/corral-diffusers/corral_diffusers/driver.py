@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import attrs
-
-from corral.driver import Driver, LoadedModel, Unsupported, torch_acceleration
-from corral.records import BackendStatus, Category, Format, LoraRequest, Model, SettingSpec
+from corral.driver import LoadedModel, TorchDriver, Unsupported
+from corral.records import Category, Format, LoraRequest, Model, SettingSpec
 
 DISTRIBUTION = "corral-diffusers"
 
@@ -34,7 +32,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 
-class DiffusersDriver(Driver):
+class DiffusersDriver(TorchDriver):
     """Image and video generation (text-to-image, image-to-image, video) through diffusers pipelines."""
 
     name = "diffusers"
@@ -44,14 +42,6 @@ class DiffusersDriver(Driver):
     requires = ("diffusers", "torch")
     max_loras = None
     settings = SETTINGS
-
-    @classmethod
-    def check(cls) -> BackendStatus:
-        """The default module check, plus the accelerators torch can use here."""
-        status = super().check()
-        if not status.available:
-            return status
-        return attrs.evolve(status, acceleration=torch_acceleration())  # imports torch: `corral env` only
 
     def load(self, model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest] = ()) -> LoadedModel:
         """Assemble ``model``'s pipeline (offline), apply its LoRAs and settings; return the live handle."""

@@ -7,12 +7,11 @@ for video models. A request is checked against the model's capability tags first
 
 from __future__ import annotations
 
-import gc
 import inspect
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from corral.driver import LoadedModel, Unsupported
+from corral.driver import LoadedModel, Unsupported, free_torch_memory, torch_memory
 from corral.errors import CorralError, DetectionError, Incompatible, InsufficientMemory, InvalidRequest, NotFound
 from corral.records import LoraRequest, Model
 from corral_diffusers.options import Options, resolve_device, torch_dtype
@@ -42,11 +41,11 @@ def load_image_model(model: Model, settings: Mapping[str, Any], loras: Sequence[
             notes = _place(model, pipe, options, device)
     except CorralError:
         pipe = None
-        _free_memory(device)
+        free_torch_memory()
         raise
     except Exception as exc:
         pipe = None
-        _free_memory(device)
+        free_torch_memory()
         raise load_error(model, exc) from None
     return DiffusersModel(model, settings, loras, pipe, device=device, adapters=names, notes=notes)
 
@@ -77,15 +76,6 @@ def _place(model: Model, pipe: Any, options: Options, device: str) -> list[str]:
                                "--unset vae_tiling")
         vae.enable_tiling()
     return notes
-
-
-def _free_memory(device: str) -> None:
-    """Give a dropped pipeline's memory back now rather than at the next garbage collection."""
-    gc.collect()
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.empty_cache()
 
 
 def load_error(model: Model, exc: BaseException) -> CorralError:
@@ -307,24 +297,10 @@ class DiffusersModel(LoadedModel):
         """Bytes the pipeline's weights and buffers take in system memory (``ram``) and on GPUs (``vram``)."""
         import torch
 
-        ram = vram = 0
-        seen: set[int] = set()
-        for part in self.pipe.components.values():
-            if not isinstance(part, torch.nn.Module):
-                continue
-            for tensor in [*part.parameters(), *part.buffers()]:
-                if id(tensor) in seen:
-                    continue
-                seen.add(id(tensor))
-                size = tensor.numel() * tensor.element_size()
-                if tensor.device.type == "cpu":
-                    ram += size
-                elif tensor.device.type != "meta":  # sequential offload leaves placeholders on "meta"
-                    vram += size
-        return {"ram": ram, "vram": vram}
+        return torch_memory(*(part for part in self.pipe.components.values() if isinstance(part, torch.nn.Module)))
 
     def unload(self) -> None:
         """Drop the pipelines and give their memory back now."""
         self._derived.clear()
         self.pipe = None
-        _free_memory(self.device)
+        free_torch_memory()

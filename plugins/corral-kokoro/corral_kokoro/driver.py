@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from corral.driver import Driver, LoadedModel, Unsupported, torch_acceleration
-from corral.records import BackendStatus, Category, Format, LoraRequest, Model, SettingSpec
+from corral.driver import LoadedModel, TorchDriver, Unsupported
+from corral.records import Category, Format, LoraRequest, Model, SettingSpec
 
 DISTRIBUTION = "corral-kokoro"
 
@@ -38,7 +38,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 
-class KokoroDriver(Driver):
+class KokoroDriver(TorchDriver):
     """Kokoro text-to-speech: a ``kokoro.KModel`` built from the folder's config.json and checkpoint,
     voices from voices/*.pt, and misaki turning text into phonemes, all from local files."""
 
@@ -49,15 +49,6 @@ class KokoroDriver(Driver):
     requires = ("kokoro", "misaki", "torch")
     max_loras = 0
     settings = SETTINGS
-
-    @classmethod
-    def check(cls) -> BackendStatus:
-        """The default module check, plus the accelerators torch can use here."""
-        status = super().check()
-        if not status.available:
-            return status
-        return BackendStatus(name=status.name, available=True, version=status.version,
-                             acceleration=torch_acceleration())
 
     def load(self, model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest] = ()) -> LoadedModel:
         """Load the Kokoro folder of ``model`` on the configured device; voices load when first used."""

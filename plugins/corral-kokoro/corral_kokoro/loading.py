@@ -9,14 +9,13 @@ without may be absent, see :func:`identity_norm_keys`).
 
 from __future__ import annotations
 
-import gc
 import io
 import warnings
 from pathlib import Path
 from typing import Any
 
 from corral.errors import CorralError, DetectionError, InsufficientMemory, NotFound
-from corral.driver import torch_device
+from corral.driver import free_torch_memory, torch_device
 from corral.records import Model
 
 #: The parts of a Kokoro checkpoint, each the state dict of the ``KModel`` attribute of that name.
@@ -128,7 +127,7 @@ def build_kmodel(model: Model, config: dict, checkpoint: Path, device: str) -> A
         return kmodel.to(device).eval()
     except Exception as exc:  # torch.OutOfMemoryError on a full GPU, or a broken CUDA setup
         del kmodel
-        free_memory(device)
+        free_torch_memory()
         if "out of memory" in str(exc).lower():
             raise InsufficientMemory(f"{model.name}: out of memory moving the model to {device}; "
                                      f"use the CPU: corral settings {model.name} --set device=cpu") from None
@@ -204,27 +203,6 @@ def read_voice(model_name: str, voice: str, path: Path) -> Any:
         raise DetectionError(f"{model_name}: voice {voice} ({path}) is not a Kokoro voice pack (a float tensor "
                              f"of shape ({MAX_PHONEMES}, 1, {width}); found {found})")
     return pack.float().contiguous()
-
-
-def measure(module: Any) -> dict[str, int]:
-    """Bytes the loaded weights and buffers take, on the host (``ram``) and on the GPU (``vram``)."""
-    ram = vram = 0
-    for tensor in [*module.parameters(), *module.buffers()]:
-        size = tensor.numel() * tensor.element_size()
-        if tensor.device.type == "cpu":
-            ram += size
-        else:
-            vram += size
-    return {"ram": ram, "vram": vram}
-
-
-def free_memory(device: str) -> None:
-    """Return a dropped model's memory now rather than at the next garbage collection."""
-    gc.collect()
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.empty_cache()
 
 
 def _short(exc: BaseException) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from kokoro import KModel, KPipeline
 
-from corral.driver import LoadedModel
+from corral.driver import LoadedModel, free_torch_memory, torch_memory
 from corral.errors import CorralError, InsufficientMemory, InvalidRequest, InvalidSetting
 from corral.records import Model
 from corral_kokoro import g2p as g2ps
@@ -20,8 +20,6 @@ from corral_kokoro.loading import (
     REPO_ID,
     build_kmodel,
     check_config,
-    free_memory,
-    measure,
     model_files,
     read_voice,
     resolve_device,
@@ -77,7 +75,7 @@ class KokoroSpeech(LoadedModel):
         self._packs: dict[str, torch.Tensor] = {}
         self._g2p: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._memory = measure(kmodel)
+        self._memory = torch_memory(kmodel)
 
     # --- speak -----------------------------------------------------------------------------------
 
@@ -187,7 +185,7 @@ class KokoroSpeech(LoadedModel):
             self.kmodel = None
             self._g2p.clear()
             self._packs.clear()
-        free_memory(self.device)
+        free_torch_memory()
 
 
 def _check_voice_names(model_name: str, voice: str, voice_files: Mapping[str, Any], what: str) -> list[str]:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import attrs
-
-from corral.driver import Driver, LoadedModel, Unsupported, torch_acceleration
-from corral.records import BackendStatus, Category, Format, LoraRequest, Model, SettingSpec
+from corral.driver import LoadedModel, TorchDriver, Unsupported
+from corral.records import Category, Format, LoraRequest, Model, SettingSpec
 
 DISTRIBUTION = "corral-sentence-transformers"
 
@@ -30,7 +28,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 
-class SentenceTransformersDriver(Driver):
+class SentenceTransformersDriver(TorchDriver):
     """Embedding models (``SentenceTransformer``) and cross-encoder rerankers (``CrossEncoder``)."""
 
     name = "sentence-transformers"
@@ -40,14 +38,6 @@ class SentenceTransformersDriver(Driver):
     requires = ("sentence_transformers", "torch")
     max_loras = 0
     settings = SETTINGS
-
-    @classmethod
-    def check(cls) -> BackendStatus:
-        """The default module check, plus the accelerators torch can use here."""
-        status = super().check()
-        if not status.available:
-            return status
-        return attrs.evolve(status, acceleration=torch_acceleration())  # imports torch: `corral env` only
 
     def load(self, model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest] = ()) -> LoadedModel:
         """Load an embedding model as a ``SentenceTransformer`` or a reranker as a ``CrossEncoder``."""

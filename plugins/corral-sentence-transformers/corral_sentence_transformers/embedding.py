@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from corral.driver import LoadedModel, Unsupported
+from corral.driver import LoadedModel, Unsupported, free_torch_memory, torch_memory
 from corral.errors import CorralError, DetectionError
 from corral.records import Format, Model
 from corral_sentence_transformers.inputs import bool_param, int_param, texts_to_embed
@@ -12,9 +12,7 @@ from corral_sentence_transformers.loading import (
     Options,
     check_files,
     check_max_seq_length,
-    free_memory,
     load_error,
-    measure,
     model_folder,
     offline_and_quiet,
     resolve_device,
@@ -30,8 +28,7 @@ class EmbeddingModel(LoadedModel):
         self.encoder = encoder
         self.options = options
         self.dimensions: int = _width(encoder, "get_sentence_embedding_dimension")
-        self._memory = measure(encoder)
-        self._device_type = encoder.device.type
+        self._memory = torch_memory(encoder)
 
     def embed(self, texts: Sequence[str], **params: Any) -> list[list[float]]:
         """One vector per text, in the order given.
@@ -74,7 +71,7 @@ class EmbeddingModel(LoadedModel):
 
     def unload(self) -> None:
         self.encoder = None
-        free_memory(self._device_type)
+        free_torch_memory()
 
 
 def _width_detected_now(model: Model) -> int | None:

@@ -5,7 +5,6 @@ turned into Corral errors.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import tempfile
@@ -147,27 +146,6 @@ def check_max_seq_length(model: Model, options: Options, positions: int | None) 
         raise InvalidSetting(f"{model.name}: max_seq_length {options.max_seq_length} is longer than the model's "
                              f"{positions} positions; set at most {positions}: "
                              f"corral settings {model.name} --set max_seq_length={positions}")
-
-
-def measure(module: Any) -> dict[str, int]:
-    """Bytes the loaded weights and buffers take, on the host (``ram``) and on accelerators (``vram``)."""
-    ram = vram = 0
-    for tensor in [*module.parameters(), *module.buffers()]:
-        size = tensor.numel() * tensor.element_size()
-        if tensor.device.type == "cpu":
-            ram += size
-        else:
-            vram += size
-    return {"ram": ram, "vram": vram}
-
-
-def free_memory(device_type: str | None) -> None:
-    """Return a dropped model's memory now rather than at the next garbage collection."""
-    gc.collect()
-    if device_type == "cuda":
-        import torch
-
-        torch.cuda.empty_cache()
 
 
 def load_error(model: Model, folder: Path, exc: BaseException) -> CorralError:

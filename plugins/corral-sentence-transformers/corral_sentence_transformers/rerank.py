@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from corral.driver import LoadedModel, Unsupported
+from corral.driver import LoadedModel, Unsupported, free_torch_memory, torch_memory
 from corral.errors import CorralError, Incompatible
 from corral.records import Model
 from corral_sentence_transformers.inputs import int_param, query_and_documents
@@ -13,9 +13,7 @@ from corral_sentence_transformers.loading import (
     check_files,
     check_max_seq_length,
     config_of,
-    free_memory,
     load_error,
-    measure,
     model_folder,
     offline_and_quiet,
     resolve_device,
@@ -31,8 +29,7 @@ class RerankModel(LoadedModel):
         self.cross_encoder = cross_encoder
         self.options = options
         self.labels: int = cross_encoder.num_labels
-        self._memory = measure(cross_encoder)
-        self._device_type = cross_encoder.device.type
+        self._memory = torch_memory(cross_encoder)
 
     def rerank(self, query: str, documents: Sequence[str], top_n: int | None = None,
                **params: Any) -> list[tuple[int, float]]:
@@ -77,7 +74,7 @@ class RerankModel(LoadedModel):
 
     def unload(self) -> None:
         self.cross_encoder = None
-        free_memory(self._device_type)
+        free_torch_memory()
 
 
 def load_reranker(model: Model, settings: Mapping[str, Any]) -> RerankModel:

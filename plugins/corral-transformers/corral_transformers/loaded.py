@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping, Sequence
 
-from corral.driver import LoadedModel
+from corral.driver import LoadedModel, free_torch_memory
 from corral.errors import CorralError
 from corral.records import ChatResult, LoraRequest, Model
 
@@ -83,18 +83,9 @@ class TransformersModel(LoadedModel):
 
     def unload(self) -> None:
         """Drop the model and give cached GPU memory back, now rather than whenever the collector runs."""
-        import gc
-
         self.lm = None
         self.tokenizer = None
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover - torch is a requirement
-            pass
+        free_torch_memory()
 
     # --- tasks ---------------------------------------------------------------------------------------
 
