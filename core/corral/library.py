@@ -100,6 +100,23 @@ class Library:
             raise DetectionError(f"{path}: not a model format Corral or its plugins recognise")
         return detection
 
+    def detect_link(self, path: Path, *, allow_unsafe: bool = False) -> Detection:
+        """Detect ``path`` keeping the name a hub cache or model store gave it: a link is recorded as the
+        link, not as the blob it points to (whose name says nothing)."""
+        if not os.path.islink(path):
+            return self.detect(path, allow_unsafe=allow_unsafe)
+        if not os.path.exists(path):
+            raise NotFound(f"{path}: a link to a file that is gone ({os.readlink(path)}); re-download it")
+        if path.suffix.lower() == ".gguf":
+            from corral.detect.gguf import detect_gguf
+
+            # The link's own name and folder find split parts and projectors.
+            return detect_gguf(path)
+        detection = self.detect(path, allow_unsafe=allow_unsafe)
+        real = Path(os.path.realpath(path))
+        swap = lambda p: path if p == real else p  # noqa: E731
+        return attrs.evolve(detection, path=swap(detection.path), paths=tuple(swap(p) for p in detection.paths))
+
     # --- import / scan ---------------------------------------------------------------------------
 
     def _unique_name(self, wanted: str, taken=None) -> str:

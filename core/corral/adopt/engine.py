@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable
 import attrs
 
 from corral.adopt import Found
-from corral.errors import Conflict, CorralError, NotFound
+from corral.errors import Conflict, CorralError
 from corral.manifests.files import missing_paths, sha256_file, store_sha256
 from corral.records import Category, Component, ComponentKind, Detection, Kind, Model, Provenance
 
@@ -114,23 +114,6 @@ class _Index:
         return None, sha
 
 
-def _detect(library: "Library", path: Path, allow_unsafe: bool) -> Detection:
-    """Detect ``path`` keeping the name the store gave it: a link is recorded as the link."""
-    if not os.path.islink(path):
-        return library.detect(path, allow_unsafe=allow_unsafe)
-    if not os.path.exists(path):
-        raise NotFound(f"{path}: a link to a file that is gone ({os.readlink(path)}); re-download it")
-    if path.suffix.lower() == ".gguf":
-        from corral.detect.gguf import detect_gguf
-
-        # The link's own name and folder find split parts and projectors; blob names say nothing.
-        return detect_gguf(path)
-    detection = library.detect(path, allow_unsafe=allow_unsafe)
-    real = Path(os.path.realpath(path))
-    swap = lambda p: path if p == real else p  # noqa: E731
-    return attrs.evolve(detection, path=swap(detection.path), paths=tuple(swap(p) for p in detection.paths))
-
-
 def _store_components(library: "Library", found: Found, model: Model) -> tuple[Model, list[str]]:
     """Attach the parts the store names (verified by detection); problems become messages."""
     notes = []
@@ -171,7 +154,7 @@ def adopt(
             entries.extend(_known(index, f, known, dry_run))
             continue
         try:
-            detection = _detect(library, path, allow_unsafe)
+            detection = library.detect_link(path, allow_unsafe=allow_unsafe)
         except CorralError as exc:
             entries.append(ScanEntry(path, "error", f.name, message=str(exc)))
             continue

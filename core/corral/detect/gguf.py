@@ -442,7 +442,7 @@ def _evolve(facts: Facts, **changes: Any) -> Facts:
     return attrs.evolve(facts, **changes)
 
 
-def _first_int(value: Any) -> int | None:
+def first_int(value: Any) -> int | None:
     """An int hparam; per-layer arrays (some archs vary heads by layer) give their largest value."""
     if isinstance(value, bool):
         return None
@@ -456,7 +456,7 @@ def _first_int(value: Any) -> int | None:
 def _model_facts(header: GGUFHeader, parameters: int, quant: str | None, extra: dict[str, Any]) -> Facts:
     meta, av = header.metadata, header.arch_value
     tokens = meta.get("tokenizer.ggml.tokens")
-    vocab = len(tokens) if tokens is not None else _first_int(av("vocab_size"))
+    vocab = len(tokens) if tokens is not None else first_int(av("vocab_size"))
     more = {
         "sliding_window": av("attention.sliding_window"),
         "key_length": av("attention.key_length"),
@@ -468,12 +468,12 @@ def _model_facts(header: GGUFHeader, parameters: int, quant: str | None, extra: 
     return Facts(
         architecture=header.architecture,
         parameters=parameters,
-        context_length=_first_int(av("context_length")),
+        context_length=first_int(av("context_length")),
         quantization=quant,
-        layers=_first_int(av("block_count")),
-        heads=_first_int(av("attention.head_count")),
-        kv_heads=_first_int(av("attention.head_count_kv")),
-        hidden_size=_first_int(av("embedding_length")),
+        layers=first_int(av("block_count")),
+        heads=first_int(av("attention.head_count")),
+        kv_heads=first_int(av("attention.head_count_kv")),
+        hidden_size=first_int(av("embedding_length")),
         vocab_size=vocab,
         has_chat_template="tokenizer.chat_template" in meta,
         extra={**extra, **{k: v for k, v in more.items() if v is not None and not isinstance(v, GGUFArray)}},

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from corral.detect.gguf import ENCODER_ARCHS, GGUFArray, GGUFHeader, read_gguf_header
+from corral.detect.gguf import ENCODER_ARCHS, GGUFArray, GGUFHeader, first_int, read_gguf_header
 from corral.errors import NotFound
 from corral.estimate import llamacpp as lc
 from corral.estimate.parts import Split
@@ -24,46 +24,36 @@ _LAYER = re.compile(r"^(?:blk|enc\.blk|dec\.blk)\.(\d+)\.")
 _REPACKED = frozenset({2, 12, 20})
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, tuple) and value and all(isinstance(v, int) for v in value):
-        return max(value)
-    return None
-
-
 def _per_layer(value: Any, n_layer: int, default: int) -> list[int]:
     """An hparam that may be one number or one number per layer (some models vary KV heads by layer)."""
     if isinstance(value, tuple) and len(value) == n_layer and all(isinstance(v, int) for v in value):
         return list(value)
-    single = _int(value)
+    single = first_int(value)
     return [default if single is None else single] * n_layer
 
 
 def shape_from_header(header: GGUFHeader) -> lc.LlamaShape:
     """The :class:`LlamaShape` a GGUF header describes."""
     av, meta = header.arch_value, header.metadata
-    n_layer = _int(av("block_count")) or 0
-    n_embd = _int(av("embedding_length")) or 0
-    n_head = _int(av("attention.head_count")) or 1
+    n_layer = first_int(av("block_count")) or 0
+    n_embd = first_int(av("embedding_length")) or 0
+    n_head = first_int(av("attention.head_count")) or 1
     heads_kv = _per_layer(av("attention.head_count_kv"), n_layer, n_head)
-    head_k = _int(av("attention.key_length")) or (n_embd // n_head if n_head else 0)
-    head_v = _int(av("attention.value_length")) or head_k
+    head_k = first_int(av("attention.key_length")) or (n_embd // n_head if n_head else 0)
+    head_v = first_int(av("attention.value_length")) or head_k
     n_embd_k = [head_k * h for h in heads_kv]
     n_embd_v = [head_v * h for h in heads_kv]
-    mla = _int(av("attention.kv_lora_rank"))
+    mla = first_int(av("attention.kv_lora_rank"))
     if mla:  # multi-head latent attention caches the compressed latent plus the rotary part
-        rope = _int(av("rope.dimension_count")) or 0
+        rope = first_int(av("rope.dimension_count")) or 0
         n_embd_k, n_embd_v = [mla + rope] * n_layer, [mla] * n_layer
     tokens = meta.get("tokenizer.ggml.tokens")
-    n_vocab = len(tokens) if isinstance(tokens, (GGUFArray, tuple)) else _int(av("vocab_size")) or 0
-    n_ff = _int(av("feed_forward_length")) or 0
-    experts_used = _int(av("expert_used_count"))
-    if experts_used and _int(av("expert_feed_forward_length")):
-        n_ff = max(n_ff, experts_used * _int(av("expert_feed_forward_length")))
-    window = _int(av("attention.sliding_window")) or 0
+    n_vocab = len(tokens) if isinstance(tokens, (GGUFArray, tuple)) else first_int(av("vocab_size")) or 0
+    n_ff = first_int(av("feed_forward_length")) or 0
+    experts_used = first_int(av("expert_used_count"))
+    if experts_used and first_int(av("expert_feed_forward_length")):
+        n_ff = max(n_ff, experts_used * first_int(av("expert_feed_forward_length")))
+    window = first_int(av("attention.sliding_window")) or 0
     swa = lc.swa_layers_for(header.architecture, n_layer, av("attention.sliding_window_pattern")) if window else ()
     causal = header.architecture not in ENCODER_ARCHS and av("attention.causal") is not False
     return lc.LlamaShape(
@@ -71,7 +61,7 @@ def shape_from_header(header: GGUFHeader) -> lc.LlamaShape:
         n_embd=n_embd,
         n_head=n_head,
         n_vocab=n_vocab,
-        n_ctx_train=_int(av("context_length")) or 0,
+        n_ctx_train=first_int(av("context_length")) or 0,
         n_embd_k=n_embd_k,
         n_embd_v=n_embd_v,
         n_ff=n_ff,
@@ -120,12 +110,12 @@ def _mmproj(split: Split, path: Path, on_gpu: bool) -> None:
     (header,) = _headers([path], "mmproj")
     split.add("mmproj", sum(t.nbytes or 0 for t in header.tensors), on_gpu)
     meta = header.metadata
-    image, patch = _int(meta.get("clip.vision.image_size")), _int(meta.get("clip.vision.patch_size"))
+    image, patch = first_int(meta.get("clip.vision.image_size")), first_int(meta.get("clip.vision.patch_size"))
     if image and patch:
         patches = (image // patch) ** 2
-        hidden = _int(meta.get("clip.vision.embedding_length")) or 0
-        ffn = _int(meta.get("clip.vision.feed_forward_length")) or 4 * hidden
-        heads = _int(meta.get("clip.vision.attention.head_count")) or 1
+        hidden = first_int(meta.get("clip.vision.embedding_length")) or 0
+        ffn = first_int(meta.get("clip.vision.feed_forward_length")) or 4 * hidden
+        heads = first_int(meta.get("clip.vision.attention.head_count")) or 1
         split.add("mmproj", 4 * (patches * (3 * hidden + ffn) + heads * patches * patches), on_gpu)
 
 

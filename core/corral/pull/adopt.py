@@ -48,24 +48,6 @@ def provenance_of(snapshot: Snapshot, files: Sequence[RemoteFile]) -> Provenance
     )
 
 
-def detect(library, path: Path) -> Detection:
-    """Detect ``path``; a link (a hub cache's snapshot entry) is recorded as the link, not its blob.
-
-    The library resolves links, and a blob's name says nothing: a GGUF link is detected under its own
-    name (split parts and projectors are found beside it); anything else gets its paths swapped back.
-    """
-    if not path.is_symlink():
-        return library.detect(path)
-    if path.suffix.lower() == ".gguf":
-        from corral.detect.gguf import detect_gguf
-
-        return detect_gguf(path)
-    detection = library.detect(path)
-    real = path.resolve()
-    swap = lambda p: path if p == real else p  # noqa: E731
-    return attrs.evolve(detection, path=swap(detection.path), paths=tuple(swap(p) for p in detection.paths))
-
-
 def _unique(taken, wanted: str) -> str:
     name, n = wanted, 2
     while taken(name):
@@ -106,7 +88,7 @@ def adopt(
     offers: list[str] = []
     for path in candidates:
         try:
-            detections.append(detect(library, path))
+            detections.append(library.detect_link(path))
         except DetectionError as exc:
             if path.is_dir():
                 detections.extend(_weights_one_by_one(library, pulled, offers))
@@ -136,7 +118,7 @@ def _weights_one_by_one(library, pulled, offers: list[str]) -> list[Detection]:
     for f, path in pulled:
         if path.suffix.lower() in WEIGHT_SUFFIXES:
             try:
-                found.append(detect(library, path))
+                found.append(library.detect_link(path))
             except DetectionError as exc:
                 offers.append(str(exc))
     return found
@@ -163,7 +145,7 @@ def _add_model(
 
 def _attach_projector(library, model: Model, path: Path) -> Model:
     """The pulled projector as the model's mmproj component (detection checks it is one)."""
-    detection = detect(library, path)
+    detection = library.detect_link(path)
     if detection.kind != Kind.COMPONENT or detection.component != ComponentKind.MMPROJ:
         return model
     component = Component(kind=ComponentKind.MMPROJ, path=detection.path, size=detection.size, facts=detection.facts)
