@@ -14,6 +14,7 @@ from corral.catalog.recommend import recommend
 from corral.errors import Conflict, NotFound
 from corral.estimate import estimate_memory
 from corral.records import CatalogEntry, CatalogQuant, Category, Format
+from corral.testing.cli import as_json
 
 REQUIRED = [
     "gemma-3-270m-it", "gemma-3-1b-it", "gemma-3-4b-it", "gemma-3-12b-it", "llama-3.2-1b-instruct",
@@ -21,11 +22,6 @@ REQUIRED = [
     "qwen2.5-7b-instruct", "phi-3.5-mini-instruct", "mistral-7b-instruct-v0.3", "all-minilm-l6-v2",
     "bge-reranker-base", "bge-reranker-v2-m3", "stable-diffusion-v1-5", "flux.1-schnell", "kokoro-82m",
 ]  # fmt: skip
-
-
-def as_json(result):
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def one_line_error(result, fragment):

@@ -3,7 +3,6 @@ another record uses or a loaded model; the Hugging Face cache is cleaned through
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,20 +11,7 @@ import pytest
 
 from factories import write_embedding_dir, write_lora_gguf, write_mmproj_gguf, write_tiny_gguf
 from factories_stores import hf_cache_repo, ollama_model
-
-
-def as_json(result):
-    assert result.exit_code == 0, result.output + (result.stderr or "")
-    return json.loads(result.stdout)
-
-
-def assert_clean_error(result, *fragments):
-    assert result.exit_code != 0
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from corral.testing.cli import as_json, assert_clean_error
 
 
 def names(run) -> list[str]:

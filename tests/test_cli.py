@@ -20,22 +20,7 @@ from factories import (
     write_mmproj_gguf,
     write_tiny_gguf,
 )
-
-
-def as_json(result):
-    assert result.exit_code == 0, result.output + (result.stderr or "")
-    return json.loads(result.stdout)
-
-
-def assert_clean_error(result, *fragments):
-    """One clear line on stderr, non-zero exit, no traceback."""
-    assert result.exit_code != 0
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    assert "Traceback" not in result.output + result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from corral.testing.cli import as_json, assert_clean_error
 
 
 def count_models(run) -> int:

@@ -12,11 +12,7 @@ import pytest
 
 from factories import write_embedding_dir, write_lora_gguf, write_mmproj_gguf, write_tiny_gguf
 from factories_stores import ollama_model, sha256_of
-
-
-def as_json(result):
-    assert result.exit_code == 0, result.output + (result.stderr or "")
-    return json.loads(result.stdout)
+from corral.testing.cli import as_json
 
 
 def manifest(home: Path, model_id: str) -> dict:

@@ -1,6 +1,6 @@
 """What plugin authors build and test with: the conformance suite every Corral plugin passes
 (:class:`Conformance`), the sample record it loads (:class:`Sample`), small model files written with the
-standard library (:mod:`corral.testing.files`) and the plugin template ``corral plugin new`` renders.
+standard library (:mod:`corral.testing.files`), checks of CLI results (:mod:`corral.testing.cli`) and the plugin template ``corral plugin new`` renders.
 
 Usage, in a plugin's ``tests/test_conformance.py``::
 
@@ -20,6 +20,9 @@ from typing import Any
 _EXPORTS = {
     "Conformance": "corral.testing.conformance",
     "Sample": "corral.testing.sample",
+    "as_json": "corral.testing.cli",
+    "assert_clean_error": "corral.testing.cli",
+    "ok": "corral.testing.cli",
     "write_foreign_paths": "corral.testing.files",
     "write_tiny_gguf": "corral.testing.files",
     "write_tiny_safetensors": "corral.testing.files",

@@ -14,6 +14,7 @@ import wave
 from pathlib import Path
 
 import pytest
+from corral.testing.cli import assert_clean_error, ok
 
 VOICES = "af_heart, bf_emma, zf_xiaobei"
 
@@ -31,22 +32,6 @@ def no_downloads(monkeypatch):
     for module in (kokoro.model, kokoro.pipeline):
         monkeypatch.setattr(module, "hf_hub_download", tripwire)
     monkeypatch.setattr(spacy.cli, "download", tripwire)
-
-
-def ok(result):
-    assert result.exit_code == 0, result.output + (result.stderr or "")
-    return result
-
-
-def assert_clean_error(result, *fragments):
-    """One clear line on stderr, non-zero exit, no traceback."""
-    assert result.exit_code != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    assert "Traceback" not in result.output + result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def read_wav(path: Path) -> tuple[int, int, int, bytes]:

@@ -10,24 +10,9 @@ import sys
 
 import numpy as np
 import pytest
+from corral.testing.cli import assert_clean_error, ok
 
 CAT, KITTEN, STOCKS = "a cat sits on the mat", "a kitten rests on a rug", "stock prices fell"
-
-
-def ok(result):
-    assert result.exit_code == 0, result.output + (result.stderr or "")
-    return result
-
-
-def assert_clean_error(result, *fragments):
-    """One clear line on stderr, non-zero exit, no traceback."""
-    assert result.exit_code != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    assert "Traceback" not in result.output + result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def cosine(a, b) -> float:

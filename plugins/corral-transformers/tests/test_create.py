@@ -12,26 +12,11 @@ from pathlib import Path
 import pytest
 
 from corral_transformers.spec import PRESETS, ModelSpec
+from corral.testing.cli import as_json, assert_clean_error
 
 #: A tiny model: cheap to initialise and write (about 1.8M parameters).
 TINY = ("--preset", "free", "--hidden-size", "128", "--layers", "2", "--heads", "4", "--kv-heads", "2",
         "--ffn-size", "256", "--vocab-size", "10000", "--context-length", "256")
-
-
-def as_json(result):
-    assert result.exit_code == 0, result.output + (result.stderr or "")
-    return json.loads(result.stdout)
-
-
-def assert_clean_error(result, *fragments):
-    """One clear line on stderr, non-zero exit, no traceback."""
-    assert result.exit_code != 0
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    assert "Traceback" not in result.output + result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def meta_count(config_dir: Path) -> int:

@@ -3,29 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
+from corral.testing.cli import as_json, assert_clean_error
 
 ENGLISH_LINE = "A small model learns to read the next word, quickly."
 CHINESE_LINE = "今天我们训练一个小模型，它学会了预测下一个词。"
-
-
-def as_json(result):
-    assert result.exit_code == 0, result.output + (result.stderr or "")
-    return json.loads(result.stdout)
-
-
-def assert_clean_error(result, *fragments):
-    """One clear line on stderr, non-zero exit, no traceback."""
-    assert result.exit_code != 0
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    assert "Traceback" not in result.output + result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def train(run, corpus, out, kind, vocab=400, *extra):
