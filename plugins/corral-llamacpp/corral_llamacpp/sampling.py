@@ -1,9 +1,8 @@
 """Sampling parameters of a request, normalised for llama-cpp-python.
 
-Names follow OpenAI and llama.cpp (``repetition_penalty`` is accepted for ``repeat_penalty``, and
-``logit_bias`` maps token ids to biases); parameters
-llama.cpp does not have are ignored, as the driver interface says. Every request gets an explicit seed:
-llama-cpp-python would otherwise derive the same one for every call of a loaded model.
+Names and checks are the core's (:mod:`corral.sampling`; ``logit_bias`` maps token ids to biases);
+parameters llama.cpp does not have are ignored, as the driver interface says. Every request gets an
+explicit seed: llama-cpp-python would otherwise derive the same one for every call of a loaded model.
 """
 
 from __future__ import annotations
@@ -11,9 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any, Mapping
 
-from corral.errors import InvalidSetting
-
-ALIASES = {"repetition_penalty": "repeat_penalty", "max_new_tokens": "max_tokens", "n_predict": "max_tokens"}
+from corral.sampling import read_sampling
 
 #: name -> (type, default). Defaults are llama.cpp's own (llama-server's), not llama-cpp-python's.
 PARAMS: dict[str, tuple[type, Any]] = {
@@ -28,6 +25,8 @@ PARAMS: dict[str, tuple[type, Any]] = {
     "max_tokens": (int, None),
     "seed": (int, None),
 }
+#: What :func:`corral.sampling.read_sampling` checks: the parameters above, and ``logit_bias``.
+_TYPES = {name: kind for name, (kind, _) in PARAMS.items()} | {"logit_bias": dict}
 
 
 def sampling(params: Mapping[str, Any], *, default_seed: int | None = None) -> dict[str, Any]:
@@ -37,49 +36,11 @@ def sampling(params: Mapping[str, Any], *, default_seed: int | None = None) -> d
     a list of strings. The seed is the request's, else the model's ``seed`` setting, else a fresh random one.
     """
     out: dict[str, Any] = {name: default for name, (_, default) in PARAMS.items()}
-    stop: list[str] = []
-    for raw_name, value in params.items():
-        name = ALIASES.get(raw_name, raw_name)
-        if value is None:
-            continue
-        if name == "stop":
-            stop = _stops(value)
-            continue
-        if name == "logit_bias":
-            out["logit_bias"] = _logit_bias(value)
-            continue
-        if name not in PARAMS:
-            continue  # a parameter llama.cpp does not have
-        kind = PARAMS[name][0]
-        try:
-            out[name] = kind(value) if not isinstance(value, bool) else None
-        except (TypeError, ValueError):
-            out[name] = None
-        if out[name] is None:
-            raise InvalidSetting(f"{raw_name} must be a {kind.__name__}, got {value!r}")
-    if out["temperature"] < 0:
-        raise InvalidSetting("temperature cannot be negative")
+    given, stop = read_sampling(params, _TYPES)
+    out.update(given)
     if out["max_tokens"] is not None and out["max_tokens"] <= 0:
         out["max_tokens"] = None
     if out["seed"] is None:
         out["seed"] = default_seed if default_seed is not None else random.getrandbits(31)
-    out["stop"] = stop
+    out["stop"] = list(stop)
     return out
-
-
-def _logit_bias(value: Any) -> dict[int, float]:
-    """OpenAI's ``logit_bias``: token id (int or numeric string) -> bias added to its logit."""
-    if not isinstance(value, Mapping):
-        raise InvalidSetting(f"logit_bias must map token ids to numbers, got {value!r}")
-    try:
-        return {int(k): float(v) for k, v in value.items()}
-    except (TypeError, ValueError):
-        raise InvalidSetting(f"logit_bias must map token ids to numbers, got {value!r}") from None
-
-
-def _stops(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value] if value else []
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return [v for v in value if v]
-    raise InvalidSetting(f"stop must be a string or a list of strings, got {value!r}")

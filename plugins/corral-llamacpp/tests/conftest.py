@@ -10,9 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # llamacpp_factories
 
-#: Small and fast: the real model with a short context. One thread: on a small shared machine, llama.cpp's
-#: threads wait on each other whenever another process takes a core, and two run slower than one.
-GEMMA_SETTINGS = {"n_ctx": 1024, "threads": 1, "threads_batch": 1}
+from llamacpp_factories import GEMMA_SETTINGS  # noqa: E402
 
 
 @pytest.fixture

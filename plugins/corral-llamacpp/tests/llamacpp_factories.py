@@ -14,6 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+#: Small and fast: the real model with a short context. One thread: on a small shared machine, llama.cpp's
+#: threads wait on each other whenever another process takes a core, and two run slower than one.
+GEMMA_SETTINGS = {"n_ctx": 1024, "threads": 1, "threads_batch": 1}
+
 
 def _rand(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return (rng.standard_normal(shape) * 0.02).astype(np.float32)

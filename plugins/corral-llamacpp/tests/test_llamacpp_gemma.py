@@ -10,7 +10,7 @@ import inspect
 
 import pytest
 
-from conftest import GEMMA_SETTINGS
+from llamacpp_factories import GEMMA_SETTINGS
 from corral.errors import CorralError
 from corral.records import ChatResult
 

@@ -1,9 +1,8 @@
 """Text generation with transformers: a request's sampling parameters, plain and streamed answers, stop
 strings.
 
-Parameter names follow OpenAI and llama.cpp, as the llama.cpp driver's do (``repetition_penalty`` is
-accepted for ``repeat_penalty``, ``max_new_tokens`` for ``max_tokens``); parameters transformers does not
-have are ignored, as the driver interface says. Unset parameters keep the model's own defaults
+Parameter names and checks are the core's (:mod:`corral.sampling`), as for the llama.cpp driver;
+parameters transformers does not have are ignored, as the driver interface says. Unset parameters keep the model's own defaults
 (``generation_config.json``); ``temperature`` 0 means greedy decoding. A seed (the request's, else the
 model's ``seed`` setting) reseeds torch just before generating, so a seeded request repeats exactly.
 
@@ -21,9 +20,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from attrs import define, frozen
 
-from corral.errors import CorralError, InvalidSetting
-
-ALIASES = {"repetition_penalty": "repeat_penalty", "max_new_tokens": "max_tokens", "n_predict": "max_tokens"}
+from corral.errors import CorralError
+from corral.sampling import read_sampling
 
 #: name -> type of the parameters transformers' generate understands.
 PARAMS: dict[str, type] = {
@@ -53,30 +51,7 @@ class Request:
 
 def parse(params: Mapping[str, Any], *, default_seed: int | None = None) -> Request:
     """Check request ``params``; raises :class:`InvalidSetting` for a value of the wrong type or range."""
-    values: dict[str, Any] = {}
-    stop: tuple[str, ...] = ()
-    for raw_name, value in params.items():
-        name = ALIASES.get(raw_name, raw_name)
-        if value is None:
-            continue
-        if name == "stop":
-            stop = _stops(value)
-            continue
-        kind = PARAMS.get(name)
-        if kind is None:
-            continue  # a parameter transformers does not have
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise InvalidSetting(f"{raw_name} must be a {kind.__name__}, got {value!r}")
-        try:
-            values[name] = kind(value)
-        except (TypeError, ValueError):
-            raise InvalidSetting(f"{raw_name} must be a {kind.__name__}, got {value!r}") from None
-    if values.get("temperature", 0) < 0:
-        raise InvalidSetting("temperature cannot be negative")
-    if values.get("repeat_penalty", 1) <= 0:
-        raise InvalidSetting("repeat_penalty must be positive (1 = no penalty)")
-    if "top_p" in values and not 0 < values["top_p"] <= 1:
-        raise InvalidSetting("top_p must be in (0, 1]")
+    values, stop = read_sampling(params, PARAMS)
     max_tokens = values.pop("max_tokens", None)
     seed = values.pop("seed", None)
     return Request(
@@ -85,14 +60,6 @@ def parse(params: Mapping[str, Any], *, default_seed: int | None = None) -> Requ
         seed=seed if seed is not None else default_seed,
         max_tokens=max_tokens if max_tokens and max_tokens > 0 else None,
     )
-
-
-def _stops(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,) if value else ()
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return tuple(v for v in value if v)
-    raise InvalidSetting(f"stop must be a string or a list of strings, got {value!r}")
 
 
 def generation_config(base: Any, request: Request, *, max_new_tokens: int, pad_token_id: int | None) -> Any:

@@ -118,7 +118,7 @@ def test_bad_request_parameters_are_refused(library, tiny):
     with library.open_model("tiny") as handle:
         with pytest.raises(InvalidSetting, match="temperature cannot be negative"):
             handle.complete(PROMPT, temperature=-1)
-        with pytest.raises(InvalidSetting, match="top_k must be a int"):
+        with pytest.raises(InvalidSetting, match="top_k must be an integer"):
             handle.complete(PROMPT, top_k="many")
         with pytest.raises(InvalidSetting, match="stop must be a string or a list of strings"):
             handle.complete(PROMPT, stop=3)
