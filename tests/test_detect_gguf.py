@@ -86,6 +86,28 @@ def test_chat_template_and_other_shapes(tmp_path):
     assert any("chat template" in r for r in d.reasons)
 
 
+def test_implausible_sizes_are_not_recorded_as_facts(tmp_path):
+    """A header claiming a negative context or zero layers gives no such fact (llama.cpp refuses the file
+    at load, naming the key); the rest of the facts stand."""
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "odd.gguf"
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_int32("llama.context_length", -5)
+    w.add_uint32("llama.block_count", 0)
+    w.add_int32("llama.embedding_length", -64)
+    w.add_uint32("llama.attention.head_count", 4)
+    w.add_tensor("token_embd.weight", np.zeros((8, 16), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    facts = detect_path(path).facts
+    assert (facts.context_length, facts.layers, facts.hidden_size) == (None, None, None)
+    assert (facts.heads, facts.parameters) == (4, 128)
+
+
 def test_header_keeps_big_arrays_as_lengths(tiny):
     header = read_gguf_header(tiny)
     tokens = header.metadata["tokenizer.ggml.tokens"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import struct
 import time
 from pathlib import Path
@@ -408,20 +409,54 @@ def test_truncated_pickle_is_a_detection_error(tmp_path):
 # --- ONNX ------------------------------------------------------------------------------------------
 
 
+def write_onnx(path, *, external: bool = False):
+    """A small real ONNX model (MatMul + Relu, 64x64 initializer) written by the onnx library."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((64, 64), dtype=np.float32), name="W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["y"])], "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [weight],
+    )
+    model = helper.make_model(graph, producer_name="corral-tests", producer_version="1.0")
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(path), save_as_external_data=external, location=path.name + "_data",
+                    size_threshold=0)
+    return path
+
+
 def test_onnx_is_recorded_without_a_serving_plugin(tmp_path):
+    pytest.importorskip("onnx")
     folder = fw.write_embedding_dir(tmp_path / "emb")
     (folder / "onnx").mkdir()
-    path = folder / "onnx" / "model.onnx"
-    path.write_bytes(b"\x08\x07" + b"\0" * 32)
-    d = detect_onnx(path)
+    d = detect_onnx(write_onnx(folder / "onnx" / "model.onnx"))
     assert (d.format, d.category) == (Format.ONNX, Category.EMBEDDING)
-    assert "no plugin serves ONNX yet" in d.reasons and d.confidence < 0.5
-    bare = tmp_path / "x.onnx"
-    bare.write_bytes(b"\x08\x07")
-    assert detect_onnx(bare).category is None
-    (tmp_path / "empty.onnx").write_bytes(b"")
-    with pytest.raises(DetectionError, match="empty"):
-        detect_onnx(tmp_path / "empty.onnx")
+    assert "no plugin serves ONNX yet" in d.reasons
+    assert any("IR version" in r and "corral-tests 1.0" in r for r in d.reasons), d.reasons
+    (tmp_path / "bare").mkdir()
+    bare = detect_onnx(write_onnx(tmp_path / "bare" / "x.onnx", external=True))
+    assert bare.category is None
+    assert [p.name for p in bare.paths] == ["x.onnx", "x.onnx_data"] and bare.size > 64 * 64 * 4
+
+
+def test_files_named_onnx_that_are_not_onnx_are_refused(tmp_path):
+    pytest.importorskip("onnx")
+    real = write_onnx(tmp_path / "real.onnx").read_bytes()
+    cases = {
+        "empty.onnx": b"",
+        "random.onnx": random.Random(0).randbytes(4096),
+        "text.onnx": b"this is a README, not a model\n" * 20,
+        "gguf.onnx": b"GGUF" + b"\0" * 60,
+        "huge-ir.onnx": b"\x08\xff\xff\x03" + real[2:],
+        "cut.onnx": real[:40],
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DetectionError, match=f"{name}: .*(empty|not an ONNX model)"):
+            detect_onnx(tmp_path / name)
 
 
 # --- reading is bounded ------------------------------------------------------------------------------

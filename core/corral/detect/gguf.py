@@ -453,6 +453,13 @@ def first_int(value: Any) -> int | None:
     return None
 
 
+def _positive(value: Any) -> int | None:
+    """A size or count fact: a broken or hostile header's zero or negative value is no fact at all (the
+    llama.cpp driver refuses such a file when loading, naming the key)."""
+    number = first_int(value)
+    return number if number is not None and number > 0 else None
+
+
 def _model_facts(header: GGUFHeader, parameters: int, quant: str | None, extra: dict[str, Any]) -> Facts:
     meta, av = header.metadata, header.arch_value
     tokens = meta.get("tokenizer.ggml.tokens")
@@ -468,13 +475,13 @@ def _model_facts(header: GGUFHeader, parameters: int, quant: str | None, extra: 
     return Facts(
         architecture=header.architecture,
         parameters=parameters,
-        context_length=first_int(av("context_length")),
+        context_length=_positive(av("context_length")),
         quantization=quant,
-        layers=first_int(av("block_count")),
-        heads=first_int(av("attention.head_count")),
-        kv_heads=first_int(av("attention.head_count_kv")),
-        hidden_size=first_int(av("embedding_length")),
-        vocab_size=vocab,
+        layers=_positive(av("block_count")),
+        heads=_positive(av("attention.head_count")),
+        kv_heads=_positive(av("attention.head_count_kv")),
+        hidden_size=_positive(av("embedding_length")),
+        vocab_size=vocab if vocab and vocab > 0 else None,
         has_chat_template="tokenizer.chat_template" in meta,
         extra={**extra, **{k: v for k, v in more.items() if v is not None and not isinstance(v, GGUFArray)}},
     )
