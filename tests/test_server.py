@@ -368,12 +368,16 @@ def test_openai_client_against_corral_serve_with_real_models(real_home):
         )
         assert answer.choices[0].message.role == "assistant" and answer.choices[0].message.content.strip()
         assert answer.usage.prompt_tokens > 0 and 0 < answer.usage.completion_tokens <= 12
-        stream = client.chat.completions.create(
-            model="gemma", messages=[{"role": "user", "content": "Count to three."}], max_tokens=12,
-            temperature=0, seed=1, stream=True,
-        )
+        # The same request streamed: the same text, and the driver's own finish reason and token counts.
+        stream = list(client.chat.completions.create(
+            model="gemma", messages=[{"role": "user", "content": "Name a colour."}], max_tokens=12,
+            temperature=0, seed=1, stream=True, stream_options={"include_usage": True},
+        ))
         pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
-        assert len(pieces) > 1 and "".join(pieces).strip()
+        assert len(pieces) > 1 and "".join(pieces) == answer.choices[0].message.content
+        assert [c.choices[0].finish_reason for c in stream if c.choices][-1] == answer.choices[0].finish_reason
+        assert stream[-1].usage.prompt_tokens == answer.usage.prompt_tokens
+        assert stream[-1].usage.completion_tokens == answer.usage.completion_tokens
         plain = client.completions.create(model="gemma", prompt="The capital of France is", max_tokens=8,
                                           temperature=0)
         assert plain.choices[0].text.strip() and plain.usage.completion_tokens <= 8

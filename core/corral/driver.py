@@ -163,6 +163,18 @@ def free_torch_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def drain(stream: Iterator[str]) -> tuple[list[str], Any]:
+    """Read a streamed answer to its end: its pieces, and the :class:`~corral.records.ChatResult` the
+    driver's generator returned (``None`` when it returns nothing)."""
+    pieces: list[str] = []
+    iterator = iter(stream)
+    while True:
+        try:
+            pieces.append(next(iterator))
+        except StopIteration as end:
+            return pieces, end.value
+
+
 class Unsupported(CorralError):
     """The loaded model cannot do the asked task."""
 
@@ -185,7 +197,8 @@ class LoadedModel:
         """Answer a conversation (OpenAI-style ``messages``).
 
         Returns a :class:`corral.records.ChatResult`; with ``stream=True``, an iterator of text pieces as
-        they are generated. Common ``params``: temperature, top_p, top_k, repeat_penalty, max_tokens,
+        they are generated. A generator may ``return`` a ``ChatResult`` with empty text once the answer is
+        over: its ``finish_reason`` and token counts go into the server's last chunk and usage. Common ``params``: temperature, top_p, top_k, repeat_penalty, max_tokens,
         stop, seed; drivers ignore what their backend does not have.
         """
         raise self._unsupported("chat")

@@ -44,7 +44,7 @@ def _usage(prompt: int | None, completion: int | None) -> dict:
 
 
 def _finish(count: int, params: dict) -> str:
-    # A stream of text pieces does not say why it ended; one piece per token reaching max_tokens is "length".
+    # For a driver whose stream does not say why it ended: one piece per token reaching max_tokens is "length".
     limit = params.get("max_tokens")
     return "length" if limit and count >= limit else "stop"
 
@@ -142,9 +142,12 @@ async def _stream(
     entry, turn = await _service(request).enter(ref, kind)
     handle = entry.handle
 
+    ended: dict[str, Any] = {}
+
     def produce():
         try:
-            yield from getattr(handle, kind)(item, stream=True, **params)
+            # A driver's stream may return a ChatResult: why it ended and the token counts.
+            ended["result"] = yield from getattr(handle, kind)(item, stream=True, **params)
         finally:
             entry.touch()
 
@@ -169,14 +172,17 @@ async def _stream(
         return event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
 
     def last(count: int) -> list[dict]:
-        reason = _finish(count, params)
+        result = ended.get("result")
+        known = isinstance(result, ChatResult)
+        reason = result.finish_reason if known else _finish(count, params)
         if kind == "chat":
             delta = {} if started["role"] else {"role": "assistant", "content": ""}
             events = [event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}])]
         else:
             events = [event([{"index": 0, "text": "", "logprobs": None, "finish_reason": reason}])]
-        if include_usage:  # streamed pieces stand for tokens; the prompt's count is not known here
-            events.append(event([], usage=_usage(None, count)))
+        if include_usage:  # without the driver's counts, streamed pieces stand for tokens
+            usage = _usage(result.prompt_tokens, result.completion_tokens) if known else _usage(None, count)
+            events.append(event([], usage=usage))
         return events
 
     return StreamingResponse(sse_pieces(pieces, first, chunk, last), media_type="text/event-stream",

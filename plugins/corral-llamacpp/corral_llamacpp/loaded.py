@@ -141,7 +141,7 @@ class LlamaCppModel(LoadedModel):
         except (ValueError, RuntimeError) as exc:
             raise self._failed(exc) from None
         if stream:
-            return self._pieces(result, lambda choice: choice.get("text"))
+            return self._pieces(result, lambda choice: choice.get("text"), prompt_tokens=len(tokens))
         choice = result["choices"][0]
         usage = result.get("usage") or {}
         return ChatResult(
@@ -158,7 +158,7 @@ class LlamaCppModel(LoadedModel):
         except (ValueError, RuntimeError) as exc:
             raise self._failed(exc) from None
         if stream:
-            return self._pieces(result, lambda choice: choice.get("delta", {}).get("content"))
+            return self._pieces(result, lambda choice: choice.get("delta", {}).get("content"), prompt_tokens=None)
         choice = result["choices"][0]
         usage = result.get("usage") or {}
         return ChatResult(
@@ -168,14 +168,24 @@ class LlamaCppModel(LoadedModel):
             completion_tokens=usage.get("completion_tokens"),
         )
 
-    def _pieces(self, chunks: Iterator[dict], text_of) -> Iterator[str]:
+    def _pieces(self, chunks: Iterator[dict], text_of, *, prompt_tokens: int | None) -> Iterator[str]:
+        """The text of llama-cpp-python's chunks; returns why the answer ended and its token count (one
+        chunk per token, as llama-cpp-python's own usage counts them; a chat stream's role chunk and the
+        final chunk carry none)."""
+        finish_reason, count = "stop", 0
         try:
             for chunk in chunks:
-                piece = text_of(chunk["choices"][0])
+                choice = chunk["choices"][0]
+                if choice.get("finish_reason"):
+                    finish_reason = choice["finish_reason"]
+                elif "text" in choice or "content" in (choice.get("delta") or {}):
+                    count += 1
+                piece = text_of(choice)
                 if piece:
                     yield piece
         except (ValueError, RuntimeError) as exc:
             raise self._failed(exc) from None
+        return ChatResult(text="", finish_reason=finish_reason, prompt_tokens=prompt_tokens, completion_tokens=count)
 
     def _failed(self, exc: Exception) -> CorralError:
         from corral_llamacpp import logs

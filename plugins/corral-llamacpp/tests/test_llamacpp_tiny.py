@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from corral.driver import drain
 from corral.errors import CorralError, Incompatible, InvalidSetting
 from corral.records import Category, Format, Lora, LoraRequest
 from corral_llamacpp import LlamaCppDriver
@@ -142,8 +143,16 @@ def test_seeded_sampling_repeats_and_params_apply(library, tiny):
         a = handle.complete("hello", max_tokens=12, temperature=1.5, seed=11)
         b = handle.complete("hello", max_tokens=12, temperature=1.5, seed=11)
         assert a.text == b.text
-        pieces = list(handle.complete("hello", stream=True, max_tokens=12, temperature=1.5, seed=11))
+        pieces, ended = drain(handle.complete("hello", stream=True, max_tokens=12, temperature=1.5, seed=11))
         assert "".join(pieces) == a.text
+        # The stream ends with the same finish reason and token counts as the whole answer.
+        assert (ended.finish_reason, ended.prompt_tokens, ended.completion_tokens) == (
+            a.finish_reason, a.prompt_tokens, a.completion_tokens)
+        chat = handle.chat([{"role": "user", "content": "hi"}], max_tokens=5, temperature=0)
+        _, chat_ended = drain(handle.chat([{"role": "user", "content": "hi"}], stream=True, max_tokens=5,
+                                          temperature=0))
+        assert (chat_ended.finish_reason, chat_ended.completion_tokens) == (chat.finish_reason,
+                                                                            chat.completion_tokens)
         aliased = handle.complete("hello", max_tokens=12, temperature=0, repetition_penalty=1.3, top_k=5)
         plain = handle.complete("hello", max_tokens=12, temperature=0, repeat_penalty=1.3, top_k=5)
         assert aliased.text == plain.text

@@ -150,7 +150,7 @@ class TransformersModel(LoadedModel):
         outcome = generate.Outcome(prompt_tokens=n_prompt)
         args = (self._lm(), tokenizer, inputs, config, request, outcome)
         if stream:
-            return self._pieces(generate.stream_text(*args, eos_ids=self.eos_ids))
+            return self._pieces(generate.stream_text(*args, eos_ids=self.eos_ids), outcome)
         try:
             text = generate.generate_text(*args, eos_ids=self.eos_ids)
         except CorralError:
@@ -164,12 +164,15 @@ class TransformersModel(LoadedModel):
             completion_tokens=outcome.completion_tokens,
         )
 
-    def _pieces(self, pieces: Iterator[str]) -> Iterator[str]:
+    def _pieces(self, pieces: Iterator[str], outcome: generate.Outcome) -> Iterator[str]:
+        """The streamed text; returns why it ended and the token counts once generation is over."""
         try:
             yield from pieces
         except CorralError as exc:
             cause = exc.__cause__
             raise (self._failed(cause) if cause is not None else exc) from None
+        return ChatResult(text="", finish_reason=outcome.finish_reason, prompt_tokens=outcome.prompt_tokens,
+                          completion_tokens=outcome.completion_tokens)
 
     def _failed(self, exc: BaseException) -> CorralError:
         if isinstance(exc, CorralError):

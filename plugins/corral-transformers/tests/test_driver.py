@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import shutil
 
+import attrs
 import pytest
 
-from corral.driver import Unsupported
+from corral.driver import Unsupported, drain
 from corral.errors import CorralError, DetectionError, InvalidSetting, NotFound
 from corral.records import Category
 
@@ -77,9 +78,12 @@ def test_the_seed_setting_seeds_every_request(library, tiny):
 def test_streaming_yields_the_same_text_in_pieces(library, tiny):
     with library.open_model("tiny") as handle:
         whole = handle.complete(PROMPT, max_tokens=24, **SAMPLED)
-        pieces = list(handle.complete(PROMPT, max_tokens=24, stream=True, **SAMPLED))
+        pieces, ended = drain(handle.complete(PROMPT, max_tokens=24, stream=True, **SAMPLED))
         assert len(pieces) > 1 and all(isinstance(p, str) for p in pieces)
         assert "".join(pieces) == whole.text
+        # The stream ends with the same finish reason and token counts as the whole answer.
+        assert whole.finish_reason == "length" and whole.completion_tokens == 24
+        assert ended == attrs.evolve(whole, text="")
         # A reader that stops early ends the generation; the model answers the next request normally.
         stream = handle.complete(PROMPT, max_tokens=200, stream=True, **SAMPLED)
         next(stream)
