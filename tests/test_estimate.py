@@ -180,9 +180,23 @@ def test_torch_formats(tmp_path):
     assert est.parts["kv_cache"] == 2 * 2 * 2 * 16 * 256 * 4 and est.n_ctx == 256
     longer = estimate_memory(llm, {"n_ctx": 1024, "dtype": "bfloat16"})
     assert longer.parts["kv_cache"] == 2 * 2 * 2 * 16 * 1024 * 2
+    # bitsandbytes quantizes the layers' matrices, not the embeddings, the output head or the norms.
+    from corral.detect.safetensors import read_header
+
+    tensors = read_header(tmp_path / "llm" / "model.safetensors").tensors
+    matrices = sum(int(np.prod(t.shape)) for n, t in tensors.items()
+                   if len(t.shape) == 2 and "embed" not in n and "lm_head" not in n)
+    assert matrices > 0
+    for quantization, per_value in (("int8", 1.0), ("nf4", 0.5 + 4 / 64)):
+        shrunk = estimate_memory(llm, {"quantization": quantization})
+        expected = est.parts["weights"] - matrices * 4 + matrices * per_value
+        assert abs(shrunk.parts["weights"] - expected) <= len(tensors)
+    half = estimate_memory(llm, {"dtype": "fp16"}).parts["weights"]  # diffusers' short dtype names count too
+    assert half == estimate_memory(llm, {"dtype": "float16"}).parts["weights"] < est.parts["weights"]
     adapter = write_peft_lora_dir(tmp_path / "adapter")
     with_lora = estimate_memory(llm, {}, loras=[adapter])
     assert with_lora.parts["lora"] == st_bytes([adapter / "adapter_model.safetensors"])
+    assert estimate_memory(llm, {"quantization": "nf4"}, loras=[adapter]).parts["lora"] == with_lora.parts["lora"]
 
     pipeline = as_model(write_diffusers_dir(tmp_path / "sd"))
     est = estimate_memory(pipeline, {})

@@ -2,7 +2,8 @@
 pickles, ONNX): tensor sizes × dtype, plus the KV cache of causal LMs, activations and the runtime.
 
 safetensors headers give every tensor's shape and dtype; a ``dtype`` setting converts the floating-point
-tensors (integer and quantized ones keep their size). Pickled and ONNX weights count by file size.
+tensors (integer and quantized ones keep their size), and a ``quantization`` setting (bitsandbytes int8,
+int4, nf4) shrinks the matrices it quantizes. Pickled and ONNX weights count by file size.
 """
 
 from __future__ import annotations
@@ -26,8 +27,13 @@ DEFAULT_CTX = 4096
 #: Tokens in one embedding/rerank batch (32 texts of 256 tokens).
 ENCODER_BATCH_TOKENS = 32 * 256
 
-DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "fp32": 4, "fp16": 2, "bf16": 2}
 _FLOAT_CODES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
+#: Bytes per value of a matrix bitsandbytes quantizes: int8 keeps one byte (plus per-row scales); 4-bit
+#: packs two values a byte plus a float32 scale per block of 64.
+QUANT_BYTES = {"int8": 1.0, "int4": 0.5 + 4 / 64, "nf4": 0.5 + 4 / 64}
+#: Matrices transformers leaves unquantized: the embeddings and the output head.
+_KEPT = ("embed", "lm_head", "wte", "wpe", "shared")
 
 
 def _dtype_override(settings: Mapping[str, Any]) -> int | None:
@@ -35,14 +41,20 @@ def _dtype_override(settings: Mapping[str, Any]) -> int | None:
     return DTYPE_BYTES.get(str(dtype)) if dtype and dtype != "auto" else None
 
 
-def _safetensors_bytes(path: Path, override: int | None) -> int:
+def _quant_bytes(settings: Mapping[str, Any]) -> float | None:
+    return QUANT_BYTES.get(str(settings.get("quantization") or "none"))
+
+
+def _safetensors_bytes(path: Path, override: int | None, quant: float | None = None) -> int:
     from corral.detect.safetensors import read_header
     from corral.detect.tensors import DTYPE_BITS
 
     total = 0
-    for t in read_header(path).tensors.values():
+    for name, t in read_header(path).tensors.items():
         n = math.prod(t.shape)
-        if override and t.dtype in _FLOAT_CODES:
+        if quant and t.dtype in _FLOAT_CODES and len(t.shape) == 2 and not any(k in name for k in _KEPT):
+            total += math.ceil(n * quant)
+        elif override and t.dtype in _FLOAT_CODES:
             total += n * override
         else:
             total += (n * DTYPE_BITS[t.dtype] + 7) // 8
@@ -63,14 +75,14 @@ def weight_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def weights_bytes(paths: Sequence[Path], settings: Mapping[str, Any], stored_dtype: str | None) -> int:
-    """Bytes of the weights in ``paths`` once loaded (``dtype`` setting applied)."""
+    """Bytes of the weights in ``paths`` once loaded (``dtype`` and ``quantization`` settings applied)."""
     override = _dtype_override(settings)
     total = 0
     for path in weight_files(paths):
         if not path.is_file():
             raise NotFound(f"{path}: a weight file of the model is missing; re-import it or fix the path")
         if path.suffix.lower() == ".safetensors":
-            total += _safetensors_bytes(path, override)
+            total += _safetensors_bytes(path, override, _quant_bytes(settings))
         else:
             total += _file_bytes(path, override, stored_dtype)
     return total
@@ -130,7 +142,8 @@ def estimate_torch(
 
 
 def estimate_weights(model: Model, settings: Mapping[str, Any], loras: Sequence[Path] = ()) -> MemoryEstimate:
-    """What loading ``model`` through torch takes with ``settings`` (``dtype``, ``device``, ``n_ctx``)."""
+    """What loading ``model`` through torch takes with ``settings`` (``dtype``, ``quantization``, ``device``,
+    ``n_ctx``)."""
     stored = model.facts.dtype
     paths = list(model.paths) or [model.path]
     paths += [c.path for c in model.components]
@@ -139,7 +152,8 @@ def estimate_weights(model: Model, settings: Mapping[str, Any], loras: Sequence[
         weights = model.path.stat().st_size
     lora_bytes = 0
     for path in map(Path, loras):
-        lora_bytes += weights_bytes(sorted(path.iterdir()) if path.is_dir() else [path], settings, stored)
+        files = sorted(path.iterdir()) if path.is_dir() else [path]
+        lora_bytes += weights_bytes(files, {**settings, "quantization": None}, stored)  # adapters stay as they are
     f = model.facts
     head_dim = f.extra.get("head_dim")
     return estimate_torch(
