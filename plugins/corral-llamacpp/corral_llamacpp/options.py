@@ -39,6 +39,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("cache_type_k", str, "KV cache type for K", "f16", CACHE_TYPES),
     SettingSpec("cache_type_v", str, "KV cache type for V (quantized types need flash_attn)", "f16", CACHE_TYPES),
     SettingSpec("offload_kqv", bool, "keep the KV cache on the GPU with offloaded layers", True),
+    SettingSpec("swa_full", bool, "sliding-window layers keep a cache as long as the context (off: only "
+                "the window, less memory, no prompt-cache reuse across turns)", True),
     SettingSpec("chat_template", str, "a Jinja chat template, or a built-in name (gemma, chatml, llama3, ...)", None),
     SettingSpec("chat_format", str, "use one of llama-cpp-python's named chat formats instead of a template", None),
     SettingSpec("verbose", bool, "show llama.cpp's own log on stderr", False),
@@ -112,6 +114,7 @@ def llama_kwargs(model: Model, settings: Mapping[str, Any]) -> dict[str, Any]:
         "type_k": GGML_CACHE_TYPES[cache_k],
         "type_v": GGML_CACHE_TYPES[cache_v],
         "offload_kqv": bool(settings.get("offload_kqv", True)),
+        "swa_full": bool(settings.get("swa_full", True)),
         "verbose": bool(settings.get("verbose", False)),
     }
     if settings.get("seed") is not None:

@@ -102,6 +102,7 @@ def test_every_llama_option_is_accepted_saved_and_loads(library, tmp_path):
         "use_mlock": "false", "numa": "off", "tensor_split": "1", "main_gpu": "0", "split_mode": "layer",
         "rope_freq_base": "20000", "rope_freq_scale": "0.5", "rope_scaling_type": "linear", "flash_attn": "true",
         "cache_type_k": "q8_0", "cache_type_v": "q8_0", "offload_kqv": "true", "seed": "7",
+        "swa_full": "false",
     })  # fmt: skip
     assert model.settings["tensor_split"] == [1.0] and model.settings["flash_attn"] is True
     with library.open_model(wide.name) as handle:
@@ -109,6 +110,7 @@ def test_every_llama_option_is_accepted_saved_and_loads(library, tmp_path):
         assert (llm.context_params.n_batch, llm.context_params.n_ubatch) == (256, 128)
         assert llm.context_params.rope_freq_base == 20000 and llm.context_params.rope_freq_scale == 0.5
         assert (llm.context_params.type_k, llm.context_params.type_v) == (8, 8)  # GGML_TYPE_Q8_0
+        assert llm.context_params.swa_full is False
         assert handle.complete("hello", max_tokens=3).completion_tokens >= 3
 
 
