@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 
 def sha256_of(path: Path) -> str:
@@ -83,19 +83,26 @@ def ollama_model(
     model: Path,
     *,
     projector: Path | None = None,
+    adapters: Sequence[Path] = (),
+    params: Mapping[str, Any] | None = None,
     namespace: str = "library",
     registry: str = "registry.ollama.ai",
 ) -> Path:
-    """Put ``model`` (a GGUF) into an Ollama store as ``name:tag``; returns the model blob."""
+    """Put ``model`` (a GGUF) into an Ollama store as ``name:tag``, with a projector, adapter layers and a
+    parameters layer (``params``; default: only a stop string) as ``ollama create`` writes them; returns
+    the model blob."""
     layers = []
     digest, size = _blob(root, model)
     layers.append({"mediaType": "application/vnd.ollama.image.model", "digest": digest, "size": size})
     if projector is not None:
         pdigest, psize = _blob(root, projector)
         layers.append({"mediaType": "application/vnd.ollama.image.projector", "digest": pdigest, "size": psize})
+    for adapter in adapters:
+        adigest, asize = _blob(root, adapter)
+        layers.append({"mediaType": "application/vnd.ollama.image.adapter", "digest": adigest, "size": asize})
     for media, body in (
         ("application/vnd.ollama.image.template", b"{{ .Prompt }}"),
-        ("application/vnd.ollama.image.params", json.dumps({"stop": ["</s>"]}).encode()),
+        ("application/vnd.ollama.image.params", json.dumps(params or {"stop": ["</s>"]}).encode()),
     ):
         d, s = _blob(root, body)
         layers.append({"mediaType": media, "digest": d, "size": s})

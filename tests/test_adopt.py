@@ -165,6 +165,31 @@ def test_ollama_adopted_by_name_and_tag(run, ollama, src):
     assert by_status(again, "added") == [] and by_status(again, "error") == []
 
 
+def test_ollama_parameters_become_settings_and_adapters_loras(run, tmp_path, monkeypatch, src):
+    """`ollama create` with PARAMETER num_ctx … and ADAPTER …: the load options become llama.cpp settings
+    (sampling options stay Ollama's), a fitting adapter is bound as a LoRA, a misfit one is reported."""
+    root = tmp_path / "ollama" / "models"
+    fits = write_lora_gguf(tmp_path / "src" / "fits.gguf")
+    misfit = write_lora_gguf(tmp_path / "src" / "misfit.gguf", n_embd=128, n_head=8, n_head_kv=4)
+    params = {"num_ctx": 512, "num_gpu": 0, "num_thread": 2, "use_mmap": False, "seed": 7, "temperature": 0.2,
+              "stop": ["</s>"], "num_batch": -3, "num_keep": "24"}
+    ollama_model(root, "tuned", "latest", src["q8"], adapters=[fits], params=params)
+    ollama_model(root, "odd", "latest", src["other"], adapters=[misfit], params={"num_ctx": "big"})
+    monkeypatch.setenv("OLLAMA_MODELS", str(root))
+    entries = {e["name"]: e for e in as_json(run("scan", "--ollama", "--json"))}
+    assert entries["tuned:latest"]["status"] == "added" and not entries["tuned:latest"].get("message")
+    assert entries["odd:latest"]["status"] == "added"
+    assert "adapter" in entries["odd:latest"]["message"] and "not bound" in entries["odd:latest"]["message"]
+    listed = models(run)
+    assert listed["tuned:latest"]["settings"] == {"n_ctx": 512, "n_gpu_layers": 0, "threads": 2,
+                                                  "use_mmap": False, "seed": 7}
+    assert listed["odd:latest"]["settings"] == {}  # a wrong type gives no setting
+    loras = as_json(run("lora", "ls", "tuned:latest", "--json"))
+    assert [(lora["name"], lora["path"]) for lora in loras] == [
+        ("tuned:latest-adapter", str(root.resolve() / "blobs" / f"sha256-{sha256_of(fits)}"))]
+    assert as_json(run("lora", "ls", "odd:latest", "--json")) == []
+
+
 def test_ollama_blob_loads_in_llama_cpp(run, ollama):
     """The adopted blob (no .gguf suffix, Ollama's name) is what llama.cpp loads, in place."""
     llama_cpp = pytest.importorskip("llama_cpp")

@@ -12,7 +12,7 @@ import importlib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 import attrs
 
@@ -35,7 +35,9 @@ class Found:
     """A model that a store layout points at, with what the store knows about it.
 
     ``path`` is what the record keeps (a Hugging Face snapshot's link, not the blob it points to);
-    ``components`` are parts the store names (Ollama's projector layer); ``sha256`` is the hash a
+    ``components`` are parts the store names (Ollama's projector layer); ``settings`` are load settings
+    the store keeps for it (Ollama's parameters layer, already mapped to Corral's names and types);
+    ``loras`` are adapter files it applies (Ollama's adapter layers); ``sha256`` is the hash a
     content-addressed store promises; ``problem`` marks a broken entry (a manifest naming a missing blob).
     """
 
@@ -43,6 +45,8 @@ class Found:
     name: str | None = None
     provenance: Provenance | None = None
     components: tuple[tuple[ComponentKind, Path], ...] = ()
+    settings: Mapping[str, Any] = attrs.field(factory=dict)
+    loras: tuple[Path, ...] = ()
     sha256: str | None = None
     problem: str | None = None
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable
 import attrs
 
 from corral.adopt import Found
-from corral.errors import Conflict, CorralError
+from corral.errors import Conflict, CorralError, NotFound
 from corral.manifests.files import missing_paths, sha256_file, store_sha256
 from corral.records import Category, Component, ComponentKind, Detection, Kind, Model, Provenance
 
@@ -135,6 +135,21 @@ def _store_components(library: "Library", found: Found, model: Model) -> tuple[M
     return attrs.evolve(model, components=tuple(components), category=category), notes
 
 
+def _store_loras(library: "Library", found: Found, model: Model) -> list[str]:
+    """Bind the adapters the store applies to ``model`` (checked to fit it); problems become messages."""
+    notes = []
+    for i, path in enumerate(found.loras):
+        wanted = f"{model.name}-adapter" + (f"-{i + 1}" if len(found.loras) > 1 else "")
+        try:
+            if not path.is_file():
+                raise NotFound(f"its blob {path.name} is missing")
+            name = library._unique_name(wanted, library.store.lora_name_taken)
+            library.add_lora(model.name, path, name=name)
+        except CorralError as exc:
+            notes.append(f"its adapter {path} was not bound: {exc}")
+    return notes
+
+
 def adopt(
     library: "Library", root: Path, found: Iterable[Found], *, dry_run: bool = False, allow_unsafe: bool = False
 ) -> list["ScanEntry"]:
@@ -176,13 +191,15 @@ def adopt(
             continue
         try:
             model = library.model_from_detection(detection, name=name)
-            model = attrs.evolve(model, provenance=f.provenance or Provenance(), sha256=sha)
+            model = attrs.evolve(model, provenance=f.provenance or Provenance(), sha256=sha,
+                                 settings={**model.settings, **f.settings})
             model, notes = _store_components(library, f, model)
             model = library.store.add_model(model)
         except CorralError as exc:
             entries.append(ScanEntry(path, "error", name, message=str(exc)))
             continue
         index.add(model)
+        notes += _store_loras(library, f, model)
         entries.append(ScanEntry(path, "added", model.name, model.category, message="; ".join(notes) or None))
     entries = [e for e in entries if not (e.status == "component" and set(_keys(e.path)) & attached)]
     return entries + _vanished(index, root, dry_run)

@@ -3,8 +3,10 @@ in ``blobs/sha256-<hex>``.
 
 The layer of media type ``application/vnd.ollama.image.model`` is a GGUF; it is recorded as
 ``model:tag`` (the name ``ollama list`` shows), with the projector layer
-(``application/vnd.ollama.image.projector``) attached as its mmproj. Template, parameter, licence and
-adapter layers are Ollama's own and are not recorded.
+(``application/vnd.ollama.image.projector``) attached as its mmproj. The parameters layer's load options
+become the record's llama.cpp settings (:data:`PARAMS`), and each adapter layer (a GGUF LoRA) is bound
+to it after the usual fit check. Ollama's Go-syntax template, its system prompt, sampling defaults and
+licence are not recorded (the GGUF's own chat template is used).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from corral.adopt import Found
 from corral.errors import NotFound
@@ -23,6 +25,22 @@ LABEL = "Ollama models"
 HUB = "ollama"
 MODEL_LAYER = "application/vnd.ollama.image.model"
 PROJECTOR_LAYER = "application/vnd.ollama.image.projector"
+PARAMS_LAYER = "application/vnd.ollama.image.params"
+ADAPTER_LAYER = "application/vnd.ollama.image.adapter"
+#: Ollama's load options -> (Corral's llama.cpp setting, type, smallest value). Sampling options
+#: (temperature, stop, …) are per-request in Corral and stay Ollama's.
+PARAMS = {
+    "num_ctx": ("n_ctx", int, 0),
+    "num_gpu": ("n_gpu_layers", int, -1),
+    "num_thread": ("threads", int, 0),
+    "num_batch": ("n_batch", int, 1),
+    "main_gpu": ("main_gpu", int, 0),
+    "use_mmap": ("use_mmap", bool, None),
+    "use_mlock": ("use_mlock", bool, None),
+    "seed": ("seed", int, None),
+}
+#: A parameters layer is a small JSON object; larger is not one.
+MAX_PARAMS = 64 * 1024
 DEFAULT_REGISTRY = "registry.ollama.ai"
 #: Manifests are a few KB; anything this large is not one.
 MAX_MANIFEST = 1024**2
@@ -65,6 +83,25 @@ def _read_manifest(path: Path) -> dict:
     return data
 
 
+def load_settings(path: Path) -> dict[str, Any]:
+    """The llama.cpp settings in a parameters layer (see :data:`PARAMS`); values of the wrong type or
+    range, unknown options and an unreadable layer give nothing (the layer is Ollama's, not ours to
+    refuse)."""
+    try:
+        if path.stat().st_size > MAX_PARAMS:
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    settings: dict[str, Any] = {}
+    for key, (name, kind, minimum) in PARAMS.items():
+        value = data.get(key) if isinstance(data, dict) else None
+        if type(value) is not kind or (minimum is not None and value < minimum):
+            continue
+        settings[name] = value
+    return settings
+
+
 def find(root: Path) -> Iterator[Found]:
     """Every tagged model in the store, each as its model blob (with the projector blob, if any)."""
     root = Path(os.path.realpath(root))
@@ -102,5 +139,11 @@ def find(root: Path) -> Iterator[Found]:
             projector, _ = blob_path(root, digest)
             if projector is not None and projector.is_file():
                 components.append((ComponentKind.MMPROJ, projector))
+        settings: dict[str, Any] = {}
+        for digest in by_type.get(PARAMS_LAYER, [])[:1]:
+            params, _ = blob_path(root, digest)
+            if params is not None and params.is_file():
+                settings = load_settings(params)
+        adapters = [a for a, _ in (blob_path(root, d) for d in by_type.get(ADAPTER_LAYER, [])) if a is not None]
         provenance = Provenance(hub=HUB, repo=repo, revision=tag, files=(f"sha256:{sha}",))
-        yield Found(blob, name, provenance, tuple(components), sha256=sha)
+        yield Found(blob, name, provenance, tuple(components), settings=settings, loras=tuple(adapters), sha256=sha)
