@@ -406,6 +406,25 @@ def test_truncated_pickle_is_a_detection_error(tmp_path):
         detect_pickle(path)
 
 
+def test_image_lora_family_from_key_names():
+    """SDXL LoRAs are told from SD 1.x ones by SDXL's deeper attention stacks or second text encoder, in
+    kohya and diffusers naming; FLUX by its block names."""
+    from corral.detect.tensors import classify
+
+    def family(names):
+        return classify({n: (4, 64) for n in names}).facts.architecture
+
+    sd = ["unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight",
+          "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight"]
+    assert family(sd) == "stable-diffusion"
+    assert family(sd + ["unet.down_blocks.2.attentions.0.transformer_blocks.9.attn2.to_k.lora_A.weight"]) == "sdxl"
+    assert family(sd + ["text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight"]) == "sdxl"
+    kohya = ["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight"]
+    assert family(kohya) == "stable-diffusion"
+    assert family(["lora_unet_down_blocks_2_attentions_0_transformer_blocks_5_attn1_to_q.lora_down.weight"]) == "sdxl"
+    assert family(["transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight"]) == "flux"
+
+
 # --- ONNX ------------------------------------------------------------------------------------------
 
 

@@ -69,12 +69,16 @@ def _find(shapes: Mapping[str, tuple[int, ...] | None], suffix: str) -> tuple[in
     return None
 
 
+#: SDXL's UNet stacks several transformer blocks per attention (2 and 10); SD 1.x and 2.x have one each.
+_DEEP_ATTENTION = re.compile(r"(transformer_blocks[._][1-9]|text_encoder_2\.|lora_te2_)")
+
+
 def _lora_family(names: list[str]) -> str | None:
     """The image family a LoRA patches, from kohya or diffusers key names (None: an LLM or unknown)."""
     joined = "\n".join(names[:4000])
     if "double_blocks" in joined or "single_blocks" in joined or "single_transformer_blocks" in joined:
         return FLUX
-    if "lora_te1_" in joined or "lora_te2_" in joined or "lora_unet_input_blocks" in joined:
+    if "lora_te1_" in joined or "lora_unet_input_blocks" in joined or _DEEP_ATTENTION.search(joined):
         return SDXL
     if "lora_unet_" in joined or "lora_te_" in joined or re.search(r"^unet\.", joined, re.M):
         return SD
@@ -91,6 +95,9 @@ def _denoiser(names: set[str], strip: str = "") -> tuple[str, tuple[str, ...], s
         return FLUX, IMAGE_TAGS, "tensor names transformer_blocks.* + single_transformer_blocks.* (FLUX, diffusers)"
     if has("patch_embedding.") and any(re.match(r"blocks\.\d+\.self_attn\.", x) for x in n):
         return WAN, VIDEO_TAGS, "tensor names blocks.N.self_attn.* + patch_embedding (a Wan video transformer)"
+    if has("patch_embedding.") and has("condition_embedder.") and any(re.match(r"blocks\.\d+\.attn1\.", x) for x in n):
+        return WAN, VIDEO_TAGS, ("tensor names blocks.N.attn1.* + patch_embedding + condition_embedder "
+                                 "(a Wan video transformer, diffusers)")
     if has("joint_blocks."):
         return SD3, IMAGE_TAGS, "tensor names joint_blocks.* (a Stable Diffusion 3 MMDiT)"
     return None
@@ -153,12 +160,16 @@ def classify(
             family, tags, why = found
             return verdict(Kind.MODEL, Category.IMAGE, confidence=0.9, architecture=family, tags=tags,
                            reasons=[f"{why}, under model.diffusion_model.* (a single-file checkpoint)"])
-        family = SDXL if has("conditioner.embedders.1.") else SD
+        # SDXL conditions on image size through label_emb (an ADM-style embedding SD 1.x/2.x lacks).
+        family = SDXL if has("conditioner.embedders.1.") or has("model.diffusion_model.label_emb.") else SD
         parts = [p for p, pre in (("VAE", "first_stage_model."), ("text encoder", "cond_stage_model."),
                                   ("text encoders", "conditioner.embedders.")) if has(pre)]
         why = f"{where} model.diffusion_model.* (a single-file Stable Diffusion checkpoint)"
         if parts:
             why += f" with its {' and '.join(parts)} inside"
+        if family == SDXL:
+            why += "; SDXL: " + ("two text encoders" if has("conditioner.embedders.1.") else
+                                 "label_emb.* (size conditioning)")
         return verdict(Kind.MODEL, Category.IMAGE, confidence=0.95, architecture=family, tags=IMAGE_TAGS,
                        reasons=[why])
 
@@ -168,8 +179,18 @@ def classify(
         return verdict(Kind.MODEL, Category.IMAGE, confidence=0.85, architecture=family, tags=tags, reasons=[why])
 
     if has("down_blocks.") and contains(".resnets.") and has("conv_in.") and has("time_embedding."):
-        return verdict(Kind.MODEL, Category.IMAGE, confidence=0.8, architecture="unet", tags=IMAGE_TAGS,
-                       reasons=[f"{where} down_blocks.*.resnets + conv_in + time_embedding (a diffusers UNet)"])
+        sdxl = has("add_embedding.")
+        why = f"{where} down_blocks.*.resnets + conv_in + time_embedding (a diffusers UNet)"
+        why += "; add_embedding.* (size conditioning): SDXL" if sdxl else "; no add_embedding: SD 1.x/2.x"
+        return verdict(Kind.MODEL, Category.IMAGE, confidence=0.8, architecture=SDXL if sdxl else SD,
+                       tags=IMAGE_TAGS, reasons=[why])
+
+    if has("input_blocks.") and has("output_blocks.") and has("time_embed."):
+        sdxl = has("label_emb.")
+        why = f"{where} input_blocks + output_blocks + time_embed (a UNet in the original LDM layout)"
+        why += "; label_emb.* (size conditioning): SDXL" if sdxl else "; no label_emb: SD 1.x/2.x"
+        return verdict(Kind.MODEL, Category.IMAGE, confidence=0.8, architecture=SDXL if sdxl else SD,
+                       tags=IMAGE_TAGS, reasons=[why])
 
     diffusers_vae = has("encoder.down_blocks.") and has("decoder.up_blocks.")
     ldm_vae = any(re.match(r"encoder\.down\.\d+\.block\.", n) for n in names) and (

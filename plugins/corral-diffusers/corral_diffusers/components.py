@@ -69,8 +69,27 @@ def load_denoiser(model: Model, folder: Path, slot: str, index: Mapping[str, Any
             raise Incompatible(f"{model.name}: diffusers loads no GGUF {cls.__name__}; use a .safetensors file")
         with _staged(folder / slot, path, "diffusion_pytorch_model") as staged:
             return cls.from_pretrained(str(staged), **dtype_kw(dtype), local_files_only=True)
-    return cls.from_single_file(str(path), config=str(folder), subfolder=slot, **dtype_kw(dtype),
+    source: Any = str(path)
+    if _bare_ldm_unet(path):
+        from safetensors.torch import load_file
+
+        # diffusers converts the original UNet layout only under the all-in-one checkpoint's prefix.
+        source = {_LDM_UNET_PREFIX + k: v for k, v in load_file(str(path)).items()}
+    return cls.from_single_file(source, config=str(folder), subfolder=slot, **dtype_kw(dtype),
                                 local_files_only=True, **extra)
+
+
+_LDM_UNET_PREFIX = "model.diffusion_model."
+
+
+def _bare_ldm_unet(path: Path) -> bool:
+    """A .safetensors UNet in the original LDM layout without the all-in-one checkpoint's prefix."""
+    if path.suffix.lower() != ".safetensors":
+        return False
+    from corral.detect.safetensors import read_header
+
+    names = read_header(path).tensors
+    return any(n.startswith("input_blocks.") for n in names) and not any(n.startswith(_LDM_UNET_PREFIX) for n in names)
 
 
 def load_component(model: Model, component: Component, folder: Path, slot: str, index: Mapping[str, Any],

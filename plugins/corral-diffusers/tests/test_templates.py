@@ -3,6 +3,8 @@ flux (transformer + VAE + CLIP-L + T5-XXL, also as a GGUF), and the errors aroun
 
 from __future__ import annotations
 
+import json
+
 import shutil
 
 import pytest
@@ -41,6 +43,35 @@ def test_sd_official_from_separate_files_equals_the_pipeline_folder(library, sdx
     folder = library.import_path(sdxl.folder).model
     # The VAE file is in the original LDM layout: converted on load, the weights are the folder's own.
     assert same(_image(library, model.id, (64, 64)), _image(library, folder.id, (64, 64)))
+
+
+@pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])
+def test_sdxl_unet_in_the_original_layout_is_sdxl(library, sdxl, tmp_path, prefix):
+    """A UNet file in the original LDM layout, bare or under model.diffusion_model., is told apart from
+    SD 1.x by its size-conditioning label_emb, and renders as the pipeline folder does."""
+    from safetensors.torch import load_file, save_file
+    from tiny_pipelines import ldm_unet
+
+    state = load_file(sdxl.folder / "unet" / "diffusion_pytorch_model.safetensors")
+    layers = json.loads((sdxl.folder / "unet" / "config.json").read_text())["layers_per_block"]
+    path = tmp_path / "sdxl-unet-ldm.safetensors"
+    save_file({prefix + k: v for k, v in ldm_unet(state, layers).items()}, path)
+    result = library.import_path(path, template="sd_official", components=_sdxl_parts(sdxl))
+    assert result.model.facts.architecture == "sdxl", result.detection.reasons
+    assert "label_emb" in " ".join(result.detection.reasons)
+    library.update_settings(result.model.id, {"config": str(sdxl.config)})
+    folder = library.import_path(sdxl.folder).model
+    assert same(_image(library, result.model.id, (64, 64)), _image(library, folder.id, (64, 64)))
+
+
+def test_diffusers_unet_files_name_their_family(library, sdxl, sd15):
+    sdxl_unet = library.import_path(sdxl.folder / "unet" / "diffusion_pytorch_model.safetensors",
+                                    template="sd_official", components=_sdxl_parts(sdxl))
+    assert sdxl_unet.model.facts.architecture == "sdxl"
+    from corral.detect import detect_path
+
+    sd15_unet = detect_path(sd15.folder / "unet" / "diffusion_pytorch_model.safetensors")
+    assert sd15_unet.facts.architecture == "stable-diffusion" and "SD 1.x/2.x" in sd15_unet.reasons[-1]
 
 
 @pytest.mark.parametrize("main", ["transformer", "gguf", "folder"])

@@ -33,6 +33,15 @@ def test_frames_from_a_pipeline_folder_equal_raw_diffusers(library, wan):
     assert all(same(a, b) for a, b in zip(frames, raw))
 
 
+def test_diffusers_wan_transformer_file_is_detected_as_video(wan):
+    from corral.detect import detect_path
+    from corral.records import Category
+
+    found = detect_path(wan.parts["transformer"])
+    assert (found.category, found.facts.architecture) == (Category.IMAGE, "wan")
+    assert found.facts.extra["tags"] == ["text-to-video", "video"] and "diffusers" in found.reasons[-1]
+
+
 def test_video_template_from_separate_files(library, wan):
     p = wan.parts
     model = library.import_path(p["transformer"], template="video",
