@@ -133,6 +133,16 @@ def torch_device(model_name: str, device: str | None) -> str:
     return device
 
 
+def torch_threads(settings: Mapping[str, Any]) -> None:
+    """Apply the ``threads`` setting (0: torch's default) to torch's CPU thread pool. The pool belongs to
+    the process: with several torch models loaded, the last load's setting holds for all of them."""
+    threads = int(settings.get("threads") or 0)
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def torch_memory(*modules: Any) -> dict[str, int]:
     """Bytes the weights and buffers of torch ``modules`` take on the host (``ram``) and on accelerators
     (``vram``); a tensor shared between modules counts once, offload placeholders on "meta" not at all."""

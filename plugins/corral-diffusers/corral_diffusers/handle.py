@@ -11,7 +11,7 @@ import inspect
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from corral.driver import LoadedModel, Unsupported, free_torch_memory, torch_memory
+from corral.driver import LoadedModel, Unsupported, free_torch_memory, torch_memory, torch_threads
 from corral.errors import CorralError, DetectionError, Incompatible, InsufficientMemory, InvalidRequest, NotFound
 from corral.records import LoraRequest, Model
 from corral_diffusers.options import Options, resolve_device, torch_dtype
@@ -23,6 +23,7 @@ PARAMS = frozenset({"image", "strength", "steps", "guidance", "width", "height",
 
 def load_image_model(model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest]) -> "DiffusersModel":
     """Build ``model``'s pipeline offline, apply its LoRAs and settings."""
+    torch_threads(settings)
     from corral_diffusers.assemble import build_pipeline
     from corral_diffusers.configs import offline_and_quiet
     from corral_diffusers.loras import apply_loras

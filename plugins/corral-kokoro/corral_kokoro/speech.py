@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from kokoro import KModel, KPipeline
 
-from corral.driver import LoadedModel, free_torch_memory, torch_memory
+from corral.driver import LoadedModel, free_torch_memory, torch_memory, torch_threads
 from corral.errors import CorralError, InsufficientMemory, InvalidRequest, InvalidSetting
 from corral.records import Model
 from corral_kokoro import g2p as g2ps
@@ -33,6 +33,7 @@ DEFAULT_VOICES = {"a": "af_heart", "b": "bf_emma", "z": "zf_xiaobei"}
 
 def load_speech(model: Model, settings: Mapping[str, Any]) -> "KokoroSpeech":
     """Build the model of ``model``'s folder on its device (voices load when first used)."""
+    torch_threads(settings)
     options = Options.read(model, settings)
     config, checkpoint, voice_files = model_files(model)
     check_config(model.name, checkpoint.parent, config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from corral.driver import LoadedModel, Unsupported, free_torch_memory, torch_memory
+from corral.driver import LoadedModel, Unsupported, free_torch_memory, torch_memory, torch_threads
 from corral.errors import CorralError, DetectionError
 from corral.records import Format, Model
 from corral_sentence_transformers.inputs import bool_param, int_param, texts_to_embed
@@ -100,6 +100,7 @@ def _run_error(name: str, exc: Exception) -> CorralError:
 
 def load_embedding(model: Model, settings: Mapping[str, Any]) -> EmbeddingModel:
     """Load ``model`` as a ``SentenceTransformer`` and check its vectors have the detected width."""
+    torch_threads(settings)
     options = Options.read(model, settings)
     check_files(model)
     device = resolve_device(model, options.device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from corral.driver import LoadedModel, Unsupported, free_torch_memory, torch_memory
+from corral.driver import LoadedModel, Unsupported, free_torch_memory, torch_memory, torch_threads
 from corral.errors import CorralError, Incompatible
 from corral.records import Model
 from corral_sentence_transformers.inputs import int_param, query_and_documents
@@ -79,6 +79,7 @@ class RerankModel(LoadedModel):
 
 def load_reranker(model: Model, settings: Mapping[str, Any]) -> RerankModel:
     """Load ``model`` as a ``CrossEncoder``; refuse a folder with no classification head to score with."""
+    torch_threads(settings)
     options = Options.read(model, settings)
     check_files(model)
     device = resolve_device(model, options.device)

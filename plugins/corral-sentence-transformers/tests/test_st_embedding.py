@@ -92,6 +92,19 @@ def test_normalize_param_and_setting(library, tiny):
         assert all(abs(np.linalg.norm(v) - 1) > 1e-3 for v in handle.embed(texts, normalize=False))
 
 
+def test_threads_setting_sizes_torchs_pool(library, tiny):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        library.update_settings("tiny", {"threads": "1"})
+        with library.open_model("tiny") as handle:
+            assert torch.get_num_threads() == 1
+            assert len(handle.embed([CAT])[0]) == handle.dimensions
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_lower_precision_loads_and_stays_close(library, minilm, dtype):
     with library.open_model("minilm") as handle:

@@ -15,6 +15,7 @@ import pickle
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Sequence
 
+from corral.driver import torch_threads
 from corral.errors import CorralError, DetectionError, InsufficientMemory, InvalidSetting, UnsafeFile
 from corral.records import LoraRequest, Model
 
@@ -204,8 +205,6 @@ def _import_model_code(source: Source, trust_remote_code: bool) -> None:
 
 def load(model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest] = ()):
     """Load ``model`` with ``settings`` and any number of weighted LoRAs; returns a :class:`TransformersModel`."""
-    import torch
-
     from corral_transformers import adapters
     from corral_transformers.loaded import TransformersModel
 
@@ -213,9 +212,7 @@ def load(model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest]
     source = locate(model)
     options = load_options(model, settings, transformers_5=transformers_major() >= 5)
     template = chat_template_setting(model, settings)
-    threads = int(settings.get("threads") or 0)
-    if threads > 0:
-        torch.set_num_threads(threads)  # torch's pool is per process: the last load's setting wins
+    torch_threads(settings)
     verbose = bool(settings.get("verbose", False))
     with quiet(verbose):
         _import_model_code(source, bool(options.kwargs["trust_remote_code"]))
