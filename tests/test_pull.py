@@ -128,7 +128,7 @@ def test_selection_rules():
 @pytest.mark.parametrize("source", SOURCES)
 def test_pull_gguf_brings_projector_and_records_provenance(corral, hub, source):
     out = corral.ok("pull", CHAT, "--quant", "Q8_0", "--source", source)
-    assert "Added tiny-chat-Q8_0 (multimodal, gguf, mmproj" in out.stdout
+    assert "Added corral-test/tiny-chat-GGUF:Q8_0 (multimodal, gguf, mmproj" in out.stdout
     (model,) = library(corral)
     assert model["category"] == "multimodal" and model["facts"]["quantization"] == "Q8_0"
     assert sha256(model["path"]) == hub.entry(CHAT, Q8).sha256
@@ -148,7 +148,7 @@ def test_pull_again_fetches_nothing(corral, hub, source):
     served = hub.bytes_served()
     again = corral.json("pull", CHAT, "--quant", "Q8_0", "--source", source)
     assert again["fetched"] == 0 and sorted(again["reused"]) == sorted([Q8, MMPROJ])
-    assert [m["name"] for m in again["existing"]] == ["tiny-chat-Q8_0"]
+    assert [m["name"] for m in again["existing"]] == ["corral-test/tiny-chat-GGUF:Q8_0"]
     assert hub.bytes_served() == served
     assert len(library(corral)) == 1
 
@@ -180,7 +180,7 @@ def test_files_groups_quantizations_and_marks_projectors(corral):
 def test_embedding_repo_lands_as_a_model_folder(corral, hub, tmp_path):
     dest = tmp_path / "models" / "embed"
     (model,) = corral.json("pull", EMBED, "--dest", dest)["models"]
-    assert (model["name"], model["category"], model["format"]) == ("tiny-embed", "embedding", "hf-dir")
+    assert (model["name"], model["category"], model["format"]) == ("corral-test/tiny-embed", "embedding", "hf-dir")
     assert Path(model["path"]) == dest.resolve()
     for name, entry in hub.repo(EMBED).commits[hub.repo(EMBED).refs["main"]].items():
         assert sha256(dest / name) == entry.sha256
@@ -331,11 +331,11 @@ def test_lora_is_offered_then_bound_with_provenance(corral, hub):
     corral.ok("pull", CHAT, "--quant", "Q8_0")
     offered = corral.ok("pull", LORA)
     assert "is a LoRA adapter for llama" in offered.stdout and "corral lora add BASE" in offered.stdout
-    assert "tiny-chat-Q8_0" in offered.stdout  # the base in the library that fits
-    bound = corral.json("pull", LORA, "--base", "tiny-chat-Q8_0")
+    assert "corral-test/tiny-chat-GGUF:Q8_0" in offered.stdout  # the base in the library that fits
+    bound = corral.json("pull", LORA, "--base", "corral-test/tiny-chat-GGUF:Q8_0")
     (lora,) = bound["loras"]
     assert lora["provenance"]["repo"] == LORA and lora["provenance"]["hub"] == "huggingface"
-    listed = json.loads(corral.ok("lora", "ls", "tiny-chat-Q8_0", "--json").stdout)
+    listed = json.loads(corral.ok("lora", "ls", "corral-test/tiny-chat-GGUF:Q8_0", "--json").stdout)
     assert [entry["name"] for entry in listed] == [lora["name"]]
     assert hub.bytes_served(LORA) == hub.entry(LORA, "tiny-chat-lora.gguf").size  # fetched once
 

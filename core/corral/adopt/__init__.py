@@ -63,11 +63,17 @@ def is_projector(path: Path) -> bool:
 def unit_names(label: str, base: Path, paths: list[Path]) -> dict[Path, str]:
     """Names for the models found under one repository or model folder.
 
-    One model takes ``label`` itself; several take ``label:tag``, the tag being what tells their names
-    apart (``repo:Q4_K_M`` for ``X-Q4_K_M.gguf`` beside ``X-Q8_0.gguf``), as Ollama names quantizations.
-    Projectors get no name: they are attached, not recorded.
+    GGUF files whose names state their quantizations take ``label:QUANT`` (``org/repo:Q4_K_M``), as Ollama
+    names what it pulls from Hugging Face, alone or beside others. Otherwise one model takes ``label``
+    itself and several take ``label:tag``, the tag being what tells their names apart. Projectors get no
+    name: they are attached, not recorded.
     """
+    from corral.pull.variants import quant_of
+
     models = [p for p in paths if not is_projector(p)]
+    quants = [quant_of(p.name) if p.suffix.lower() == ".gguf" else None for p in models]
+    if models and all(quants) and len(set(quants)) == len(quants):
+        return {p: f"{label}:{q}" for p, q in zip(models, quants, strict=True)}
     if len(models) == 1:
         return {models[0]: label}
     stems = []

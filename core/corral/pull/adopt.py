@@ -5,13 +5,13 @@ offered for binding; anything else is reported with the command that adopts it.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Sequence
 
 import attrs
 from attrs import frozen
 
+from corral.adopt import unit_names
 from corral.detect.gguf import split_info
 from corral.errors import Conflict, DetectionError
 from corral.pull.variants import is_gguf, is_mmproj
@@ -46,13 +46,6 @@ def provenance_of(snapshot: Snapshot, files: Sequence[RemoteFile]) -> Provenance
         files=tuple(f.name for f in files),
         url=snapshot.url,
     )
-
-
-def _unique(taken, wanted: str) -> str:
-    name, n = wanted, 2
-    while taken(name):
-        name, n = f"{wanted}-{n}", n + 1
-    return name
 
 
 def _candidates(pulled: Sequence[tuple[RemoteFile, Path]]) -> tuple[list[Path], list[Path]]:
@@ -97,9 +90,12 @@ def adopt(
             else:
                 offers.append(str(exc))
     models, existing, loras = [], [], []
+    # Named as `corral scan --hf-cache` names what it finds: the repository, with a tag per model when
+    # several came (`org/repo:Q4_K_M` beside `org/repo:Q8_0`).
+    names = unit_names(snapshot.repo, pulled_root(pulled), [d.path for d in detections if d.kind == Kind.MODEL])
     for detection in detections:
         if detection.kind == Kind.MODEL:
-            added, known = _add_model(library, detection, provenance, projectors, name, repo_name(snapshot))
+            added, known = _add_model(library, detection, provenance, projectors, name, names[detection.path])
             (models if added else existing).append(known)
             name = None  # --name goes to the first model only
         elif detection.kind == Kind.LORA and base is not None:
@@ -107,10 +103,6 @@ def adopt(
         else:
             offers.append(_offer(library, detection))
     return Adoption(tuple(models), tuple(existing), tuple(loras), tuple(offers))
-
-
-def repo_name(snapshot: Snapshot) -> str:
-    return snapshot.repo.rsplit("/", 1)[-1]
 
 
 def _weights_one_by_one(library, pulled, offers: list[str]) -> list[Detection]:
@@ -125,18 +117,17 @@ def _weights_one_by_one(library, pulled, offers: list[str]) -> list[Detection]:
 
 
 def _add_model(
-    library, detection: Detection, provenance: Provenance, projectors: list[Path], name: str | None, repo: str
+    library, detection: Detection, provenance: Provenance, projectors: list[Path], name: str | None, default: str
 ) -> tuple[bool, Model]:
-    """(added?, the model): an existing record for the same path keeps its name and gains provenance."""
+    """(added?, the model): ``name`` (``--name``), else ``default`` made unique. An existing record for the
+    same path keeps its name and gains provenance."""
     store = library.store
     existing = store.find_model_by_path(detection.path)
     if existing is not None:
         if existing.provenance != provenance:
             existing = store.update_model(attrs.evolve(existing, provenance=provenance))
         return False, existing
-    if name is None and detection.path.is_dir():
-        name = _unique(store.name_taken, re.sub(r"[^\w.\-]+", "-", repo))
-    model = library.model_from_detection(detection, name=name)
+    model = library.model_from_detection(detection, name=name or library._unique_name(default))
     model = attrs.evolve(model, provenance=provenance)
     if projectors and model.component(ComponentKind.MMPROJ) is None:
         model = _attach_projector(library, model, projectors[0])
@@ -168,7 +159,7 @@ def bind_lora(library, base_ref: str, detection: Detection, provenance: Provenan
     stem = detection.path.stem if detection.path.is_file() else detection.path.name
     lora = Lora(
         id=new_id(),
-        name=name or _unique(store.lora_name_taken, stem),
+        name=name or library._unique_name(stem, store.lora_name_taken),
         base_id=base.id,
         format=detection.format,
         path=detection.path,

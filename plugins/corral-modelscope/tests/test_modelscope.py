@@ -72,7 +72,7 @@ def test_offline_pull_uses_the_download_folder(corral, hub):
     corral.ok("pull", EMBED, *MS)
     hub.reset()
     again = corral.json("pull", EMBED, *MS, "--offline")
-    assert again["fetched"] == 0 and [m["name"] for m in again["existing"]] == ["tiny-embed"]
+    assert again["fetched"] == 0 and [m["name"] for m in again["existing"]] == ["corral-test/tiny-embed"]
     assert hub.state.requests == []
     one_error_line(corral("pull", CHAT, *MS, "--offline", "--quant", "Q8_0"), "offline", "has not been downloaded")
 
