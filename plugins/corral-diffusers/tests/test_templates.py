@@ -64,6 +64,23 @@ def test_sdxl_unet_in_the_original_layout_is_sdxl(library, sdxl, tmp_path, prefi
     assert same(_image(library, result.model.id, (64, 64)), _image(library, folder.id, (64, 64)))
 
 
+def test_an_sdxl_all_in_one_checkpoint_loads_its_own_parts(library, tmp_path):
+    """An SDXL single file (UNet, VAE, CLIP-L and an OpenCLIP CLIP-G inside) is SDXL, needs no components,
+    and renders as the pipeline folder does."""
+    from tiny_pipelines import config_only, tiny_sdxl, write_all_in_one_sdxl
+
+    pipe = tiny_sdxl(clip_g_width=48)  # CLIP-G wider than CLIP-L, as in SDXL (1280 vs 768)
+    pipe.save_pretrained(tmp_path / "pipeline")
+    result = library.import_path(write_all_in_one_sdxl(pipe, tmp_path / "tiny-sdxl.safetensors"))
+    model = result.model
+    assert (model.category, model.facts.architecture) == (Category.IMAGE, "sdxl")
+    assert "two text encoders" in result.detection.reasons[-1]
+    assert model.components == ()
+    library.update_settings(model.id, {"config": str(config_only(tmp_path / "pipeline", tmp_path / "config"))})
+    folder = library.import_path(tmp_path / "pipeline").model
+    assert same(_image(library, model.id, (64, 64)), _image(library, folder.id, (64, 64)))
+
+
 def test_diffusers_unet_files_name_their_family(library, sdxl, sd15):
     sdxl_unet = library.import_path(sdxl.folder / "unet" / "diffusion_pytorch_model.safetensors",
                                     template="sd_official", components=_sdxl_parts(sdxl))

@@ -57,8 +57,9 @@ def _clip_config(tok, width: int = 32):
 # --- pipelines -------------------------------------------------------------------------------------
 
 
-def tiny_sdxl():
-    """An SDXL-style pipeline: a text_time UNet, a 2-level VAE, CLIP-L and CLIP-G style text encoders."""
+def tiny_sdxl(clip_g_width: int = 32):
+    """An SDXL-style pipeline: a text_time UNet, a 2-level VAE, CLIP-L and CLIP-G style text encoders
+    (CLIP-G ``clip_g_width`` wide: single-file loaders tell the two apart by width, as 768 vs 1280)."""
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
@@ -68,8 +69,9 @@ def tiny_sdxl():
         block_out_channels=(16, 32), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=80,
-        cross_attention_dim=64, norm_num_groups=4)
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=6 * 8 + clip_g_width, cross_attention_dim=32 + clip_g_width,
+        norm_num_groups=4)
     torch.manual_seed(1)
     vae = AutoencoderKL(block_out_channels=[16, 32], in_channels=3, out_channels=3, latent_channels=4,
                         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
@@ -77,7 +79,7 @@ def tiny_sdxl():
     torch.manual_seed(2)
     clip_l = CLIPTextModel(_clip_config(tok))
     torch.manual_seed(3)
-    clip_g = CLIPTextModelWithProjection(_clip_config(tok))
+    clip_g = CLIPTextModelWithProjection(_clip_config(tok, clip_g_width))
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                        steps_offset=1, timestep_spacing="leading")
     return StableDiffusionXLPipeline(vae=vae, text_encoder=clip_l, text_encoder_2=clip_g, tokenizer=tok,
@@ -244,6 +246,43 @@ def write_all_in_one(pipe, path: Path) -> Path:
     state.update({f"cond_stage_model.transformer.{k}": v for k, v in _as_shared(pipe.text_encoder).items()})
     save_file(state, path)
     return path
+
+
+def write_all_in_one_sdxl(pipe, path: Path) -> Path:
+    """An SDXL single-file checkpoint as Stability AI ships them: the UNet and VAE in LDM layout, CLIP-L
+    under ``conditioner.embedders.0.transformer.`` and CLIP-G in OpenCLIP layout under
+    ``conditioner.embedders.1.model.``."""
+    from safetensors.torch import save_file
+
+    state = {f"model.diffusion_model.{k}": v
+             for k, v in ldm_unet(pipe.unet.state_dict(), pipe.unet.config.layers_per_block).items()}
+    state.update({f"first_stage_model.{k}": v for k, v in ldm_vae(pipe.vae.state_dict()).items()})
+    state.update({f"conditioner.embedders.0.transformer.{k}": v for k, v in _as_shared(pipe.text_encoder).items()})
+    state.update({f"conditioner.embedders.1.model.{k}": v for k, v in open_clip(pipe.text_encoder_2).items()})
+    save_file(state, path)
+    return path
+
+
+def open_clip(encoder) -> dict[str, torch.Tensor]:
+    """A transformers ``CLIPTextModelWithProjection``'s weights in OpenCLIP's layout (fused q/k/v,
+    ``resblocks``, ``ln_final``, a transposed ``text_projection``)."""
+    state = encoder.state_dict()
+    out = {
+        "token_embedding.weight": state["text_model.embeddings.token_embedding.weight"],
+        "positional_embedding": state["text_model.embeddings.position_embedding.weight"],
+        "ln_final.weight": state["text_model.final_layer_norm.weight"],
+        "ln_final.bias": state["text_model.final_layer_norm.bias"],
+        "text_projection": state["text_projection.weight"].T,
+    }
+    for i in range(encoder.config.num_hidden_layers):
+        src, dst = f"text_model.encoder.layers.{i}.", f"transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            out[f"{dst}attn.in_proj_{kind}"] = torch.cat(
+                [state[f"{src}self_attn.{p}_proj.{kind}"] for p in ("q", "k", "v")])
+            for a, b in (("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"),
+                         ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")):
+                out[f"{dst}{b}.{kind}"] = state[f"{src}{a}.{kind}"]
+    return {k: v.detach().contiguous() for k, v in out.items()}
 
 
 def save_parts(pipe, folder: Path, *, ldm: bool = True) -> dict[str, Path]:
