@@ -218,6 +218,13 @@ def test_register_catalog_hook(run, host, capsys):
     assert "broken-catalog" in capsys.readouterr().err
     listed = as_json(run("catalog", "ls", "--category", "tts", "--json"))
     assert {"plugin-model", "kokoro-82m"} <= {e["id"] for e in listed}
+    # `corral plugins` shows the problem on the plugin's line; the plugin itself stays loaded.
+    infos = {p["name"]: p for p in as_json(run("plugins", "--json"))}
+    assert infos["broken-catalog"]["error"] is None
+    assert infos["broken-catalog"]["problems"] == ["failed to add catalog entries: plugin 'broken-catalog' "
+                                                   "registered 'not an entry', which is not a CatalogEntry"]
+    assert infos["catalog-plugin"]["problems"] == []
+    assert "problem: failed to add catalog entries" in run("plugins").stdout
 
 
 def test_catalog_object_rules(tmp_path):

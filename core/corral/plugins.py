@@ -65,6 +65,8 @@ class PluginHost:
     gpu_vendors: list[type[GpuVendor]] = attrs.field(factory=list)
     #: plugin name -> info for plugins that failed to import or register.
     failures: dict[str, PluginInfo] = attrs.field(factory=dict)
+    #: plugin name -> problems that did not drop the plugin (``corral plugins`` shows them).
+    problems: dict[str, list[str]] = attrs.field(factory=dict)
     #: plugin name -> (distribution, version) for entry-point plugins.
     dists: dict[str, tuple[str | None, str | None]] = attrs.field(factory=dict)
     #: registered class -> name of the plugin that registered it.
@@ -119,10 +121,17 @@ class PluginHost:
                     sources=self._owned(self.sources, name),
                     gpu_vendors=self._owned(self.gpu_vendors, name),
                     exporters=self._owned(self.exporters, name),
+                    problems=tuple(self.problems.get(name, ())),
                     builtin=name in BUILTIN_PLUGINS,
                 )
             )
         return infos + list(self.failures.values())
+
+    def report_problem(self, plugin: str, problem: str) -> None:
+        """Record something a plugin got wrong that does not drop it (shown once by ``corral plugins``)."""
+        found = self.problems.setdefault(plugin, [])
+        if problem not in found:
+            found.append(problem)
 
     def _owned(self, registry: Iterable[type], plugin: str) -> tuple[str, ...]:
         return tuple(cls.name for cls in registry if self.owners.get(cls) == plugin)

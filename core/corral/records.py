@@ -333,6 +333,8 @@ class PluginInfo:
     gpu_vendors: tuple[str, ...] = ()
     exporters: tuple[str, ...] = ()
     error: str | None = None
+    #: What went wrong without dropping the plugin (catalog entries it could not add).
+    problems: tuple[str, ...] = ()
     builtin: bool = False
 
 

@@ -183,6 +183,7 @@ def plugin_entries(host: PluginHost) -> list[CatalogEntry]:
         except Exception as exc:  # a broken plugin must not break the catalog
             if _strict():
                 raise
+            host.report_problem(impl.plugin_name, f"failed to add catalog entries: {exc}")
             print(f"corral: plugin {impl.plugin_name!r} failed to add catalog entries: {exc}", file=sys.stderr)
             continue
         found.extend(added)

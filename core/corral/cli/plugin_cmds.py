@@ -12,6 +12,13 @@ from corral.cli.base import App, emit_json, json_option, pass_app
 @pass_app
 def plugins_cmd(app: App, as_json) -> None:
     """List plugins: what each provides, and those that failed to load."""
+    import contextlib
+    import io
+
+    from corral.catalog import plugin_entries
+
+    with contextlib.redirect_stderr(io.StringIO()):  # the listing below reports what went wrong
+        plugin_entries(app.host)
     infos = app.host.plugin_infos()
     if as_json:
         emit_json(infos)
@@ -31,6 +38,8 @@ def plugins_cmd(app: App, as_json) -> None:
         ):
             if values:
                 click.echo(f"  {label}: {', '.join(values)}")
+        for problem in info.problems:
+            click.echo(f"  problem: {problem}")
 
 
 COMMANDS = (plugins_cmd,)
