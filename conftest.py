@@ -26,12 +26,10 @@ def home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def host():
     """A fresh plugin host with only the core's built-in plugins, installed as the process-wide one."""
-    from corral.plugins import build_host, set_host
+    from corral.testing.hosts import installed_host
 
-    fresh = build_host(entry_points=False)
-    set_host(fresh)
-    yield fresh
-    set_host(None)
+    with installed_host() as fresh:
+        yield fresh
 
 
 @pytest.fixture

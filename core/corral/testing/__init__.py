@@ -22,6 +22,7 @@ _EXPORTS = {
     "Sample": "corral.testing.sample",
     "as_json": "corral.testing.cli",
     "assert_clean_error": "corral.testing.cli",
+    "installed_host": "corral.testing.hosts",
     "ok": "corral.testing.cli",
     "write_foreign_paths": "corral.testing.files",
     "write_tiny_gguf": "corral.testing.files",

@@ -19,12 +19,10 @@ import tiny_pipelines as tiny  # noqa: E402
 @pytest.fixture
 def host():
     """The built-in plugins plus this one (entry points stay off, as in the core's tests)."""
-    from corral.plugins import build_host, set_host
+    from corral.testing.hosts import installed_host
 
-    fresh = build_host(entry_points=False, plugins=[corral_diffusers])
-    set_host(fresh)
-    yield fresh
-    set_host(None)
+    with installed_host(corral_diffusers) as fresh:
+        yield fresh
 
 
 @attrs.frozen

@@ -19,12 +19,10 @@ def offline(monkeypatch):
 @pytest.fixture
 def host():
     """The built-in plugins plus this one (entry points stay off, as in the core's tests)."""
-    from corral.plugins import build_host, set_host
+    from corral.testing.hosts import installed_host
 
-    fresh = build_host(entry_points=False, plugins=[corral_kokoro])
-    set_host(fresh)
-    yield fresh
-    set_host(None)
+    with installed_host(corral_kokoro) as fresh:
+        yield fresh
 
 
 @pytest.fixture(scope="session")

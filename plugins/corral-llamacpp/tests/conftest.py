@@ -17,12 +17,11 @@ from llamacpp_factories import GEMMA_SETTINGS  # noqa: E402
 def host():
     """A plugin host with the core's built-ins and this plugin (no other installed entry points)."""
     import corral_llamacpp
-    from corral.plugins import build_host, set_host
 
-    fresh = build_host(entry_points=False, plugins=[corral_llamacpp])
-    set_host(fresh)
-    yield fresh
-    set_host(None)
+    from corral.testing.hosts import installed_host
+
+    with installed_host(corral_llamacpp) as fresh:
+        yield fresh
 
 
 @pytest.fixture

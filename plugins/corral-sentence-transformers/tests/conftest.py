@@ -18,12 +18,10 @@ from st_test_models import write_trained_cross_encoder, write_trained_embedding_
 @pytest.fixture
 def host():
     """The built-in plugins plus this one (entry points stay off, as in the core's tests)."""
-    from corral.plugins import build_host, set_host
+    from corral.testing.hosts import installed_host
 
-    fresh = build_host(entry_points=False, plugins=[corral_sentence_transformers])
-    set_host(fresh)
-    yield fresh
-    set_host(None)
+    with installed_host(corral_sentence_transformers) as fresh:
+        yield fresh
 
 
 @pytest.fixture(scope="session")

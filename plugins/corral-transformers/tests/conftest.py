@@ -40,12 +40,11 @@ CHINESE = [
 def host():
     """A fresh plugin host with the core's built-ins and this plugin, installed as the process-wide one."""
     import corral_transformers
-    from corral.plugins import build_host, set_host
 
-    fresh = build_host(entry_points=False, plugins=[corral_transformers])
-    set_host(fresh)
-    yield fresh
-    set_host(None)
+    from corral.testing.hosts import installed_host
+
+    with installed_host(corral_transformers) as fresh:
+        yield fresh
 
 
 @pytest.fixture
