@@ -85,11 +85,13 @@ def ollama_model(
     projector: Path | None = None,
     adapters: Sequence[Path] = (),
     params: Mapping[str, Any] | None = None,
+    system: str | None = None,
     namespace: str = "library",
     registry: str = "registry.ollama.ai",
 ) -> Path:
     """Put ``model`` (a GGUF) into an Ollama store as ``name:tag``, with a projector, adapter layers and a
-    parameters layer (``params``; default: only a stop string) as ``ollama create`` writes them; returns
+    parameters layer (``params``; default: only a stop string) and a system layer (``system``) as
+    ``ollama create`` writes them; returns
     the model blob."""
     layers = []
     digest, size = _blob(root, model)
@@ -100,10 +102,13 @@ def ollama_model(
     for adapter in adapters:
         adigest, asize = _blob(root, adapter)
         layers.append({"mediaType": "application/vnd.ollama.image.adapter", "digest": adigest, "size": asize})
-    for media, body in (
+    texts = [
         ("application/vnd.ollama.image.template", b"{{ .Prompt }}"),
         ("application/vnd.ollama.image.params", json.dumps(params or {"stop": ["</s>"]}).encode()),
-    ):
+    ]
+    if system is not None:
+        texts.append(("application/vnd.ollama.image.system", system.encode()))
+    for media, body in texts:
         d, s = _blob(root, body)
         layers.append({"mediaType": media, "digest": d, "size": s})
     config_digest, config_size = _blob(root, json.dumps({"model_format": "gguf", "model_family": "llama"}).encode())

@@ -166,24 +166,29 @@ def test_ollama_adopted_by_name_and_tag(run, ollama, src):
 
 
 def test_ollama_parameters_become_settings_and_adapters_loras(run, tmp_path, monkeypatch, src):
-    """`ollama create` with PARAMETER num_ctx … and ADAPTER …: the load options become llama.cpp settings
-    (sampling options stay Ollama's), a fitting adapter is bound as a LoRA, a misfit one is reported."""
+    """`ollama create` with PARAMETER num_ctx … , SYSTEM … and ADAPTER …: the load options and sampling
+    defaults become settings, the system message the model's system prompt, a fitting adapter is bound
+    as a LoRA, a misfit one is reported."""
     root = tmp_path / "ollama" / "models"
     fits = write_lora_gguf(tmp_path / "src" / "fits.gguf")
     misfit = write_lora_gguf(tmp_path / "src" / "misfit.gguf", n_embd=128, n_head=8, n_head_kv=4)
     params = {"num_ctx": 512, "num_gpu": 0, "num_thread": 2, "use_mmap": False, "seed": 7, "temperature": 0.2,
-              "stop": ["</s>"], "num_batch": -3, "num_keep": "24"}
-    ollama_model(root, "tuned", "latest", src["q8"], adapters=[fits], params=params)
-    ollama_model(root, "odd", "latest", src["other"], adapters=[misfit], params={"num_ctx": "big"})
+              "repeat_penalty": 1, "top_k": 20, "num_predict": 128, "stop": ["</s>"], "num_batch": -3,
+              "num_keep": "24"}
+    ollama_model(root, "tuned", "latest", src["q8"], adapters=[fits], params=params, system="You are a pirate.\n")
+    ollama_model(root, "odd", "latest", src["other"], adapters=[misfit],
+                 params={"num_ctx": "big", "top_p": 1.5, "num_predict": -1, "temperature": -1}, system="   ")
     monkeypatch.setenv("OLLAMA_MODELS", str(root))
     entries = {e["name"]: e for e in as_json(run("scan", "--ollama", "--json"))}
     assert entries["tuned:latest"]["status"] == "added" and not entries["tuned:latest"].get("message")
     assert entries["odd:latest"]["status"] == "added"
     assert "adapter" in entries["odd:latest"]["message"] and "not bound" in entries["odd:latest"]["message"]
     listed = models(run)
-    assert listed["tuned:latest"]["settings"] == {"n_ctx": 512, "n_gpu_layers": 0, "threads": 2,
-                                                  "use_mmap": False, "seed": 7}
-    assert listed["odd:latest"]["settings"] == {}  # a wrong type gives no setting
+    assert listed["tuned:latest"]["settings"] == {
+        "n_ctx": 512, "n_gpu_layers": 0, "threads": 2, "use_mmap": False, "seed": 7,
+        "temperature": 0.2, "repeat_penalty": 1.0, "top_k": 20, "max_tokens": 128,
+        "system_prompt": "You are a pirate."}
+    assert listed["odd:latest"]["settings"] == {}  # a wrong type or range gives no setting, a blank system none
     loras = as_json(run("lora", "ls", "tuned:latest", "--json"))
     assert [(lora["name"], lora["path"]) for lora in loras] == [
         ("tuned:latest-adapter", str(root.resolve() / "blobs" / f"sha256-{sha256_of(fits)}"))]

@@ -112,13 +112,16 @@ def test_show_table_json_and_not_synced(run, home, chat, tmp_path):
     assert emb["disk_usage"]["files"] == len(emb["files"]) > 3
 
 
-def test_sync_all_drops_manifests_of_removed_models(run, home, chat):
+def test_rm_and_sync_drop_manifests_of_removed_models(run, home, chat):
     as_json(run("manifest", "sync", "--json"))
     path = home / "manifests" / f"{chat['id']}.json"
     assert path.exists()
     as_json(run("rm", "tiny-chat", "--yes", "--json"))
+    assert not path.exists()  # rm forgets the manifest with the record
+    stale = home / "manifests" / "0123456789abcdef.json"  # left by an older version or a crash
+    stale.write_text("{}")
     as_json(run("manifest", "sync", "--json"))
-    assert not path.exists()
+    assert not stale.exists()
 
 
 def test_missing_files_and_unknown_model(run, home, chat):

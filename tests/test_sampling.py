@@ -39,3 +39,27 @@ def test_aliases_types_and_unknown_parameters():
 def test_bad_values_are_refused_with_one_line(params, message):
     with pytest.raises(InvalidSetting, match=message):
         read_sampling(params, TYPES)
+
+
+def test_saved_defaults_fill_only_what_the_request_leaves_unset():
+    from corral.sampling import with_defaults
+
+    saved = {"temperature": 0.3, "repeat_penalty": 1.2, "max_tokens": 64, "n_ctx": 512, "system_prompt": "x"}
+    assert with_defaults(saved, {}) == {"temperature": 0.3, "repeat_penalty": 1.2, "max_tokens": 64}
+    # The request's own values win, under any of their names; None counts as unset.
+    asked = {"temperature": 0.0, "repetition_penalty": 1.0, "max_new_tokens": None}
+    assert with_defaults(saved, asked) == {**asked, "max_tokens": 64}
+    assert read_sampling(with_defaults(saved, asked), TYPES)[0] == {
+        "temperature": 0.0, "repeat_penalty": 1.0, "max_tokens": 64}
+    assert with_defaults({}, {"top_k": 5}) == {"top_k": 5}
+
+
+def test_saved_system_prompt_goes_first_unless_the_chat_has_one():
+    from corral.sampling import with_system_prompt
+
+    user = [{"role": "user", "content": "Hi"}]
+    assert with_system_prompt({"system_prompt": "Be brief."}, user) == [
+        {"role": "system", "content": "Be brief."}, *user]
+    own = [{"role": "system", "content": "Be long."}, *user]
+    assert with_system_prompt({"system_prompt": "Be brief."}, own) == own
+    assert with_system_prompt({}, user) == user and with_system_prompt({"system_prompt": ""}, user) == user

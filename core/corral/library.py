@@ -338,12 +338,15 @@ class Library:
         return tuple(dict.fromkeys(t.strip().lower() for t in tags if t.strip()))
 
     def remove(self, ref: str) -> tuple[Model, list[Lora]]:
-        """Delete the record (and its LoRA records); the files stay where they are."""
+        """Delete the record (its LoRA records and its manifest); the files stay where they are."""
+        from corral.manifests import library_home, remove_manifest
+
         model = self.store.get_model(ref)
         if model.id in self.store.loaded_ids():
             raise Conflict(f"{model.name} is loaded; unload it first (`corral unload {model.name}`)")
         loras = self.store.list_loras(model.id)
         self.store.delete_model(model.id)
+        remove_manifest(library_home(self), model.id)
         return model, loras
 
     # --- LoRAs -----------------------------------------------------------------------------------

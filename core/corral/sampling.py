@@ -7,11 +7,26 @@ the others are ignored, as the driver interface says.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from corral.errors import InvalidSetting
+from corral.records import SettingSpec
 
 ALIASES = {"repetition_penalty": "repeat_penalty", "max_new_tokens": "max_tokens", "n_predict": "max_tokens"}
+
+#: A model's own request defaults, saved like load settings (``corral settings MODEL --set
+#: temperature=0.3``, or taken from an adopted Ollama model's Modelfile). Text-generating drivers declare
+#: them with their settings and apply them with :func:`with_defaults` and :func:`with_system_prompt`; a
+#: request's own value always wins.
+DEFAULT_SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("system_prompt", str, "system message put first in a chat that has none", None),
+    SettingSpec("temperature", float, "default sampling temperature (a request's own wins)", None, minimum=0),
+    SettingSpec("top_p", float, "default nucleus sampling share (0, 1]", None, minimum=0, maximum=1),
+    SettingSpec("top_k", int, "default top-k; 0 = off", None, minimum=0),
+    SettingSpec("repeat_penalty", float, "default repeat penalty; 1 = none", None, minimum=0),
+    SettingSpec("max_tokens", int, "default answer length limit in tokens", None, minimum=1),
+)
+_DEFAULT_PARAMS = tuple(s.name for s in DEFAULT_SETTINGS if s.name != "system_prompt")
 _KIND_NAMES = {int: "an integer", float: "a number"}
 
 
@@ -53,6 +68,28 @@ def read_sampling(params: Mapping[str, Any], types: Mapping[str, type]) -> tuple
     if "top_p" in values and not 0 < values["top_p"] <= 1:
         raise InvalidSetting("top_p must be in (0, 1]")
     return values, stop
+
+
+def with_defaults(settings: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Request ``params`` with the model's saved defaults (:data:`DEFAULT_SETTINGS`) filled in where the
+    request leaves them unset, under any of their names (``repetition_penalty`` counts as
+    ``repeat_penalty``)."""
+    given = {ALIASES.get(k, k) for k, v in params.items() if v is not None}
+    out = dict(params)
+    for name in _DEFAULT_PARAMS:
+        if name not in given and settings.get(name) is not None:
+            out[name] = settings[name]
+    return out
+
+
+def with_system_prompt(settings: Mapping[str, Any], messages: Sequence[Any]) -> list[Any]:
+    """``messages`` with the model's saved ``system_prompt`` put first, unless the chat has a system
+    message of its own (or the model has no saved one)."""
+    system = settings.get("system_prompt")
+    has_own = any(isinstance(m, Mapping) and m.get("role") == "system" for m in messages)
+    if not system or has_own:
+        return list(messages)
+    return [{"role": "system", "content": str(system)}, *messages]
 
 
 def _logit_bias(value: Any) -> dict[int, float]:

@@ -4,9 +4,10 @@ in ``blobs/sha256-<hex>``.
 The layer of media type ``application/vnd.ollama.image.model`` is a GGUF; it is recorded as
 ``model:tag`` (the name ``ollama list`` shows), with the projector layer
 (``application/vnd.ollama.image.projector``) attached as its mmproj. The parameters layer's load options
-become the record's llama.cpp settings (:data:`PARAMS`), and each adapter layer (a GGUF LoRA) is bound
-to it after the usual fit check. Ollama's Go-syntax template, its system prompt, sampling defaults and
-licence are not recorded (the GGUF's own chat template is used).
+and sampling defaults become the record's settings (:data:`PARAMS`), the system layer (the Modelfile's
+``SYSTEM``) its ``system_prompt``, and each adapter layer (a GGUF LoRA) is bound to it after the usual
+fit check. Ollama's Go-syntax template, its stop strings and licence are not recorded (the GGUF's own
+chat template and end-of-turn tokens are used).
 """
 
 from __future__ import annotations
@@ -27,19 +28,25 @@ MODEL_LAYER = "application/vnd.ollama.image.model"
 PROJECTOR_LAYER = "application/vnd.ollama.image.projector"
 PARAMS_LAYER = "application/vnd.ollama.image.params"
 ADAPTER_LAYER = "application/vnd.ollama.image.adapter"
-#: Ollama's load options -> (Corral's llama.cpp setting, type, smallest value). Sampling options
-#: (temperature, stop, …) are per-request in Corral and stay Ollama's.
+SYSTEM_LAYER = "application/vnd.ollama.image.system"
+#: Ollama's parameters -> (Corral's setting, type, smallest value, largest value): the llama.cpp load
+#: options, and the sampling defaults (:data:`corral.sampling.DEFAULT_SETTINGS`; a request's own win).
 PARAMS = {
-    "num_ctx": ("n_ctx", int, 0),
-    "num_gpu": ("n_gpu_layers", int, -1),
-    "num_thread": ("threads", int, 0),
-    "num_batch": ("n_batch", int, 1),
-    "main_gpu": ("main_gpu", int, 0),
-    "use_mmap": ("use_mmap", bool, None),
-    "use_mlock": ("use_mlock", bool, None),
-    "seed": ("seed", int, None),
+    "num_ctx": ("n_ctx", int, 0, None),
+    "num_gpu": ("n_gpu_layers", int, -1, None),
+    "num_thread": ("threads", int, 0, None),
+    "num_batch": ("n_batch", int, 1, None),
+    "main_gpu": ("main_gpu", int, 0, None),
+    "use_mmap": ("use_mmap", bool, None, None),
+    "use_mlock": ("use_mlock", bool, None, None),
+    "seed": ("seed", int, None, None),
+    "temperature": ("temperature", float, 0, None),
+    "top_p": ("top_p", float, 0, 1),
+    "top_k": ("top_k", int, 0, None),
+    "repeat_penalty": ("repeat_penalty", float, 0, None),
+    "num_predict": ("max_tokens", int, 1, None),  # Ollama's -1 (no limit) is Corral's default
 }
-#: A parameters layer is a small JSON object; larger is not one.
+#: A parameters layer is a small JSON object, a system layer a short text; larger is neither.
 MAX_PARAMS = 64 * 1024
 DEFAULT_REGISTRY = "registry.ollama.ai"
 #: Manifests are a few KB; anything this large is not one.
@@ -94,12 +101,26 @@ def load_settings(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     settings: dict[str, Any] = {}
-    for key, (name, kind, minimum) in PARAMS.items():
+    for key, (name, kind, minimum, maximum) in PARAMS.items():
         value = data.get(key) if isinstance(data, dict) else None
-        if type(value) is not kind or (minimum is not None and value < minimum):
+        if kind is float and type(value) is int:
+            value = float(value)  # JSON writes 1.0 as 1
+        if type(value) is not kind or (minimum is not None and value < minimum) or (
+                maximum is not None and value > maximum):
             continue
         settings[name] = value
     return settings
+
+
+def system_prompt(path: Path) -> str | None:
+    """The text of a system layer (a Modelfile's ``SYSTEM``); None when unreadable, empty or too large."""
+    try:
+        if path.stat().st_size > MAX_PARAMS:
+            return None
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
 
 
 def find(root: Path) -> Iterator[Found]:
@@ -144,6 +165,11 @@ def find(root: Path) -> Iterator[Found]:
             params, _ = blob_path(root, digest)
             if params is not None and params.is_file():
                 settings = load_settings(params)
+        for digest in by_type.get(SYSTEM_LAYER, [])[:1]:
+            system, _ = blob_path(root, digest)
+            text = system_prompt(system) if system is not None and system.is_file() else None
+            if text:
+                settings["system_prompt"] = text
         adapters = [a for a, _ in (blob_path(root, d) for d in by_type.get(ADAPTER_LAYER, [])) if a is not None]
         provenance = Provenance(hub=HUB, repo=repo, revision=tag, files=(f"sha256:{sha}",))
         yield Found(blob, name, provenance, tuple(components), settings=settings, loras=tuple(adapters), sha256=sha)

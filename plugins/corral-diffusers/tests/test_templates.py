@@ -67,7 +67,7 @@ def test_sdxl_unet_in_the_original_layout_is_sdxl(library, sdxl, tmp_path, prefi
 def test_an_sdxl_all_in_one_checkpoint_loads_its_own_parts(library, tmp_path):
     """An SDXL single file (UNet, VAE, CLIP-L and an OpenCLIP CLIP-G inside) is SDXL, needs no components,
     and renders as the pipeline folder does."""
-    from tiny_pipelines import config_only, tiny_sdxl, write_all_in_one_sdxl
+    from tiny_pipelines import config_only, same_but_rounding, tiny_sdxl, write_all_in_one_sdxl
 
     pipe = tiny_sdxl(clip_g_width=48)  # CLIP-G wider than CLIP-L, as in SDXL (1280 vs 768)
     pipe.save_pretrained(tmp_path / "pipeline")
@@ -78,7 +78,13 @@ def test_an_sdxl_all_in_one_checkpoint_loads_its_own_parts(library, tmp_path):
     assert model.components == ()
     library.update_settings(model.id, {"config": str(config_only(tmp_path / "pipeline", tmp_path / "config"))})
     folder = library.import_path(tmp_path / "pipeline").model
-    assert same(_image(library, model.id, (64, 64)), _image(library, folder.id, (64, 64)))
+    image, reference = _image(library, model.id, (64, 64)), _image(library, folder.id, (64, 64))
+    # Every weight, buffer and config equals the folder's; the pooled CLIP-G embedding still differs by
+    # about 3e-7 (float rounding of the in-memory OpenCLIP conversion), at most one level in a pixel.
+    assert same_but_rounding(image, reference)
+    with library.open_model(folder.id) as handle:  # while another seed is far more than rounding away
+        other = handle.imagine(PROMPT, steps=2, width=64, height=64, seed=10)[0]
+    assert not same_but_rounding(image, other)
 
 
 def test_diffusers_unet_files_name_their_family(library, sdxl, sd15):

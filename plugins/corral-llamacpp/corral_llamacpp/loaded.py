@@ -7,6 +7,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from corral.driver import LoadedModel
 from corral.errors import CorralError
 from corral.records import ChatResult, LoraRequest, Model
+from corral.sampling import with_defaults, with_system_prompt
 
 from corral_llamacpp import images
 from corral_llamacpp.sampling import sampling
@@ -64,7 +65,8 @@ class LlamaCppModel(LoadedModel):
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, **params: Any) -> Any:
         """Answer OpenAI-style ``messages``: a :class:`ChatResult`, or with ``stream=True`` text pieces."""
-        messages = _checked(messages)
+        messages = with_system_prompt(self.settings, _checked(messages))
+        params = with_defaults(self.settings, params)
         args = sampling(params, default_seed=self._default_seed)
         self._fresh_if_seeded(params)
         if self.renderer is not None:
@@ -85,6 +87,7 @@ class LlamaCppModel(LoadedModel):
         """Continue ``prompt`` as plain text (no chat template)."""
         if not isinstance(prompt, str):
             raise CorralError("a completion prompt must be a string")
+        params = with_defaults(self.settings, params)
         args = sampling(params, default_seed=self._default_seed)
         self._fresh_if_seeded(params)
         return self._generate(self._tokenize(prompt, special=True), stream, args)

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from corral.errors import InvalidSetting
 from corral.records import Model, SettingSpec
+from corral.sampling import DEFAULT_SETTINGS
 
 #: KV cache element types llama.cpp accepts for ``cache_type_k`` / ``cache_type_v``, with their ggml type ids
 #: (ggml.h's ``enum ggml_type``; llama-cpp-python does not export every one of them as a constant).
@@ -44,6 +45,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("chat_template", str, "a Jinja chat template, or a built-in name (gemma, chatml, llama3, ...)", None),
     SettingSpec("chat_format", str, "use one of llama-cpp-python's named chat formats instead of a template", None),
     SettingSpec("verbose", bool, "show llama.cpp's own log on stderr", False),
+    *DEFAULT_SETTINGS,  # the model's own system prompt and sampling defaults
 )
 
 

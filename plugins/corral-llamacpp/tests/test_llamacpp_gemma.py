@@ -17,7 +17,9 @@ from corral.records import ChatResult
 pytestmark = pytest.mark.slow
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-GREEDY = {"temperature": 0, "max_tokens": 16}
+#: With a seed every request evaluates its prompt afresh: answers compared across requests and handles
+#: do not depend on what the KV cache held before (see docs/llamacpp.md, "Requests").
+GREEDY = {"temperature": 0, "max_tokens": 16, "seed": 0}
 
 
 def test_chat_answer_is_not_empty(gemma):
@@ -128,3 +130,25 @@ def test_chat_template_setting_overrides_the_choice(gemma_library, gemma):
             assert chatml.template.name == "chatml"
     finally:
         gemma_library.update_settings("gemma", {}, unset=["chat_template"])
+
+
+def test_saved_system_prompt_and_sampling_defaults_apply(gemma_library, gemma):
+    """`corral settings gemma --set system_prompt=… --set max_tokens=3`: every chat gets them unless the
+    request brings its own."""
+    system = {"role": "system", "content": "You answer in one word."}
+    gemma_library.update_settings("gemma", {"system_prompt": system["content"], "max_tokens": 3, "temperature": 0})
+    try:
+        with gemma_library.open_model("gemma", overrides=GEMMA_SETTINGS) as tuned:
+            told = tuned.chat(QUESTION, seed=0)  # no sampling parameters: the saved ones
+            explicit = gemma.chat([system, *QUESTION], temperature=0, max_tokens=3, seed=0)
+            assert (told.text, told.prompt_tokens, told.completion_tokens) == (
+                explicit.text, explicit.prompt_tokens, explicit.completion_tokens)
+            assert told.prompt_tokens > gemma.chat(QUESTION, **GREEDY).prompt_tokens
+            # The request's own system message and max_tokens win.
+            own = tuned.chat([{"role": "system", "content": "Be brief."}, *QUESTION], max_tokens=6, seed=0)
+            mine = gemma.chat([{"role": "system", "content": "Be brief."}, *QUESTION], temperature=0, max_tokens=6,
+                              seed=0)
+            assert (own.text, own.prompt_tokens) == (mine.text, mine.prompt_tokens)
+            assert tuned.complete("The three primary colours are").completion_tokens == 3
+    finally:
+        gemma_library.update_settings("gemma", {}, unset=["system_prompt", "max_tokens", "temperature"])

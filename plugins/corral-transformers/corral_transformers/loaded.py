@@ -8,6 +8,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from corral.driver import LoadedModel, free_torch_memory
 from corral.errors import CorralError
 from corral.records import ChatResult, LoraRequest, Model
+from corral.sampling import with_defaults, with_system_prompt
 
 from corral_transformers import chat_template, generate
 from corral_transformers.options import LoadOptions
@@ -96,13 +97,14 @@ class TransformersModel(LoadedModel):
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, **params: Any) -> Any:
         """Answer OpenAI-style ``messages``: a :class:`ChatResult`, or with ``stream=True`` text pieces."""
-        return self._run(self.render(messages), stream, params)
+        messages = with_system_prompt(self.settings, messages)
+        return self._run(self.render(messages), stream, with_defaults(self.settings, params))
 
     def complete(self, prompt: str, *, stream: bool = False, **params: Any) -> Any:
         """Continue ``prompt`` as plain text (no chat template); the tokenizer adds its BOS as usual."""
         if not isinstance(prompt, str):
             raise CorralError("a completion prompt must be a string")
-        return self._run(prompt, stream, params, special=True)
+        return self._run(prompt, stream, with_defaults(self.settings, params), special=True)
 
     # --- generation --------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from attrs import frozen
 
 from corral.errors import InvalidSetting, PluginMissing
 from corral.records import Model, SettingSpec
+from corral.sampling import DEFAULT_SETTINGS
 
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 QUANTIZATIONS = ("none", "int8", "int4", "nf4")
@@ -36,6 +37,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("verbose", bool, "show transformers' own progress bars and warnings while loading", False),
     SettingSpec("chat_template", str, "a Jinja chat template (or the path of a .jinja file) replacing the tokenizer's",
                 None),
+    *DEFAULT_SETTINGS,  # the model's own system prompt and sampling defaults
 )
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

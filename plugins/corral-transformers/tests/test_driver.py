@@ -154,6 +154,20 @@ def test_chat_applies_the_tokenizers_template(library, tiny_chat):
             handle.chat([])
 
 
+def test_saved_system_prompt_and_sampling_defaults_apply(library, tiny_chat):
+    library.update_settings("tiny-chat", {"system_prompt": "Be brief.", "max_tokens": 5, "temperature": 0})
+    hello = [{"role": "user", "content": "Hello there"}]
+    briefed = [{"role": "system", "content": "Be brief."}, *hello]
+    with library.open_model("tiny-chat") as handle:
+        told = handle.chat(hello)  # no request parameters: the saved ones
+        assert told.prompt_tokens == len(handle.tokenizer(handle.render(briefed), add_special_tokens=False)["input_ids"])
+        assert told.completion_tokens == 5 and told.text == handle.chat(briefed, temperature=0, max_tokens=5).text
+        longer = [{"role": "system", "content": "Answer at length, please."}, *hello]
+        own = handle.chat(longer, max_tokens=2)  # the chat's own system message and max_tokens win
+        assert own.completion_tokens == 2
+        assert own.prompt_tokens == len(handle.tokenizer(handle.render(longer), add_special_tokens=False)["input_ids"])
+
+
 def test_chat_without_a_template_is_refused_clearly(library, tiny):
     with library.open_model("tiny") as handle:
         with pytest.raises(Unsupported, match=r"tiny: its tokenizer has no chat template.*corral settings tiny --set chat_template="):
