@@ -91,14 +91,12 @@ def _read_manifest(path: Path) -> dict:
 
 
 def load_settings(path: Path) -> dict[str, Any]:
-    """The llama.cpp settings in a parameters layer (see :data:`PARAMS`); values of the wrong type or
-    range, unknown options and an unreadable layer give nothing (the layer is Ollama's, not ours to
-    refuse)."""
+    """The settings in a parameters layer: load options and sampling defaults (see :data:`PARAMS`).
+    Values of the wrong type or range, unknown options and an unreadable layer give nothing (the layer is
+    Ollama's, not ours to refuse)."""
     try:
-        if path.stat().st_size > MAX_PARAMS:
-            return {}
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(_small_text(path) or "")
+    except ValueError:
         return {}
     settings: dict[str, Any] = {}
     for key, (name, kind, minimum, maximum) in PARAMS.items():
@@ -114,13 +112,17 @@ def load_settings(path: Path) -> dict[str, Any]:
 
 def system_prompt(path: Path) -> str | None:
     """The text of a system layer (a Modelfile's ``SYSTEM``); None when unreadable, empty or too large."""
+    return (_small_text(path) or "").strip() or None
+
+
+def _small_text(path: Path) -> str | None:
+    """A parameters or system layer's text; None when unreadable, not UTF-8 or over :data:`MAX_PARAMS`."""
     try:
         if path.stat().st_size > MAX_PARAMS:
             return None
-        text = path.read_text(encoding="utf-8").strip()
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    return text or None
 
 
 def find(root: Path) -> Iterator[Found]:
