@@ -16,7 +16,6 @@ from pathlib import Path
 import attrs
 
 from corral.errors import Conflict, CorralError, InvalidSetting
-from corral.manifests import library_home, remove_manifest
 from corral.manifests.files import FileUsage, disk_size, locations, managed_store, missing_paths
 from corral.records import Model, utcnow
 
@@ -186,8 +185,6 @@ def apply_clean(library, plan: CleanPlan) -> CleanReport:
     The plan is worked out again first, and only what both plans delete goes: a file some record started
     using, or a model loaded, since the list was shown stays.
     """
-    store = library.store
-    home = library_home(library)
     shown = {(c.id, str(f.path)) for c in plan.candidates for f in c.files if f.action == "delete"}
     shown_ids = {c.id for c in plan.candidates if not c.blocked}
     removed, deleted, errors = [], [], []
@@ -200,12 +197,11 @@ def apply_clean(library, plan: CleanPlan) -> CleanReport:
             skipped.append(f"{c.name}: {c.blocked}")
             continue
         try:
-            store.delete_model(c.id)  # refuses a model that a live process holds loaded
+            library.remove(c.id)  # the record, its LoRAs and manifest; refuses a model a process holds loaded
         except Conflict as exc:
             skipped.append(f"{c.name}: {exc}")
             continue
         removed.append(c.name)
-        remove_manifest(home, c.id)
         for f in c.files:
             if f.action != "delete" or (c.id, str(f.path)) not in shown:
                 continue

@@ -223,8 +223,6 @@ def plan_deletion(library, info, wanted: list[str]) -> tuple[CacheDeletion, obje
 def execute_deletion(library, plan: CacheDeletion, strategy) -> CacheDeletion:
     """Run huggingface_hub's strategy, then forget the records whose files went with it (a record with a
     surviving copy elsewhere keeps that copy as its path)."""
-    from corral.manifests import library_home, remove_manifest
-
     strategy.execute()
     store = library.store
     for name in plan.records:
@@ -238,9 +236,7 @@ def execute_deletion(library, plan: CacheDeletion, strategy) -> CacheDeletion:
                                touch=False)
         elif not os.path.exists(model.path):
             try:
-                store.delete_model(model.id)
+                library.remove(model.id)  # the record, its LoRA records and its manifest
             except Conflict:  # loaded since the plan was made: keep the record, flagged
                 store.update_model(attrs.evolve(model, missing=True), touch=False)
-                continue
-            remove_manifest(library_home(library), model.id)
     return attrs.evolve(plan, executed=True)
