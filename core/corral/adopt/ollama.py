@@ -21,6 +21,7 @@ from typing import Any, Iterator
 from corral.adopt import Found
 from corral.errors import NotFound
 from corral.records import ComponentKind, Provenance
+from corral.sampling import DEFAULT_SETTINGS
 
 LABEL = "Ollama models"
 HUB = "ollama"
@@ -29,8 +30,13 @@ PROJECTOR_LAYER = "application/vnd.ollama.image.projector"
 PARAMS_LAYER = "application/vnd.ollama.image.params"
 ADAPTER_LAYER = "application/vnd.ollama.image.adapter"
 SYSTEM_LAYER = "application/vnd.ollama.image.system"
+#: Ollama's sampling parameters -> Corral's sampling defaults (Ollama's ``num_predict`` -1, no limit,
+#: is below ``max_tokens``' minimum and so stays Corral's default: no limit).
+SAMPLING_PARAMS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
+                   "repeat_penalty": "repeat_penalty", "num_predict": "max_tokens"}
 #: Ollama's parameters -> (Corral's setting, type, smallest value, largest value): the llama.cpp load
-#: options, and the sampling defaults (:data:`corral.sampling.DEFAULT_SETTINGS`; a request's own win).
+#: options, and the sampling defaults with the bounds of their specs in
+#: :data:`corral.sampling.DEFAULT_SETTINGS` (a request's own values win over them).
 PARAMS = {
     "num_ctx": ("n_ctx", int, 0, None),
     "num_gpu": ("n_gpu_layers", int, -1, None),
@@ -40,11 +46,8 @@ PARAMS = {
     "use_mmap": ("use_mmap", bool, None, None),
     "use_mlock": ("use_mlock", bool, None, None),
     "seed": ("seed", int, None, None),
-    "temperature": ("temperature", float, 0, None),
-    "top_p": ("top_p", float, 0, 1),
-    "top_k": ("top_k", int, 0, None),
-    "repeat_penalty": ("repeat_penalty", float, 0, None),
-    "num_predict": ("max_tokens", int, 1, None),  # Ollama's -1 (no limit) is Corral's default
+    **{theirs: (spec.name, spec.type, spec.minimum, spec.maximum)
+       for spec in DEFAULT_SETTINGS for theirs, ours in SAMPLING_PARAMS.items() if ours == spec.name},
 }
 #: A parameters layer is a small JSON object, a system layer a short text; larger is neither.
 MAX_PARAMS = 64 * 1024
