@@ -208,12 +208,20 @@ class LoraRequest:
 
 @frozen
 class ChatResult:
-    """A finished (non-streamed) chat or completion answer."""
+    """A finished (non-streamed) chat or completion answer.
+
+    ``text`` is the content shown to the user. Drivers that support them add the calls the model made
+    (``tool_calls``: :class:`corral.tools.ToolCall`, with ``finish_reason`` ``tool_calls``), its thought
+    (``reasoning``) and per-token log-probabilities (``logprobs``: :class:`corral.tools.TokenLogprob`).
+    """
 
     text: str
     finish_reason: str = "stop"
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    tool_calls: tuple[Any, ...] = ()
+    reasoning: str | None = None
+    logprobs: tuple[Any, ...] | None = None
 
 
 @frozen
