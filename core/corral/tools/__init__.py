@@ -8,7 +8,18 @@ through :mod:`corral.api`.
 """
 
 from corral.tools.answer import AnswerShape, AnswerStream, Shaped
-from corral.tools.calls import Tool, ToolCall, ToolRequest, call_id, call_schema, read_tools, template_messages
+from corral.tools.calls import (
+    Tool,
+    ToolCall,
+    ToolRequest,
+    call_id,
+    call_schema,
+    plain_tool_messages,
+    read_tools,
+    template_messages,
+    tools_prompt,
+    with_tools_prompt,
+)
 from corral.tools.parsers import FAMILIES, Parsed, family_of, find_calls, parse_tool_calls
 from corral.tools.reasoning import (
     THINKING,
@@ -27,5 +38,5 @@ __all__ = [
     "THINKING", "TokenLogprob", "Tool", "ToolCall", "ToolCallDelta", "ToolCallStream", "ToolRequest", "call_id",
     "call_schema", "check_schema", "family_of", "find_calls", "opens_thought", "parse_json", "parse_tool_calls",
     "read_effort", "read_response_format", "read_tools", "split_reasoning", "template_messages",
-    "template_switch", "thinking_off",
+    "template_switch", "thinking_off", "tools_prompt", "with_tools_prompt", "plain_tool_messages",
 ]  # fmt: skip

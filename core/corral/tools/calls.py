@@ -81,9 +81,27 @@ class ToolCall:
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
-def call_id() -> str:
-    """A fresh tool-call id (``call_`` and 24 hex digits, like OpenAI's)."""
+def call_id(family: str | None = None) -> str:
+    """A fresh tool-call id: ``call_`` and 24 hex digits like OpenAI's, or nine letters and digits for
+    Mistral (whose templates refuse other ids when the call comes back)."""
+    if family == "mistral":
+        return uuid.uuid4().hex[:9]
     return "call_" + uuid.uuid4().hex[:24]
+
+
+class JsonArguments(dict):
+    """A call's arguments as chat templates read them: an object for those that write
+    ``arguments | tojson`` (Hugging Face's convention), JSON text for those that concatenate it
+    (DeepSeek's: ``'...' + tool['function']['arguments']``)."""
+
+    def __str__(self) -> str:
+        return json.dumps(self, ensure_ascii=False)
+
+    def __add__(self, other: Any) -> str:
+        return str(self) + other
+
+    def __radd__(self, other: Any) -> str:
+        return other + str(self)
 
 
 def _tool(raw: Any, index: int) -> Tool:
@@ -174,8 +192,8 @@ def call_schema(request: ToolRequest) -> dict[str, Any]:
         return one(request.tool(request.name or "") or request.tools[0])
     options = [one(t) for t in request.tools]
     single = options[0] if len(options) == 1 else {"anyOf": options}
-    if request.parallel:
-        return {"type": "array", "items": single, "minItems": 1}
+    if request.parallel:  # at most one call per tool offered: a weak model would otherwise never stop
+        return {"type": "array", "items": single, "minItems": 1, "maxItems": len(options)}
     return single
 
 
@@ -197,10 +215,12 @@ def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, A
                 arguments = function.get("arguments")
                 if isinstance(arguments, str):
                     try:
-                        function["arguments"] = json.loads(arguments) if arguments.strip() else {}
+                        arguments = json.loads(arguments) if arguments.strip() else {}
                     except ValueError:
                         raise InvalidRequest(
                             f"a tool call's arguments are not JSON: {arguments[:60]!r}") from None
+                if isinstance(arguments, Mapping):
+                    function["arguments"] = JsonArguments(arguments)
                 if call.get("id") and function.get("name"):
                     names[str(call["id"])] = str(function["name"])
                 converted.append({**call, "type": "function", "function": function,
@@ -208,7 +228,62 @@ def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, A
             item["tool_calls"] = converted
         if item.get("role") == "tool" and "name" not in item and item.get("tool_call_id") in names:
             item["name"] = names[item["tool_call_id"]]
-        if item.get("content") is None:
+        if item.get("content") is None and not calls:  # a call's content stays None (DeepSeek checks it)
             item["content"] = ""
         out.append(item)
     return out
+
+
+def plain_tool_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """For chat templates that know no tool turns (Gemma's refuses any role but user and assistant):
+    an assistant's calls become its JSON text, a tool result a user turn saying what the call returned,
+    and consecutive user turns are joined."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        item = dict(message)
+        if item.get("tool_calls"):
+            calls = [{"name": (c.get("function") or {}).get("name"), "arguments": (c.get("function") or {}).get("arguments")}
+                     for c in item["tool_calls"] if isinstance(c, Mapping)]
+            for call in calls:
+                if isinstance(call["arguments"], str):
+                    try:
+                        call["arguments"] = json.loads(call["arguments"])
+                    except ValueError:
+                        pass
+            text = item.get("content") or ""
+            item = {"role": "assistant",
+                    "content": (text + "\n" if text else "") + json.dumps(calls[0] if len(calls) == 1 else calls)}
+        elif item.get("role") == "tool":
+            name = item.get("name") or item.get("tool_call_id") or "the function"
+            item = {"role": "user", "content": f"Result of {name}: {item.get('content') or ''}"}
+        if out and item.get("role") == "user" and out[-1].get("role") == "user" and isinstance(item.get("content"), str) \
+                and isinstance(out[-1].get("content"), str):
+            out[-1] = {**out[-1], "content": out[-1]["content"] + "\n\n" + item["content"]}
+            continue
+        out.append(item)
+    return out
+
+
+def tools_prompt(request: ToolRequest) -> str:
+    """A system-prompt description of the tools, for chat templates that have no place for them: the
+    model is told to answer a call as the generic JSON form (family ``json``)."""
+    listed = "\n".join(json.dumps(t.openai()["function"], ensure_ascii=False) for t in request.tools
+                       if request.choice != "named" or t.name == request.name)
+    return (
+        "You can call these functions:\n" + listed + "\n\nTo call one, answer only with a JSON object "
+        '{"name": FUNCTION_NAME, "arguments": {ARGUMENTS}} (a JSON list of them for several calls); '
+        "otherwise answer normally."
+    )
+
+
+def with_tools_prompt(messages: Sequence[Mapping[str, Any]], request: ToolRequest) -> list[dict[str, Any]]:
+    """``messages`` with :func:`tools_prompt` added to the system message (a new one first if none)."""
+    text = tools_prompt(request)
+    out = [dict(m) for m in messages]
+    if out and out[0].get("role") == "system":
+        first = out[0].get("content") or ""
+        if not isinstance(first, str):
+            first = "".join(p.get("text", "") for p in first if isinstance(p, Mapping))
+        out[0]["content"] = (first + "\n\n" + text) if first else text
+        return out
+    return [{"role": "system", "content": text}, *out]

@@ -57,7 +57,7 @@ def family_of(template: str | None) -> str:
         return "deepseek"
     if "<|python_tag|>" in source or ("<|start_header_id|>" in source and "ipython" in source):
         return "llama3"
-    if "<start_function_call>" in source or "tool_code" in source:
+    if "<start_function_call>" in source or "tool_code" in source or "<start_of_turn>" in source:
         return "gemma"
     return "json"
 
@@ -523,7 +523,7 @@ def parse_tool_calls(text: str, family: str, names: Iterable[str] | None = None,
     pieces.append(text[last:])
     given = list(ids)
     calls = tuple(
-        ToolCall(id=given[i] if i < len(given) else call_id(), name=span.name or "", arguments=span.arguments)
+        ToolCall(id=given[i] if i < len(given) else call_id(family), name=span.name or "", arguments=span.arguments)
         for i, span in enumerate(spans)
     )
     content = "".join(pieces).strip()

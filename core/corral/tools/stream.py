@@ -120,7 +120,7 @@ class ToolCallStream:
             if span.built and not final:
                 break  # arguments made from another notation are only known whole
             if index >= len(self.ids):
-                self.ids.append(call_id())
+                self.ids.append(call_id(self.family))
                 self.sent.append(0)
                 self.called.append(span.name)
                 out.append(ToolCallDelta(index=index, id=self.ids[index], name=span.name))
