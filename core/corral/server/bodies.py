@@ -65,28 +65,125 @@ def text_list(body: dict, name: str) -> list[str]:
     return items
 
 
-#: OpenAI sampling fields passed to drivers (which ignore what their backend does not have).
+#: OpenAI sampling fields passed to drivers; a driver that lacks one of them refuses it (400) through its
+#: ``request_fields``.
 SAMPLING: dict[str, type] = {
     "temperature": float,
     "top_p": float,
     "top_k": int,
     "min_p": float,
+    "typical_p": float,
     "repeat_penalty": float,
     "presence_penalty": float,
     "frequency_penalty": float,
     "seed": int,
     "max_tokens": int,
 }
+#: The most stop strings a request may give (OpenAI's limit).
+MAX_STOPS = 4
+#: The most choices one request may ask for with ``n``.
+MAX_CHOICES = 8
+
+#: Every field each generation route accepts; any other is a 400 naming it.
+CHAT_FIELDS = frozenset({
+    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "stop", "n",
+    "tools", "tool_choice", "parallel_tool_calls", "response_format", "logprobs", "top_logprobs",
+    "reasoning_effort", "logit_bias", "user", *SAMPLING,
+})  # fmt: skip
+COMPLETION_FIELDS = frozenset({
+    "model", "prompt", "stream", "stream_options", "max_tokens", "stop", "n", "echo", "logprobs",
+    "response_format", "logit_bias", "user", *SAMPLING,
+})  # fmt: skip
+
+
+def check_fields(body: dict, allowed: frozenset[str], route: str) -> None:
+    """Refuse a field the route does not support, naming it, rather than ignoring it."""
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidRequest(f"field {unknown[0]!r} is not supported by {route} "
+                             "(see docs/http.md for the fields it accepts)")
 
 
 def sampling(body: dict) -> dict[str, Any]:
     """The generation parameters present in an OpenAI chat or completion request."""
     params = {name: field(body, name, kind, None) for name, kind in SAMPLING.items()}
+    completion = field(body, "max_completion_tokens", int, None)
     if params["max_tokens"] is None:
-        params["max_tokens"] = field(body, "max_completion_tokens", int, None)
+        params["max_tokens"] = completion
+    elif completion is not None and completion != params["max_tokens"]:
+        raise InvalidRequest("give max_tokens or max_completion_tokens, not two different values")
+    if params["max_tokens"] is not None and params["max_tokens"] < 1:
+        raise InvalidRequest("max_tokens must be at least 1")
     stop = field(body, "stop", (str, list), None)
     if stop is not None:
-        params["stop"] = [stop] if isinstance(stop, str) else [str(s) for s in stop]
-    if field(body, "n", int, 1) != 1:
-        raise InvalidRequest("only n=1 is supported; send one request per answer")
+        stops = [stop] if isinstance(stop, str) else stop
+        if len(stops) > MAX_STOPS or not all(isinstance(s, str) for s in stops):
+            raise InvalidRequest(f"field 'stop' must be a string or a list of at most {MAX_STOPS} strings")
+        params["stop"] = list(stops)
+    logit_bias = field(body, "logit_bias", dict, None)
+    if logit_bias:
+        params["logit_bias"] = logit_bias
     return {k: v for k, v in params.items() if v is not None}
+
+
+def choices(body: dict, stream: bool) -> int:
+    """How many answers ``n`` asks for (several are generated one after the other; not streamed)."""
+    n = field(body, "n", int, 1)
+    if not 1 <= n <= MAX_CHOICES:
+        raise InvalidRequest(f"n must be between 1 and {MAX_CHOICES}")
+    if n > 1 and stream:
+        raise InvalidRequest("n > 1 cannot be streamed; send stream: false, or one request per answer")
+    return n
+
+
+def chat_features(body: dict) -> dict[str, Any]:
+    """Tools, structured output, log-probabilities and reasoning of a chat request, checked here (a 400
+    before any model loads) and passed to the driver in OpenAI's shapes."""
+    from corral.tools import read_effort, read_response_format, read_tools
+
+    out: dict[str, Any] = {}
+    tools = field(body, "tools", list, None)
+    tool_choice = body.get("tool_choice")
+    parallel = field(body, "parallel_tool_calls", bool, None)
+    request = read_tools(tools, tool_choice, parallel)
+    if request is not None:
+        out["tools"] = tools
+        if tool_choice is not None:
+            out["tool_choice"] = tool_choice
+        if parallel is not None:
+            out["parallel_tool_calls"] = parallel
+    out.update(_format(body))
+    if field(body, "logprobs", bool, False):
+        out["logprobs"] = True
+        top = field(body, "top_logprobs", int, None)
+        if top is not None:
+            if not 0 <= top <= 20:
+                raise InvalidRequest("top_logprobs must be between 0 and 20")
+            out["top_logprobs"] = top
+    elif body.get("top_logprobs") is not None:
+        raise InvalidRequest("top_logprobs needs logprobs: true")
+    effort = read_effort(field(body, "reasoning_effort", str, None))
+    if effort is not None:
+        out["reasoning_effort"] = effort
+    return out
+
+
+def completion_features(body: dict) -> dict[str, Any]:
+    """A completion's ``logprobs`` (an integer: how many alternatives per token, as OpenAI's legacy
+    completions) and ``response_format`` (a Corral extension), in the drivers' shapes."""
+    out: dict[str, Any] = _format(body)
+    top = field(body, "logprobs", int, None)
+    if top is not None:
+        if not 0 <= top <= 5:
+            raise InvalidRequest("logprobs must be between 0 and 5 for completions")
+        out.update(logprobs=True, top_logprobs=top)
+    return out
+
+
+def _format(body: dict) -> dict[str, Any]:
+    from corral.tools import read_response_format
+
+    value = field(body, "response_format", dict, None)
+    if value is None or not read_response_format(value).constrained:
+        return {}
+    return {"response_format": value}

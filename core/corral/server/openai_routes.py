@@ -17,7 +17,19 @@ from typing import Any
 
 from corral.errors import InvalidRequest
 from corral.records import ChatResult
-from corral.server.bodies import field, read_json, sampling, text_list
+from corral.server.bodies import (
+    CHAT_FIELDS,
+    COMPLETION_FIELDS,
+    SAMPLING,
+    check_fields,
+    chat_features,
+    choices,
+    completion_features,
+    field,
+    read_json,
+    sampling,
+    text_list,
+)
 from corral.server.responses import endpoint
 from corral.server.service import Service
 from corral.server.streaming import PieceStream, sse_pieces
@@ -90,6 +102,8 @@ def _messages(body: dict) -> list[dict]:
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise InvalidRequest(f"messages[{i}] must be an object with a 'role' and a 'content'")
+        if message["role"] == "tool" and not isinstance(message.get("tool_call_id"), str):
+            raise InvalidRequest(f"messages[{i}] is a tool result and needs the 'tool_call_id' it answers")
     return messages
 
 
@@ -97,40 +111,109 @@ def _total(counts: list[int | None]) -> int | None:
     return None if any(c is None for c in counts) else sum(counts)  # type: ignore[arg-type]
 
 
+#: Fields every driver takes (the rest must be in the driver's ``request_fields``).
+_ALWAYS = frozenset({"stop", "max_tokens", "temperature", "top_p", "top_k", "seed"})
+
+
+def _check_supported(entry: Any, params: dict) -> None:
+    """Refuse what the model's driver does not honour, naming the field, instead of ignoring it."""
+    declared = getattr(entry.handle, "request_fields", None)
+    allowed = frozenset(declared) if declared is not None else frozenset(SAMPLING) | {"stop"}
+    for name in params:
+        if name not in allowed and name not in _ALWAYS:
+            raise InvalidRequest(f"{entry.model.name} ({entry.model.format}) does not support the field {name!r} "
+                                 "with its driver; leave it out")
+
+
+def _logprob_item(item: Any) -> dict:
+    return {"token": item.token, "logprob": item.logprob, "bytes": list(item.bytes) or None,
+            "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode("utf-8"))} for t, lp in item.top]}
+
+
+def _chat_logprobs(items: Any) -> dict | None:
+    return None if items is None else {"content": [_logprob_item(i) for i in items], "refusal": None}
+
+
+def _completion_logprobs(items: Any, offset: int = 0) -> dict | None:
+    if items is None:
+        return None
+    offsets, position = [], offset
+    for item in items:
+        offsets.append(position)
+        position += len(item.token)
+    return {"tokens": [i.token for i in items], "token_logprobs": [i.logprob for i in items],
+            "top_logprobs": [dict(i.top) for i in items], "text_offset": offsets}
+
+
+def _message(result: ChatResult) -> dict:
+    message: dict[str, Any] = {"role": "assistant", "content": result.text}
+    if result.tool_calls:
+        message["content"] = result.text or None
+        message["tool_calls"] = [call.openai() for call in result.tool_calls]
+    if result.reasoning:
+        message["reasoning_content"] = result.reasoning
+    return message
+
+
 async def _generate(request: Any, kind: str) -> Any:
     """Shared by chat and completions: ``kind`` is ``chat`` or ``complete``."""
     body = await read_json(request)
+    route = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
+    check_fields(body, CHAT_FIELDS if kind == "chat" else COMPLETION_FIELDS, route)
     ref = field(body, "model", str)
     params = sampling(body)
     stream = field(body, "stream", bool, False)
+    n = choices(body, stream)
     if kind == "chat":
         inputs: list[Any] = [_messages(body)]
+        params.update(chat_features(body))
     else:
         inputs = text_list(body, "prompt")
         if stream and len(inputs) > 1:
             raise InvalidRequest("stream one prompt at a time")
+        params.update(completion_features(body))
     echo = kind == "complete" and field(body, "echo", bool, False)
-    include_usage = bool(field(body, "stream_options", dict, {}).get("include_usage"))
+    options = field(body, "stream_options", dict, {})
+    unknown = sorted(set(options) - {"include_usage"})
+    if unknown:
+        raise InvalidRequest(f"stream_options.{unknown[0]} is not supported")
+    include_usage = bool(options.get("include_usage"))
     ident = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
     if stream:
         return await _stream(request, kind, ref, inputs[0], params, ident, echo=echo, include_usage=include_usage)
 
     def work(entry):
-        return [_result(getattr(entry.handle, kind)(item, **params)) for item in inputs]
+        _check_supported(entry, params)
+        results = []
+        for item in inputs:
+            for i in range(n):  # several choices: one generation after another, each with its own seed
+                extra = {"seed": params["seed"] + i} if n > 1 and "seed" in params else {}
+                results.append(_result(getattr(entry.handle, kind)(item, **{**params, **extra})))
+        return results
 
     entry, results = await _service(request).run(ref, kind, work)
     usage = _usage(_total([r.prompt_tokens for r in results]), _total([r.completion_tokens for r in results]))
     if kind == "chat":
-        message = {"role": "assistant", "content": results[0].text}
-        choices = [{"index": 0, "message": message, "logprobs": None, "finish_reason": results[0].finish_reason}]
+        choices_ = [{"index": i, "message": _message(r), "logprobs": _chat_logprobs(r.logprobs),
+                     "finish_reason": r.finish_reason} for i, r in enumerate(results)]
     else:
-        choices = [
-            {"index": i, "text": (inputs[i] if echo else "") + r.text, "logprobs": None,
-             "finish_reason": r.finish_reason}
-            for i, r in enumerate(results)
-        ]
+        choices_ = []
+        for i, r in enumerate(results):
+            prefix = inputs[i // n] if echo else ""
+            choices_.append({"index": i, "text": prefix + r.text, "finish_reason": r.finish_reason,
+                             "logprobs": _completion_logprobs(r.logprobs, len(prefix))})
     return _json({"id": ident, "object": "chat.completion" if kind == "chat" else "text_completion",
-                  "created": int(time.time()), "model": entry.model.name, "choices": choices, "usage": usage})
+                  "created": int(time.time()), "model": entry.model.name, "choices": choices_, "usage": usage})
+
+
+def _tool_call_delta(piece: Any) -> dict:
+    out: dict[str, Any] = {"index": piece.index}
+    function: dict[str, Any] = {"arguments": piece.arguments}
+    if piece.id is not None:
+        out.update(id=piece.id, type="function")
+        function["name"] = piece.name
+    out["function"] = function
+    return out
 
 
 async def _stream(
@@ -139,7 +222,14 @@ async def _stream(
     """An SSE answer; the model's turn is held until the last piece (see :mod:`corral.server.streaming`)."""
     from starlette.responses import StreamingResponse
 
+    from corral.tools import Delta
+
     entry, turn = await _service(request).enter(ref, kind)
+    try:
+        _check_supported(entry, params)
+    except BaseException:
+        turn.release()
+        raise
     handle = entry.handle
 
     ended: dict[str, Any] = {}
@@ -154,22 +244,34 @@ async def _stream(
     pieces = PieceStream(turn, produce)
     first = await pieces.next()  # errors before the first piece still get a proper status code
     if echo:
-        first = item + (first or "")
+        first = item + (first or "") if not isinstance(first, Delta) else Delta(content=item + first.content,
+                                                                                 logprobs=first.logprobs)
     name, created = entry.model.name, int(time.time())
     obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
-    started = {"role": False}
+    started = {"role": False, "offset": 0}
 
     def event(choices: list, **extra: Any) -> dict:
         return {"id": ident, "object": obj, "created": created, "model": name, "choices": choices, **extra}
 
-    def chunk(piece: str) -> dict:
+    def chunk(piece: Any) -> dict:
+        delta_ = piece if isinstance(piece, Delta) else Delta(content=str(piece))
+        logprobs = delta_.logprobs or None
         if kind == "complete":
-            return event([{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}])
-        delta = {"content": piece}
+            lp = _completion_logprobs(logprobs, started["offset"]) if logprobs else None
+            started["offset"] += len(delta_.content)
+            return event([{"index": 0, "text": delta_.content, "logprobs": lp, "finish_reason": None}])
+        delta: dict[str, Any] = {}
         if not started["role"]:  # the first chunk names the role, as OpenAI's do
             started["role"] = True
-            delta = {"role": "assistant", "content": piece}
-        return event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+            delta["role"] = "assistant"
+        if delta_.content or not (delta_.reasoning or delta_.tool_calls):
+            delta["content"] = delta_.content
+        if delta_.reasoning:
+            delta["reasoning_content"] = delta_.reasoning
+        if delta_.tool_calls:
+            delta["tool_calls"] = [_tool_call_delta(t) for t in delta_.tool_calls]
+        return event([{"index": 0, "delta": delta, "logprobs": _chat_logprobs(logprobs) if logprobs else None,
+                       "finish_reason": None}])
 
     def last(count: int) -> list[dict]:
         result = ended.get("result")
@@ -201,6 +303,12 @@ async def completions(request: Any) -> Any:
 
 # --- embeddings and rerank ---------------------------------------------------------------------------
 
+EMBEDDING_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions", "normalize", "batch_size", "user"})
+RERANK_FIELDS = frozenset({"model", "query", "documents", "top_n", "return_documents"})
+IMAGE_FIELDS = frozenset({"model", "prompt", "n", "size", "response_format", "seed", "steps", "guidance", "strength",
+                          "negative_prompt", "num_frames", "image", "user"})
+SPEECH_FIELDS = frozenset({"model", "input", "voice", "speed", "lang", "response_format"})
+
 
 def _b64_floats(vector: list[float]) -> str:
     packed = array("f", vector)
@@ -212,6 +320,7 @@ def _b64_floats(vector: list[float]) -> str:
 @endpoint
 async def embeddings(request: Any) -> Any:
     body = await read_json(request)
+    check_fields(body, EMBEDDING_FIELDS, "/v1/embeddings")
     service = _service(request)
     ref = field(body, "model", str)
     texts = text_list(body, "input")
@@ -225,7 +334,13 @@ async def embeddings(request: Any) -> Any:
         "dimensions": dimensions,  # drivers that can shorten vectors (Matryoshka) do; the check below stays
     }
     params = {k: v for k, v in params.items() if v is not None}
-    entry, vectors = await service.run(ref, "embed", lambda e: e.handle.embed(texts, **params))
+    def work(entry):
+        vectors = entry.handle.embed(texts, **params)
+        counter = getattr(entry.handle, "count_tokens", None)
+        return vectors, (counter(texts) if counter is not None else None)
+
+    entry, (vectors, counts) = await service.run(ref, "embed", work)
+    tokens = None if counts is None else int(sum(counts))
     vectors = [[float(x) for x in v] for v in vectors]
     if dimensions is not None and vectors and dimensions != len(vectors[0]):
         raise InvalidRequest(f"{entry.model.name} makes {len(vectors[0])}-dimensional vectors, not {dimensions}")
@@ -234,12 +349,13 @@ async def embeddings(request: Any) -> Any:
         for i, v in enumerate(vectors)
     ]
     return _json({"object": "list", "data": data, "model": entry.model.name,
-                  "usage": {"prompt_tokens": None, "total_tokens": None}})
+                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
 
 @endpoint
 async def rerank(request: Any) -> Any:
     body = await read_json(request)
+    check_fields(body, RERANK_FIELDS, "/v1/rerank")
     service = _service(request)
     ref = field(body, "model", str)
     query = field(body, "query", str)
@@ -283,6 +399,7 @@ async def images_generations(request: Any) -> Any:
     from corral.server.media import png_bytes
 
     body = await read_json(request)
+    check_fields(body, IMAGE_FIELDS, "/v1/images/generations")
     service = _service(request)
     ref = field(body, "model", str)
     prompt = field(body, "prompt", str)
@@ -333,6 +450,7 @@ async def audio_speech(request: Any) -> Any:
     from corral.server.media import pcm16, wav_bytes
 
     body = await read_json(request)
+    check_fields(body, SPEECH_FIELDS, "/v1/audio/speech")
     service = _service(request)
     ref = field(body, "model", str)
     text = field(body, "input", str)

@@ -44,8 +44,8 @@ class PieceStream:
                 for piece in iterator:
                     if self._stop.is_set():
                         break
-                    if piece:
-                        self._put(str(piece))
+                    if piece:  # text, or a corral.tools.Delta
+                        self._put(piece if not isinstance(piece, (bytes, int, float)) else str(piece))
             finally:
                 close = getattr(iterator, "close", None)
                 if close is not None:
@@ -56,8 +56,8 @@ class PieceStream:
         finally:
             self._turn.release()
 
-    async def next(self) -> str | None:
-        """The next piece, or None at the end; re-raises what the generator raised."""
+    async def next(self) -> Any:
+        """The next piece (text or a Delta), or None at the end; re-raises what the generator raised."""
         item = await self._queue.get()
         if item is _END:
             self._queue.put_nowait(_END)  # later calls keep seeing the end
@@ -80,8 +80,8 @@ def sse(data: Any) -> str:
 
 async def sse_pieces(
     stream: PieceStream,
-    first: str | None,
-    chunk: Callable[[str], dict],
+    first: Any,
+    chunk: Callable[[Any], dict],
     last: Callable[[int], list[dict]],
 ) -> AsyncIterator[str]:
     """SSE events: ``chunk(piece)`` per piece, then ``last(count)`` events and ``[DONE]``.
