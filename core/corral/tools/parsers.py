@@ -226,6 +226,8 @@ def _array(text: str, i: int) -> tuple[list[Span], int | None]:
     spans: list[Span] = []
     j = _skip(text, i + 1)
     while j < len(text):
+        if spans and spans[-1].end < j:  # the separator between items belongs to the calls
+            spans[-1] = _extend(spans[-1], j)
         if text[j] == "]":
             return spans, j + 1
         if text[j] == ",":

@@ -153,10 +153,14 @@ class ToolCallStream:
             rest, self.shown = self.text[self.shown:], len(self.text)
             return rest, (), ()
         deltas = list(self._deltas(final=True))
-        for index, call in enumerate(parsed.calls):  # a call whose arguments were sent whole at the end
-            if index >= len(self.ids):
+        calls = []
+        for index, call in enumerate(parsed.calls):
+            if index >= len(self.ids):  # a call whose arguments were sent whole at the end
                 deltas.append(ToolCallDelta(index=index, id=call.id, name=call.name))
                 deltas.append(ToolCallDelta(index=index, arguments=call.arguments))
+                calls.append(call)
+            else:
+                calls.append(ToolCall(self.ids[index], call.name, call.arguments))
         tail = ("\n" + parsed.content) if parsed.content else ""
         self.shown = len(self.text)
-        return tail if self.text[:self.region].strip() else parsed.content, tuple(deltas), parsed.calls
+        return tail if self.text[:self.region].strip() else parsed.content, tuple(deltas), tuple(calls)
