@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from corral.driver import LoadedModel, Unsupported, free_torch_memory, torch_memory, torch_threads
-from corral.errors import CorralError, DetectionError
-from corral.records import Format, Model
+from corral.api import LoadedModel, Unsupported, free_torch_memory, torch_memory, torch_threads
+from corral.api import CorralError, DetectionError
+from corral.api import Format, Model
 from corral_sentence_transformers.inputs import bool_param, int_param, texts_to_embed
 from corral_sentence_transformers.loading import (
     Options,
@@ -62,6 +62,17 @@ class EmbeddingModel(LoadedModel):
             raise _run_error(name, exc) from exc
         return vectors.tolist()
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text as the model reads them: its own tokenizer, special tokens included, cut at
+        its ``max_seq_length`` as encoding cuts them."""
+        texts = texts_to_embed(self.model.name, texts)
+        tokenize = getattr(self.encoder, "preprocess", None) or self.encoder.tokenize  # renamed in 5.x
+        features = tokenize(list(texts))
+        mask = features.get("attention_mask")
+        if mask is None:
+            return [len(ids) for ids in features["input_ids"]]
+        return [int(row.sum()) for row in mask]
+
     def rerank(self, query: str, documents: Sequence[str], **params: Any) -> list[tuple[int, float]]:
         raise Unsupported(f"model {self.model.name!r} is an embedding model and cannot rerank; use a rerank "
                           "(cross-encoder) model, or compare this model's embeddings by cosine")
@@ -76,7 +87,7 @@ class EmbeddingModel(LoadedModel):
 
 def _width_detected_now(model: Model) -> int | None:
     """What detecting the model's files again says its width is (None when they no longer detect)."""
-    from corral.detect import detect_path
+    from corral.api import detect_path
 
     try:
         facts = detect_path(model.path).facts
