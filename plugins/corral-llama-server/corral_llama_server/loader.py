@@ -1,0 +1,295 @@
+"""Loading a GGUF into llama.cpp's server engine (xllamacpp) so that a bad file is one clear error.
+
+llama.cpp is C++: a file that lies in its header can abort the whole process. So before llama.cpp sees a
+file, Corral's bounded header parser reads it and the hyperparameters llama.cpp divides by are checked,
+the LoRA against the base's tensor shapes, the projector against the model's width (as corral-llamacpp
+does). What llama.cpp still refuses is explained with the error line it logged, read from the process's
+stderr while the load runs.
+
+The engine runs in-process. llama-server insists on opening an HTTP listener; it gets a Unix socket in a
+private directory (mode 0700) and a random API key, so no TCP port is bound and no other user can reach
+it. Corral calls the engine's handlers directly.
+
+Memory is measured around the load (the engine warms up, so a mapped model's weights are resident): the
+process's resident set, and free memory per GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from corral.api import Category, ComponentKind, Format, Kind, LoraRequest, Model
+from corral.api import CorralError, DetectionError, Incompatible, InvalidSetting
+
+from corral_llama_server.options import common_params, context_length, parallel
+from corral_llama_server.templates import choose_template
+
+#: Hyperparameters that llama.cpp divides by or sizes buffers with: zero or absent means a broken header.
+_POSITIVE_HPARAMS = ("block_count", "embedding_length", "attention.head_count")
+#: One load at a time captures the process's stderr.
+_capture_lock = threading.Lock()
+
+
+def preflight(model: Model) -> Any:
+    """Check every file of ``model`` the way llama.cpp will need it; returns the first part's header.
+
+    Raises :class:`DetectionError` naming the file for a truncated or malformed GGUF, an adapter or
+    projector imported as a model, or hyperparameters that would crash llama.cpp.
+    """
+    from corral.api import read_gguf_header
+
+    if model.format != Format.GGUF:
+        raise Incompatible(f"{model.name} is {model.format}; llama.cpp loads GGUF files only")
+    parts = model.paths or (model.path,)
+    first = None
+    for part in parts:
+        if not Path(part).is_file():
+            raise DetectionError(f"{part}: the model file is gone; re-import it or fix the path")
+        header = read_gguf_header(part)
+        if first is not None:
+            continue  # later parts of a split GGUF carry tensors, not the model's metadata
+        first = header
+        meta = header.metadata
+        if meta.get("general.type") in ("adapter", "mmproj") or header.architecture == "clip":
+            raise DetectionError(f"{part} is a LoRA adapter or a projector, not a model llama.cpp can run")
+        if not header.tensors:
+            raise DetectionError(f"{part}: a GGUF without tensors, not a model")
+        arch = header.architecture
+        if not arch:
+            raise DetectionError(f"{part}: no general.architecture in the GGUF metadata; convert the model again")
+        for key in _POSITIVE_HPARAMS:
+            value = header.arch_value(key)
+            if value is None and key == "attention.head_count":
+                continue  # recurrent architectures (Mamba, RWKV) have no attention heads
+            values = value if isinstance(value, tuple) else (value,)
+            if not (
+                values
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+                and max(values) > 0
+            ):
+                raise DetectionError(
+                    f"{part}: {arch}.{key} is {value!r}; llama.cpp cannot run a model with that "
+                    "(the file is broken or hostile)"
+                )
+        context = header.arch_value("context_length")
+        if context is not None and (not isinstance(context, int) or context <= 0):
+            raise DetectionError(f"{part}: {arch}.context_length is {context!r}, not a context length")
+    return first
+
+
+def check_lora(model: Model, loras: Sequence[LoraRequest]) -> tuple[str, float] | None:
+    """The one GGUF adapter to apply, as (path, scale), after checking it fits ``model``."""
+    from corral.api import check_lora_fits, detect_gguf
+
+    if not loras:
+        return None
+    if len(loras) > 1:
+        raise Incompatible(f"{model.name}: llama.cpp applies one LoRA per load, {len(loras)} were asked")
+    request = loras[0]
+    lora = request.lora
+    if lora.format != Format.GGUF:
+        raise Incompatible(
+            f"LoRA {lora.name} is {lora.format}; llama.cpp needs a GGUF adapter "
+            "(convert it with llama.cpp's convert_lora_to_gguf.py)"
+        )
+    detection = detect_gguf(Path(lora.path))
+    if detection.kind != Kind.LORA:
+        raise Incompatible(f"{lora.path} is not a LoRA adapter (detected a {detection.kind})")
+    check_lora_fits(model, detection)
+    return str(lora.path), float(request.weight)
+
+
+def check_projector(model: Model) -> Path | None:
+    """The model's mmproj file, after checking its header and that its output width fits the model."""
+    from corral.api import detect_gguf
+
+    component = model.component(ComponentKind.MMPROJ)
+    if component is None:
+        return None
+    detection = detect_gguf(Path(component.path))
+    if detection.kind != Kind.COMPONENT or detection.component != ComponentKind.MMPROJ:
+        raise Incompatible(f"{component.path} is not an mmproj projector (detected a {detection.kind})")
+    width = detection.facts.extra.get("projection_dim")
+    hidden = model.facts.hidden_size
+    if isinstance(width, int) and hidden and width != hidden:
+        raise Incompatible(
+            f"mmproj {Path(component.path).name} projects to {width} dimensions, but {model.name} is {hidden} wide; "
+            "attach the projector made for this model"
+        )
+    return Path(component.path)
+
+
+def check_draft(model: Model, settings: Mapping[str, Any]) -> Path | None:
+    """The ``draft_model`` GGUF for speculative decoding, checked like a model of its own."""
+    from corral.api import read_gguf_header
+
+    value = settings.get("draft_model")
+    if not value:
+        return None
+    path = Path(str(value)).expanduser()
+    if not path.is_file():
+        raise InvalidSetting(f"{model.name}: draft_model {path} does not exist")
+    header = read_gguf_header(path)
+    if not header.tensors or header.metadata.get("general.type") in ("adapter", "mmproj"):
+        raise InvalidSetting(f"{model.name}: draft_model {path} is not a language model GGUF")
+    return path
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def gpu_free() -> dict[str, int]:
+    """Free memory per GPU device llama.cpp sees (device name -> bytes); empty on a CPU-only machine."""
+    import xllamacpp as x
+
+    gpu = {x.ggml_backend_dev_type.GGML_BACKEND_DEVICE_TYPE_GPU, x.ggml_backend_dev_type.GGML_BACKEND_DEVICE_TYPE_IGPU}
+    return {d["name"]: int(d["memory_free"]) for d in x.get_device_info() if d["type"] in gpu}
+
+
+@contextmanager
+def captured_stderr(echo: bool) -> Iterator[list[str]]:
+    """Collect what the process writes to file descriptor 2 meanwhile (llama.cpp's log); the list is
+    filled when the block ends. ``echo`` writes it on to the real stderr too."""
+    lines: list[str] = []
+    with _capture_lock, tempfile.TemporaryFile(mode="w+b") as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            time.sleep(0.05)  # llama.cpp logs from its own thread
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read(1 << 20).decode("utf-8", errors="replace")
+            lines.extend(text.splitlines())
+            if echo and text:
+                sys.stderr.write(text)
+
+
+def last_error(lines: Sequence[str]) -> str | None:
+    """The most telling error line llama.cpp logged, without its timestamp and function prefix."""
+    errors = [line for line in lines if " E " in line[:20] or "error" in line.lower()]
+    for wanted in ("error loading model:", "failed to", "error", "missing", "unknown", "invalid"):
+        for line in errors:
+            if wanted in line.lower():
+                text = line.split(" E ", 1)[-1].strip()
+                if "error loading model:" in text:
+                    text = text.split("error loading model:", 1)[1].strip()
+                return text
+    return None
+
+
+def load(model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest] = ()):
+    """Load ``model`` with ``settings`` and at most one LoRA; returns a :class:`LlamaServerModel`."""
+    import xllamacpp as x
+
+    from corral_llama_server.loaded import LlamaServerModel
+
+    header = preflight(model)
+    lora = check_lora(model, loras)
+    mmproj = check_projector(model)
+    draft = check_draft(model, settings)
+    params = common_params(model, settings)
+    params.model.path = str(model.path)
+    template = None
+    if model.category in (Category.EMBEDDING, Category.RERANK):
+        params.embedding = True
+        # One KV stream for all slots: with a stream per slot, llama.cpp pools the first of several texts
+        # embedded together wrongly. The cache holds no history between embeddings, so nothing is lost.
+        params.kv_unified = True
+        if model.category == Category.RERANK:
+            params.pooling_type = x.llama_pooling_type.LLAMA_POOLING_TYPE_RANK
+    else:
+        template = choose_template(
+            override=settings.get("chat_template"),
+            embedded=header.metadata.get("tokenizer.chat_template") if header else None,
+            architecture=model.facts.architecture or (header.architecture if header else None),
+        )
+        params.use_jinja = template.jinja
+        params.chat_template = template.source
+    if mmproj is not None:
+        params.mmproj.path = str(mmproj)
+        params.mmproj_use_gpu = params.n_gpu_layers != 0
+    if lora is not None:
+        adapter = x.CommonAdapterLoraInfo()
+        adapter.path, adapter.scale = lora
+        params.lora_adapters = [adapter]
+    if draft is not None:
+        params.speculative.types = [x.common_speculative_type.COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE]
+        params.speculative.draft.mparams.path = str(draft)
+        params.speculative.draft.n_max = int(settings.get("draft_max") or 16)
+        params.speculative.draft.n_gpu_layers = params.n_gpu_layers
+    socket_dir = tempfile.mkdtemp(prefix="corral-llama-server-")  # 0700: only this user
+    params.hostnames = [os.path.join(socket_dir, "engine.sock")]
+    params.api_keys = [secrets.token_hex(16)]
+
+    verbose = bool(settings.get("verbose"))
+    params.verbosity = 3 if verbose else 1
+    on_gpu = params.n_gpu_layers != 0
+    gpu_before = gpu_free() if on_gpu else {}
+    rss_before = _rss()
+    try:
+        with captured_stderr(echo=verbose) as log:
+            try:
+                server = x.Server(params)
+            except (RuntimeError, ValueError) as exc:
+                failure: Exception | None = exc
+            else:
+                failure = None
+    except BaseException:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+        raise
+    if failure is not None:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+        raise _load_error(model, settings, log, lora, mmproj, template) from None
+    ram = max(0, _rss() - rss_before)
+    vram = 0
+    if gpu_before:
+        after = gpu_free()
+        vram = sum(max(0, free - after.get(name, free)) for name, free in gpu_before.items())
+    return LlamaServerModel(
+        model, settings, loras,
+        server=server, socket_dir=socket_dir, template=template, projector=mmproj,
+        slots=parallel(settings), slot_context=context_length(model, settings),
+        memory={"ram": ram, "vram": vram},
+    )  # fmt: skip
+
+
+def _load_error(model: Model, settings: Mapping[str, Any], log: Sequence[str], lora, mmproj, template) -> CorralError:
+    why = last_error(log)
+    because = f": {why}" if why else ""
+    text = "\n".join(log).lower()
+    if lora and ("lora" in text or "adapter" in text):
+        return Incompatible(f"llama.cpp could not apply LoRA {lora[0]} to {model.name}{because}")
+    if mmproj is not None and ("clip" in text or "mtmd" in text or "mmproj" in text) and "error loading model" not in text:
+        return Incompatible(
+            f"mmproj {mmproj}: llama.cpp could not load this projector for {model.name}{because}; "
+            "attach the projector made for this model"
+        )
+    if template is not None and template.name == "custom" and "template" in text:
+        return InvalidSetting(f"{model.name}: llama.cpp refused the chat_template setting{because}")
+    if "context" in text and "error loading model" not in text:
+        return CorralError(
+            f"{model.name}: llama.cpp could not create {parallel(settings)} slot(s) of "
+            f"{context_length(model, settings)} tokens{because}; lower n_ctx or parallel "
+            f"(corral settings {model.name} --n-ctx N --set parallel=N) or free memory"
+        )
+    return DetectionError(
+        f"{model.path}: llama.cpp could not load this GGUF{because or ' (see its log: --set verbose=true)'}; "
+        "the file may be corrupt, or made for a newer llama.cpp (upgrade xllamacpp)"
+    )

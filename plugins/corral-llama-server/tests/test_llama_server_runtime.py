@@ -1,0 +1,99 @@
+"""Slots in the runtime and the server: a model loaded with ``parallel`` N runs N requests at once, 50
+more wait, the next is refused at once with 503 and Retry-After; ``ps`` and ``/api/status`` show it."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from corral.api import QueueFull
+
+FAST = {"threads": 1, "n_ctx": 256}
+WAIT = 60
+
+
+@pytest.fixture
+def runtime(library):
+    from corral.testing import Runtime
+
+    rt = Runtime(library, keep_alive=None)
+    yield rt
+    rt.close()
+
+
+def test_parallel_running_plus_fifty_waiting_then_503(library, tiny, runtime):
+    from corral.testing import ServerThread
+
+    library.update_settings(tiny.name, {**FAST, "parallel": 2})
+    running = [runtime.enter(tiny.name, "complete") for _ in range(2)]
+    entry = running[0][0]
+    assert all(turn.granted for _, turn in running)  # both at once: the model has 2 slots
+    assert entry.settings["parallel"] == 2 and entry.handle.parallel == 2
+    waiting = [runtime.enter(tiny.name, "complete")[1] for _ in range(50)]
+    assert not any(turn.granted for turn in waiting)
+    with pytest.raises(QueueFull, match="2 requests running and 50 waiting") as refused:
+        runtime.enter(tiny.name, "complete")
+    assert refused.value.retry_after >= 1
+    (info,) = runtime.ps()
+    assert (info.running, info.parallel, info.waiting, info.driver) == (2, 2, 50, "llama-server")
+
+    with ServerThread(runtime) as server:
+        answer = httpx.post(server.url + "/v1/completions", json={"model": tiny.name, "prompt": "hi", "max_tokens": 2},
+                            timeout=WAIT)
+        assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1
+        status = httpx.get(server.url + "/api/status", timeout=WAIT).json()
+        queue = status["queues"][tiny.name]
+        assert (queue["running"], queue["parallel"], queue["waiting"]) == (2, 2, 50)
+        ps = httpx.get(server.url + "/api/ps", timeout=WAIT).json()["models"][0]
+        assert (ps["running"], ps["parallel"], ps["waiting"]) == (2, 2, 50)
+
+        # Releasing one running request lets the first waiting one in; the rest stay in order.
+        running[0][1].release()
+        assert waiting[0].granted and not waiting[1].granted
+        for _, turn in running[1:]:
+            turn.release()
+        for turn in waiting:
+            turn.wait(WAIT)
+            turn.release()
+        answer = httpx.post(server.url + "/v1/completions", json={"model": tiny.name, "prompt": "hi", "max_tokens": 2},
+                            timeout=WAIT)
+        assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 2
+
+
+def test_requests_run_together_through_the_runtime(library, tiny, runtime):
+    """A model with two slots grants two turns at once, and both requests are served in them."""
+    library.update_settings(tiny.name, {**FAST, "parallel": 2})
+    results: dict[int, object] = {}
+    inside, finished, leave = (threading.Barrier(3, timeout=WAIT) for _ in range(3))
+
+    def ask(i: int) -> None:
+        with runtime.turn(tiny.name, "complete", timeout=WAIT) as entry:
+            inside.wait()  # both turns granted before either request is sent
+            results[i] = entry.handle.complete("hello", temperature=0, seed=i, max_tokens=8)
+            finished.wait()
+            leave.wait()
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    inside.wait()
+    finished.wait()
+    assert runtime.find(tiny.name).queue.running == 2
+    leave.wait()
+    for thread in threads:
+        thread.join(WAIT)
+    assert sorted(results) == [0, 1] and all(0 < r.completion_tokens <= 8 for r in results.values())
+    assert runtime.find(tiny.name).queue.served == 2
+
+
+def test_a_driver_without_slots_keeps_one_at_a_time(library, tiny, runtime):
+    library.update_settings(tiny.name, {**FAST, "parallel": 1})
+    entry, turn = runtime.enter(tiny.name, "complete")
+    assert entry.queue.slots == 1 and turn.granted
+    second = runtime.enter(tiny.name, "complete")[1]
+    assert not second.granted
+    turn.release()
+    assert second.granted
+    second.release()
