@@ -149,6 +149,8 @@ def estimate_gguf(
         notes.append(f"{unknown} tensor(s) of a ggml type Corral does not know are not counted")
     for layer in range(shape.n_layer):
         split.add("kv_cache", lc.layer_kv_bytes(shape, run, layer), layer in gpu and run.offload_kqv)
+    if run.n_seq > 1:
+        notes.append(f"parallel {run.n_seq}: a KV cache of {run.n_ctx} tokens for each of {run.n_seq} slots")
     if shape.swa_layers and run.swa_full:
         notes.append("sliding-window layers keep a full-size cache (swa_full, llama.cpp's default)")
     elif shape.swa_layers:

@@ -100,6 +100,9 @@ class LlamaRun:
     flash_attn: bool
     swa_full: bool
     offload_kqv: bool
+    #: Sequences with a KV cache of their own (llama-server's slots, the ``parallel`` setting); ``n_ctx``
+    #: is the context of each.
+    n_seq: int = 1
 
     @classmethod
     def from_settings(cls, shape: LlamaShape, settings: Mapping[str, Any]) -> "LlamaRun":
@@ -115,6 +118,7 @@ class LlamaRun:
             # llama.cpp's own default (and llama-cpp-python's): a full-size cache for windowed layers too.
             swa_full=_flag(_setting(settings, "swa_full", default=True)),
             offload_kqv=_flag(_setting(settings, "offload_kqv", default=True)),
+            n_seq=max(1, int(_setting(settings, "parallel", default=1))),
         )
 
 
@@ -122,22 +126,24 @@ def cache_cells(shape: LlamaShape, run: LlamaRun, swa: bool) -> int:
     """Cells llama.cpp allocates for the full-attention cache, or for the sliding-window one.
 
     The windowed cache holds the window plus one micro-batch, padded, never more than the context;
-    with ``swa_full`` it is as large as the context.
+    with ``swa_full`` it is as large as the context. With several sequences (slots), llama.cpp pads
+    their total context and gives each sequence its share: these are the cells of one.
     """
-    full = pad(run.n_ctx, KV_PAD)
+    full = pad(run.n_ctx * run.n_seq, KV_PAD) // run.n_seq
     if not swa or run.swa_full or not shape.n_swa:
         return full
     return min(full, pad(shape.n_swa + run.n_ubatch, KV_PAD))
 
 
 def layer_kv_bytes(shape: LlamaShape, run: LlamaRun, layer: int) -> int:
-    """KV cache bytes of one layer: (key width × cells) and (value width × cells) in the cache types."""
+    """KV cache bytes of one layer: (key width × cells) and (value width × cells) in the cache types,
+    for every sequence."""
     if not shape.causal:
         return 0
     swa = bool(shape.swa_layers) and shape.swa_layers[layer]
     cells = cache_cells(shape, run, swa)
     (kb, kn), (vb, vn) = run.type_k, run.type_v
-    return shape.n_embd_k[layer] * cells // kn * kb + shape.n_embd_v[layer] * cells // vn * vb
+    return run.n_seq * (shape.n_embd_k[layer] * cells // kn * kb + shape.n_embd_v[layer] * cells // vn * vb)
 
 
 def kv_bytes(shape: LlamaShape, run: LlamaRun, layers: Sequence[int] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Per-model request queue: one request runs at a time, a bounded number wait, the next is refused.
+"""Per-model request queue: up to ``slots`` requests run at once (1 for most drivers; a batching driver
+declares more), a bounded number wait, the next is refused.
 
 Admission never blocks: :meth:`RequestQueue.enter` either grants the turn, queues it, or raises
 :class:`corral.errors.QueueFull` at once. Waiting works from a thread (:meth:`Turn.wait`) and from an
@@ -106,13 +107,15 @@ class Turn:
 
 
 class RequestQueue:
-    """The requests for one loaded model: one served at a time, at most ``max_waiting`` waiting (FIFO)."""
+    """The requests for one loaded model: up to ``slots`` served at once, at most ``max_waiting`` waiting
+    (FIFO)."""
 
-    def __init__(self, name: str, max_waiting: int = MAX_WAITING) -> None:
+    def __init__(self, name: str, max_waiting: int = MAX_WAITING, slots: int = 1) -> None:
         self.name = name
         self.max_waiting = max_waiting
+        self.slots = max(1, int(slots))
         self._lock = threading.Lock()
-        self._active: Turn | None = None
+        self._active: set[Turn] = set()
         self._waiting: collections.deque[Turn] = collections.deque()
         self._closed: str | None = None
         self._drained = threading.Condition(self._lock)
@@ -125,7 +128,13 @@ class RequestQueue:
 
     @property
     def busy(self) -> bool:
-        return self._active is not None
+        """At least one request is running."""
+        return bool(self._active)
+
+    @property
+    def running(self) -> int:
+        """Requests running now (at most :attr:`slots`)."""
+        return len(self._active)
 
     @property
     def waiting(self) -> int:
@@ -135,29 +144,32 @@ class RequestQueue:
     def idle(self) -> bool:
         """No request running and none waiting."""
         with self._lock:
-            return self._active is None and not self._waiting
+            return not self._active and not self._waiting
 
     def retry_after(self) -> int:
         """Seconds a refused client should wait: the queue ahead of it at the recent pace (1..600)."""
-        return int(min(600, max(1, math.ceil(self._service_s * (len(self._waiting) + 1)))))
+        rounds = len(self._waiting) // self.slots + 1
+        return int(min(600, max(1, math.ceil(self._service_s * rounds))))
 
     # --- admission -----------------------------------------------------------------------------------
 
     def enter(self) -> Turn:
-        """Take a place: the turn at once when idle, a waiting place, or :class:`QueueFull` immediately."""
+        """Take a place: the turn at once when a slot is free, a waiting place, or :class:`QueueFull`
+        immediately."""
         turn = Turn(self)
         with self._lock:
             if self._closed is not None:
                 raise QueueClosed(self._closed)
-            if self._active is None and not self._waiting:
-                self._active = turn
+            if len(self._active) < self.slots and not self._waiting:
+                self._active.add(turn)
                 turn._grant()
                 return turn
             if len(self._waiting) >= self.max_waiting:
                 self.rejected += 1
+                running = len(self._active)
                 error = QueueFull(
-                    f"{self.name} is busy: 1 request running and {len(self._waiting)} waiting "
-                    f"(the most allowed); retry later"
+                    f"{self.name} is busy: {running} request{'s' if running != 1 else ''} running and "
+                    f"{len(self._waiting)} waiting (the most allowed); retry later"
                 )
                 error.retry_after = self.retry_after()
                 raise error
@@ -166,17 +178,18 @@ class RequestQueue:
 
     def _release(self, turn: Turn) -> None:
         with self._lock:
-            if turn.released or self._active is not turn:
+            if turn.released or turn not in self._active:
                 return
             turn.released = True
             self.served += 1
             elapsed = time.monotonic() - turn.granted_at
             self._service_s = 0.8 * self._service_s + 0.2 * elapsed
-            self._active = None
+            self._active.discard(turn)
             if self._waiting and self._closed is None:
-                self._active = self._waiting.popleft()
-                self._active._grant()
-            else:
+                nxt = self._waiting.popleft()
+                self._active.add(nxt)
+                nxt._grant()
+            elif not self._active:
                 self._drained.notify_all()
 
     def _cancel(self, turn: Turn) -> None:
@@ -190,23 +203,23 @@ class RequestQueue:
     # --- closing -------------------------------------------------------------------------------------
 
     def close(self, reason: str) -> None:
-        """Refuse new requests and fail the waiting ones with ``reason``; the running one finishes."""
+        """Refuse new requests and fail the waiting ones with ``reason``; the running ones finish."""
         with self._lock:
             self._closed = reason
             while self._waiting:
                 self._waiting.popleft()._fail(QueueClosed(reason))
-            if self._active is None:
+            if not self._active:
                 self._drained.notify_all()
 
     def close_if_idle(self, reason: str) -> bool:
         """Close only when nothing runs or waits (the watchdog never interrupts a request)."""
         with self._lock:
-            if self._closed is not None or self._active is not None or self._waiting:
+            if self._closed is not None or self._active or self._waiting:
                 return False
             self._closed = reason
             return True
 
     def wait_drained(self, timeout: float | None = None) -> bool:
-        """After :meth:`close`, wait until the running request (if any) has finished."""
+        """After :meth:`close`, wait until the running requests (if any) have finished."""
         with self._lock:
-            return self._drained.wait_for(lambda: self._active is None, timeout)
+            return self._drained.wait_for(lambda: not self._active, timeout)
