@@ -26,16 +26,37 @@ lora_option = click.option("--lora", "loras", multiple=True, metavar="NAME[=WEIG
 @click.option("--temperature", type=float)
 @click.option("--max-tokens", type=int)
 @click.option("--seed", type=int)
+@click.option("--json-schema", "schema_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Answer as JSON matching the JSON schema in FILE (decoding is constrained to it).")
+@click.option("--tools", "tools_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Offer the functions in FILE (OpenAI tools JSON) and print the calls the model makes.")
+@click.option("--tool-choice", default=None, metavar="auto|required|none|NAME",
+              help="With --tools: let the model choose (auto), force a call (required) or call NAME.")
 @click.option("--force", is_flag=True, help="Load even when the memory estimate does not fit.")
 @pass_app
-def chat_cmd(app: App, model, prompt, loras, n_ctx, temperature, max_tokens, seed, force) -> None:
-    """Chat with MODEL: one answer to PROMPT, or an interactive session without one."""
+def chat_cmd(app: App, model, prompt, loras, n_ctx, temperature, max_tokens, seed, schema_file, tools_file,
+             tool_choice, force) -> None:
+    """Chat with MODEL: one answer to PROMPT, or an interactive session without one.
+
+    With --json-schema or --tools, PROMPT is answered once and the structured answer (the JSON, or the
+    tool calls as a JSON list of {name, arguments}) is printed."""
     overrides = {"n_ctx": n_ctx} if n_ctx is not None else {}
     params = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens), ("seed", seed)) if v is not None}
+    structured = _structured(schema_file, tools_file, tool_choice)
+    if structured and prompt is None:
+        raise click.UsageError("--json-schema and --tools answer one PROMPT; give it")
     with use_model(app, model, loras=loras, overrides=overrides, force=force) as handle:
+        if structured:
+            result = handle.chat([{"role": "user", "content": prompt}], **params, **structured)
+            if getattr(result, "tool_calls", ()):
+                calls = [{"name": c.name, "arguments": json.loads(c.arguments)} for c in result.tool_calls]
+                click.echo(json.dumps(calls, indent=2, ensure_ascii=False))
+            else:
+                click.echo(result.text)
+            return
         if prompt is not None:
             for piece in handle.chat([{"role": "user", "content": prompt}], stream=True, **params):
-                click.echo(piece, nl=False)
+                click.echo(_text(piece), nl=False)
             click.echo()
             return
         history: list[dict] = []
@@ -50,10 +71,49 @@ def chat_cmd(app: App, model, prompt, loras, n_ctx, temperature, max_tokens, see
             history.append({"role": "user", "content": line})
             answer = []
             for piece in handle.chat(history, stream=True, **params):
-                answer.append(piece)
-                click.echo(piece, nl=False)
+                answer.append(_text(piece))
+                click.echo(_text(piece), nl=False)
             click.echo()
             history.append({"role": "assistant", "content": "".join(answer)})
+
+
+def _text(piece) -> str:
+    """The content of a streamed piece (a driver may stream corral.tools.Delta objects; thoughts are not
+    printed)."""
+    return piece if isinstance(piece, str) else getattr(piece, "content", "")
+
+
+def _read_json_file(path: Path, what: str):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CorralError(f"{path}: cannot read {what} from it ({exc})") from None
+
+
+def _structured(schema_file, tools_file, tool_choice) -> dict:
+    """The chat parameters of --json-schema / --tools / --tool-choice."""
+    out: dict = {}
+    if schema_file is not None:
+        schema = _read_json_file(schema_file, "a JSON schema")
+        if not isinstance(schema, dict):
+            raise CorralError(f"{schema_file}: a JSON schema is a JSON object")
+        out["response_format"] = {"type": "json_schema",
+                                  "json_schema": {"name": Path(schema_file).stem or "answer", "schema": schema,
+                                                  "strict": True}}
+    if tools_file is not None:
+        tools = _read_json_file(tools_file, "tools")
+        if isinstance(tools, dict):
+            tools = tools.get("tools", [tools])
+        out["tools"] = [t if isinstance(t, dict) and "function" in t else {"type": "function", "function": t}
+                        for t in tools] if isinstance(tools, list) else tools
+        if tool_choice in (None, "auto", "required", "none"):
+            if tool_choice:
+                out["tool_choice"] = tool_choice
+        else:
+            out["tool_choice"] = {"type": "function", "function": {"name": tool_choice}}
+    elif tool_choice is not None:
+        raise click.UsageError("--tool-choice needs --tools")
+    return out
 
 
 def _texts_to_embed(texts, text_file) -> list[str]:

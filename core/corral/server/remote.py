@@ -54,17 +54,26 @@ class RemoteModel:
         answer = self.client.post(path, body)
         choice = answer["choices"][0]
         usage = answer.get("usage") or {}
+        message = choice.get("message") or {}
+        calls = ()
+        if chat and message.get("tool_calls"):
+            from corral.tools import ToolCall
+
+            calls = tuple(ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
+                          for c in message["tool_calls"])
         return ChatResult(
-            text=choice["message"]["content"] if chat else choice["text"],
+            text=(message.get("content") or "") if chat else choice["text"],
             finish_reason=choice.get("finish_reason") or "stop",
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
+            tool_calls=calls,
+            reasoning=message.get("reasoning_content"),
         )
 
     def _pieces(self, path: str, body: dict, chat: bool) -> Iterator[str]:
         for event in self.client.events(path, {**body, "stream": True}):
             for choice in event.get("choices", ()):
-                piece = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                piece = (choice.get("delta") or {}).get("content") if chat else choice.get("text")  # text only
                 if piece:
                     yield piece
 
