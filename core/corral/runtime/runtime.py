@@ -50,6 +50,9 @@ class LoadedInfo:
     waiting: int
     served: int
     rejected: int
+    #: Requests running now, and how many the model runs at once (its slots).
+    running: int = 0
+    parallel: int = 1
 
 
 @attrs.define(eq=False)
@@ -97,6 +100,8 @@ class Loaded:
             waiting=self.queue.waiting,
             served=self.queue.served,
             rejected=self.queue.rejected,
+            running=self.queue.running,
+            parallel=self.queue.slots,
         )
 
 
@@ -199,7 +204,7 @@ class Runtime:
         model = lib.store.get_model(ref)
         with self._slot_lock(model.category):
             # Read again under the lock: saved settings may have changed while waiting for it.
-            plan = lib.plan_load(lib.store.get_model(model.id), loras=loras, overrides=settings)
+            plan = with_slots(lib.plan_load(lib.store.get_model(model.id), loras=loras, overrides=settings))
             key = config_key(model.id, plan.loras, plan.settings)
             with self._state:
                 victims = [e for e in self._loaded.values() if same_slot(e.model.category, model.category)]
@@ -241,7 +246,7 @@ class Runtime:
             settings=dict(plan.settings),
             loras=plan.loras,
             key=key,
-            queue=RequestQueue(model.name, self.max_waiting),
+            queue=RequestQueue(model.name, self.max_waiting, getattr(handle, "parallel", None) or slots(plan)),
             memory=memory,
             keep_alive=keep_alive,
         )
@@ -366,6 +371,23 @@ class Runtime:
         """Stream a ``chat`` or ``complete`` answer; the model's turn is held until the stream ends."""
         with self.turn(ref, task) as entry:
             yield from getattr(entry.handle, task)(*args, stream=True, **params)
+
+
+def slots(plan: LoadPlan) -> int:
+    """Requests a load runs at once: its ``parallel`` setting where the driver declares one (else that
+    spec's default, the driver's), 1 for drivers without it."""
+    spec = next((s for s in plan.driver.settings if s.name == "parallel"), None)
+    if spec is None:
+        return 1
+    return max(1, int(plan.settings.get("parallel") or spec.default or 1))
+
+
+def with_slots(plan: LoadPlan) -> LoadPlan:
+    """``plan`` with its slot count written into the settings, for a driver that has slots: the memory
+    estimate counts every slot's KV cache, and the load record says how many there were."""
+    if not any(s.name == "parallel" for s in plan.driver.settings):
+        return plan
+    return attrs.evolve(plan, settings={**plan.settings, "parallel": slots(plan)})
 
 
 def check_task(model: Model, task: str | None) -> None:
