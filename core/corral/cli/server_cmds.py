@@ -165,9 +165,9 @@ def ps_cmd(as_json) -> None:
     for m in models:
         until = "never" if m["expires_in"] is None else _ago(m["expires_in"])
         rows.append((m["name"], m["category"], m["driver"], ",".join(m["loras"]) or "-", human_size(m["ram"]),
-                     human_size(m["vram"]), "yes" if m["busy"] else "no", m["waiting"],
-                     _ago(now - m["last_used"]), until))
-    table(rows, ["NAME", "CATEGORY", "DRIVER", "LORAS", "RAM", "VRAM", "BUSY", "WAITING", "IDLE", "UNLOAD IN"])
+                     human_size(m["vram"]), f"{m.get('running', int(m['busy']))}/{m.get('parallel', 1)}",
+                     m["waiting"], _ago(now - m["last_used"]), until))
+    table(rows, ["NAME", "CATEGORY", "DRIVER", "LORAS", "RAM", "VRAM", "RUNNING", "WAITING", "IDLE", "UNLOAD IN"])
 
 
 COMMANDS = (serve_cmd, load_cmd, unload_cmd, ps_cmd)
