@@ -131,7 +131,8 @@ async def status(request: Any) -> Any:
             "system": system,
             "models": to_data(loaded),
             "queues": {
-                m.name: {"busy": m.busy, "waiting": m.waiting, "served": m.served, "rejected": m.rejected}
+                m.name: {"busy": m.busy, "running": m.running, "parallel": m.parallel, "waiting": m.waiting,
+                         "served": m.served, "rejected": m.rejected}
                 for m in loaded
             },
             "events": list(watchdog.events) if watchdog else [],
