@@ -142,6 +142,7 @@ class LlamaCppModel(LoadedModel):
         tools = asked.tools if asked.tools is not None and asked.tools.choice != "none" else None
         extra: dict[str, Any] = {}
         family = family_of(source)
+        messages = template_messages(messages)
         if "tool" not in source:  # a template that knows no tool turns (Gemma's)
             messages = plain_tool_messages(messages)
         if tools is not None:
@@ -151,7 +152,7 @@ class LlamaCppModel(LoadedModel):
                 messages = with_tools_prompt(messages, tools)
         if thinking_off(self.settings, asked.effort) and template_switch(source):
             extra["enable_thinking"] = False
-        prompt = self.renderer.render(template_messages(messages), **extra)
+        prompt = self.renderer.render(messages, **extra)
         schema = None
         if tools is not None and tools.forced:
             if asked.format.constrained:

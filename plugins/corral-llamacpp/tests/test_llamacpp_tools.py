@@ -1,0 +1,133 @@
+"""Tools, structured output and log-probabilities through the llama.cpp driver.
+
+The families' published chat templates are written into tiny GGUF models: the tools and the tool
+results must come out through each template, and a chat with tools must answer (random weights: its
+answer falls back to content). The real Gemma answers a JSON schema and forced calls through the real
+``openai`` client against a started server.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from corral.api import InvalidRequest
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+                   "required": ["city", "unit"], "additionalProperties": False}}}  # fmt: skip
+HISTORY = [
+    {"role": "user", "content": "Weather in Paris?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "abc123def", "type": "function", "function": {"name": "get_weather",
+                                                             "arguments": '{"city": "Paris", "unit": "c"}'}}]},
+    {"role": "tool", "tool_call_id": "abc123def", "content": "18 C"},
+]
+
+
+@pytest.fixture(params=sorted(__import__("tool_templates").FAMILIES))
+def family_model(request, library, tmp_path):
+    from factories import write_tiny_gguf
+    from tool_templates import FAMILIES
+
+    template, shown, result = FAMILIES[request.param]
+    path = write_tiny_gguf(tmp_path / f"{request.param}.gguf", chat_template=template, context_length=8192)
+    model = library.import_path(path).model
+    with library.open_model(model.id, overrides={"n_ctx": 8192}) as handle:
+        yield request.param, handle, shown, result
+
+
+def test_family_templates_render_tools_and_results(family_model):
+    family, handle, shown, result = family_model
+    assert handle.tool_family == family
+    prompt = handle.render([HISTORY[0]], tools=[WEATHER])
+    assert shown in prompt and "get_weather" in prompt
+    back = handle.render(HISTORY, tools=[WEATHER])
+    assert result in back
+    answer = handle.chat(HISTORY, tools=[WEATHER], max_tokens=8, temperature=0, seed=0)
+    assert answer.finish_reason in ("stop", "length", "tool_calls")
+    forced = handle.chat([HISTORY[0]], tools=[WEATHER], tool_choice="required", max_tokens=60, temperature=0,
+                         seed=0)
+    assert forced.finish_reason in ("tool_calls", "length")
+    if forced.finish_reason == "tool_calls":
+        assert forced.tool_calls[0].name == "get_weather"
+
+
+def test_unsupported_schema_keyword_is_named(tiny, library):
+    with library.open_model(tiny.id, overrides={"n_ctx": 256}) as handle:
+        fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "integer", "minimum": 1}}}
+        with pytest.raises(InvalidRequest, match="'minimum'"):
+            handle.chat([{"role": "user", "content": "x"}], response_format=fmt)
+
+
+@pytest.mark.slow
+def test_gemma_through_the_openai_client(gemma_library, tmp_path):
+    import jsonschema
+    import openai
+
+    from corral.testing import Runtime, ServerThread
+    from llamacpp_factories import GEMMA_SETTINGS
+
+    gemma_library.update_settings("gemma", GEMMA_SETTINGS)
+    runtime = Runtime(gemma_library)
+    try:
+        with ServerThread(runtime) as server:
+            client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+            question = [{"role": "user", "content": "Give the capital of France and its population."}]
+            schema = {"type": "object", "properties": {"city": {"type": "string"},
+                                                       "population": {"type": "integer"}},
+                      "required": ["city", "population"], "additionalProperties": False}
+            answer = client.chat.completions.create(
+                model="gemma", messages=question, temperature=0, seed=0, max_tokens=64,
+                response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema,
+                                                                        "strict": True}})
+            jsonschema.validate(json.loads(answer.choices[0].message.content), schema)
+
+            asked = [{"role": "user", "content": "What is the weather in Paris?"}]
+            named = {"type": "function", "function": {"name": "get_weather"}}
+            called = client.chat.completions.create(model="gemma", messages=asked, tools=[WEATHER],
+                                                    tool_choice=named, temperature=0, seed=0, max_tokens=64)
+            choice = called.choices[0]
+            assert choice.finish_reason == "tool_calls" and choice.message.content is None
+            call = choice.message.tool_calls[0]
+            assert call.function.name == "get_weather"
+            jsonschema.validate(json.loads(call.function.arguments), WEATHER["function"]["parameters"])
+
+            pieces, names, ids, reasons = [], set(), set(), []
+            stream = client.chat.completions.create(model="gemma", messages=asked, tools=[WEATHER],
+                                                    tool_choice=named, temperature=0, seed=0, max_tokens=64,
+                                                    stream=True, stream_options={"include_usage": True})
+            usage = None
+            for chunk in stream:
+                usage = chunk.usage or usage
+                for c in chunk.choices:
+                    reasons.append(c.finish_reason)
+                    for t in c.delta.tool_calls or ():
+                        ids.add(t.id) if t.id else None
+                        names.add(t.function.name) if t.function.name else None
+                        pieces.append(t.function.arguments or "")
+            assert len([p for p in pieces if p]) > 1  # the arguments came in pieces
+            assert "".join(pieces) == call.function.arguments and names == {"get_weather"} and len(ids) == 1
+            assert reasons[-1] == "tool_calls" and usage.completion_tokens > 0 and usage.prompt_tokens > 0
+
+            lp = client.chat.completions.create(model="gemma", messages=question, max_tokens=5, temperature=0,
+                                                seed=0, logprobs=True, top_logprobs=3)
+            content = lp.choices[0].logprobs.content
+            assert len(content) == lp.usage.completion_tokens or len(content) >= 1
+            assert all(t.logprob <= 0 and len(t.top_logprobs) == 3 for t in content)
+            text = client.completions.create(model="gemma", prompt="The sky is", max_tokens=4, logprobs=2,
+                                             temperature=0, seed=0)
+            assert all(v <= 0 for v in text.choices[0].logprobs.token_logprobs)
+
+            with pytest.raises(openai.BadRequestError, match="store"):
+                client.chat.completions.create(model="gemma", messages=question, store=True)
+            with pytest.raises(openai.BadRequestError, match="the prompt is .* tokens but the context holds"):
+                client.chat.completions.create(model="gemma", messages=[
+                    {"role": "user", "content": "Paris is lovely. " * 400}])
+            several = client.chat.completions.create(model="gemma", messages=question, n=2, max_tokens=4, seed=1)
+            assert len(several.choices) == 2
+    finally:
+        runtime.close()
+        gemma_library.update_settings("gemma", {}, unset=list(GEMMA_SETTINGS))
