@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping, Sequence
 
-from corral.driver import LoadedModel, free_torch_memory
-from corral.errors import CorralError
-from corral.records import ChatResult, LoraRequest, Model
-from corral.sampling import with_defaults, with_system_prompt
+from corral.api import LoadedModel, free_torch_memory
+from corral.api import CorralError, InvalidRequest
+from corral.api import ChatResult, LoraRequest, Model
+from corral.api import with_defaults, with_system_prompt
 
 from corral_transformers import chat_template, generate
 from corral_transformers.options import LoadOptions
@@ -20,6 +20,9 @@ class TransformersModel(LoadedModel):
     ``lm`` and ``tokenizer`` are the transformers objects themselves, for callers that need more than
     chat and completion (logits, embeddings of the last layer).
     """
+
+    #: What generate honours; the server refuses other fields (presence_penalty, tools, ...) by name.
+    request_fields = frozenset(generate.PARAMS) | {"stop"}
 
     def __init__(
         self,
@@ -140,7 +143,7 @@ class TransformersModel(LoadedModel):
         n_prompt = int(inputs["input_ids"].shape[1])
         room = self.context_length - n_prompt
         if room <= 0:
-            raise CorralError(
+            raise InvalidRequest(
                 f"{self.model.name}: the prompt is {n_prompt} tokens but the context holds {self.context_length}; "
                 f"shorten it or raise the context: corral settings {self.model.name} --n-ctx N"
             )
