@@ -439,10 +439,27 @@ class Library:
         matching = [d for d in self.host.drivers if d.handles(model)]
         return sorted(matching, key=lambda d: -d.priority)
 
-    def driver_for(self, model: Model) -> type[Driver]:
-        """The driver that loads ``model``; a missing plugin or backend raises the install message."""
+    def choose_driver(self, model: Model) -> type[Driver] | None:
+        """The driver that would load ``model`` (its ``driver`` setting, else the ``select_driver`` hook,
+        else the highest priority), without checking its backend; None when no installed driver can."""
         candidates = self.candidate_drivers(model)
         if not candidates:
+            return None
+        wanted = model.settings.get("driver")  # the model's own choice, when several drivers can load it
+        named = [d for d in candidates if d.name == wanted]
+        if wanted and not named:
+            raise PluginMissing(
+                f"{model.name}: its driver setting names {wanted!r}, which cannot load it here (drivers that can: "
+                f"{', '.join(d.name for d in candidates)}); corral settings {model.name} --unset driver"
+            )
+        return named[0] if named else (
+            self.host.first_result("select_driver", model=model, drivers=candidates) or candidates[0]
+        )
+
+    def driver_for(self, model: Model) -> type[Driver]:
+        """The driver that loads ``model``; a missing plugin or backend raises the install message."""
+        chosen = self.choose_driver(model)
+        if chosen is None:
             dist = known.driver_distribution(model.category, model.format)
             needs = f"the {dist} plugin: pip install {dist}" if dist else "a plugin for it"
             raise PluginMissing(
@@ -450,7 +467,6 @@ class Library:
                 f"loading it needs {needs}",
                 distribution=dist,
             )
-        chosen = self.host.first_result("select_driver", model=model, drivers=candidates) or candidates[0]
         status = chosen.check()
         if not status.available:
             raise PluginMissing(

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from corral.cli.base import App, emit_json, human_count, human_size, json_option, pass_app, table
+from corral.errors import CorralError
 from corral.records import Category
 
 CATEGORY = click.Choice([c.value for c in Category])
@@ -174,10 +175,15 @@ def show_cmd(app: App, model, as_json) -> None:
     """Show everything the library knows about MODEL (id or name)."""
     record = app.library.check_files(app.library.store.get_model(model))
     loras = app.library.store.list_loras(record.id)
+    try:
+        driver = getattr(app.library.choose_driver(record), "name", None)
+    except CorralError as exc:  # a driver setting naming a driver that cannot load it
+        driver = f"none ({exc})"
     if as_json:
-        emit_json({"model": record, "loras": loras})
+        emit_json({"model": record, "loras": loras, "driver": driver})
         return
     print_model(record)
+    click.echo(f"  driver: {driver or 'none installed for it'}")
     for lora in loras:
         click.echo(f"  lora {lora.name}  {lora.path}  (weight {lora.weight})")
 

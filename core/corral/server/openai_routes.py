@@ -15,7 +15,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from corral.errors import InvalidRequest
+from corral.errors import CorralError, InvalidRequest
 from corral.records import ChatResult
 from corral.server.bodies import (
     CHAT_FIELDS,
@@ -64,7 +64,18 @@ def _finish(count: int, params: dict) -> str:
 # --- models ------------------------------------------------------------------------------------------
 
 
-def _model_card(model: Any, loaded: bool) -> dict:
+def _served_by(service: Service, model: Any) -> str | None:
+    """The driver serving ``model`` (the loaded one's, else the one a load would pick); in a worker thread."""
+    entry = service.runtime.find(model.id)
+    if entry is not None:
+        return entry.driver
+    try:
+        return getattr(service.runtime.lib().choose_driver(model), "name", None)
+    except CorralError:
+        return None
+
+
+def _model_card(model: Any, loaded: bool, driver: str | None = None) -> dict:
     return {
         "id": model.name,
         "object": "model",
@@ -74,22 +85,24 @@ def _model_card(model: Any, loaded: bool) -> dict:
         "category": model.category.value,
         "format": model.format.value,
         "loaded": loaded,
+        "driver": driver,
     }
 
 
 @endpoint
 async def list_models(request: Any) -> Any:
     service = _service(request)
-    models = await service.in_thread(lambda: list(service.servable_models()))
+    models = await service.in_thread(lambda: [(m, _served_by(service, m)) for m in service.servable_models()])
     loaded = {e.model.id for e in service.runtime.entries()}
-    return _json({"object": "list", "data": [_model_card(m, m.id in loaded) for m in models]})
+    return _json({"object": "list", "data": [_model_card(m, m.id in loaded, d) for m, d in models]})
 
 
 @endpoint
 async def get_model(request: Any) -> Any:
     service = _service(request)
     model = await service.in_thread(service.runtime.resolve, request.path_params["model"])
-    return _json(_model_card(model, service.runtime.find(model.id) is not None))
+    driver = await service.in_thread(_served_by, service, model)
+    return _json(_model_card(model, service.runtime.find(model.id) is not None, driver))
 
 
 # --- chat and completions ----------------------------------------------------------------------------

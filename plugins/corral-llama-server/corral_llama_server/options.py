@@ -25,6 +25,7 @@ SPLIT_MODES = ("none", "layer", "row")
 ROPE_SCALING = ("none", "linear", "yarn", "longrope")
 
 SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("driver", str, "the driver that loads this model when several can (llama-server, llamacpp)", None),
     SettingSpec("parallel", int, "requests decoded together in one batch (slots, each with n_ctx tokens)",
                 DEFAULT_PARALLEL, minimum=1, maximum=256),
     SettingSpec("cache_prompt", bool, "reuse a slot's cached prompt prefix for the next request", True),

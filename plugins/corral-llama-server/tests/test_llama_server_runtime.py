@@ -97,3 +97,35 @@ def test_a_driver_without_slots_keeps_one_at_a_time(library, tiny, runtime):
     turn.release()
     assert second.granted
     second.release()
+
+
+def test_driver_setting_picks_this_driver_over_llamacpp(tmp_path, tiny_path):
+    """With corral-llamacpp installed too, it serves GGUF chat unless the model's ``driver`` setting names
+    this one; ``corral show`` and ``/v1/models`` say which driver serves it."""
+    corral_llamacpp = pytest.importorskip("corral_llamacpp")
+    import corral_llama_server
+    from click.testing import CliRunner
+
+    from corral.testing import Runtime, ServerThread, as_json, build_cli, installed_host, open_library
+
+    with installed_host(corral_llamacpp, corral_llama_server) as host:
+        library = open_library(tmp_path / "home", host)
+        model = library.import_path(tiny_path).model
+        assert library.driver_for(model).name == "llamacpp"
+        library.update_settings(model.name, {"driver": "llama-server", **FAST})
+        assert library.driver_for(library.store.get_model(model.name)).name == "llama-server"
+        shown = as_json(CliRunner(env={"CORRAL_HOME": str(tmp_path / "home")}).invoke(
+            build_cli(), ["show", model.name, "--json"]))
+        assert shown["driver"] == "llama-server"
+        runtime = Runtime(library, keep_alive=None)
+        with ServerThread(runtime) as server:
+            cards = httpx.get(server.url + "/v1/models", timeout=WAIT).json()["data"]
+            assert [(c["id"], c["driver"]) for c in cards] == [(model.name, "llama-server")]
+            answer = httpx.post(server.url + "/v1/completions", timeout=WAIT,
+                                json={"model": model.name, "prompt": "hi", "max_tokens": 2, "seed": 1})
+            assert answer.status_code == 200
+            assert runtime.ps()[0].driver == "llama-server"
+        library.update_settings(model.name, {"driver": "nonesuch"})
+        with pytest.raises(Exception, match="driver setting names 'nonesuch'.*drivers that can: llamacpp, llama-server"):
+            library.driver_for(library.store.get_model(model.name))
+        library.store.close()
