@@ -69,3 +69,23 @@ def test_settings_accept_llama_options_and_bad_ones_are_one_line(corral, gemma_n
     unknown = corral("settings", gemma_name, "--set", "n_cxt=4")
     assert unknown.returncode != 0 and "unknown setting 'n_cxt'" in unknown.stderr
     assert "rope_freq_base" in unknown.stderr  # the known settings listed include the driver's
+
+
+def test_json_schema_and_tools_print_the_structured_answer(corral, gemma_name, tmp_path):
+    import json
+
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+              "additionalProperties": False}
+    (tmp_path / "city.json").write_text(json.dumps(schema))
+    out = corral("chat", gemma_name, "Name the capital of France.", "--json-schema", tmp_path / "city.json",
+                 "--max-tokens", "40", "--temperature", "0", "--seed", "0")
+    assert out.returncode == 0, out.stderr
+    assert set(json.loads(out.stdout)) == {"city"}
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    (tmp_path / "tools.json").write_text(json.dumps(tools))
+    out = corral("chat", gemma_name, "Weather in Paris?", "--tools", tmp_path / "tools.json", "--tool-choice",
+                 "get_weather", "--max-tokens", "40", "--temperature", "0", "--seed", "0")
+    assert out.returncode == 0, out.stderr
+    calls = json.loads(out.stdout)
+    assert calls[0]["name"] == "get_weather" and isinstance(calls[0]["arguments"]["city"], str)
