@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from corral.driver import Unsupported
-from corral.errors import CorralError
+from corral.api import Unsupported
+from corral.api import CorralError
 
 
 
@@ -41,7 +41,9 @@ def text_messages(messages: Sequence[Mapping[str, Any]], model_name: str) -> lis
             content = "".join(texts)
         elif not isinstance(content, str):
             raise CorralError(f"a message content must be a string or a list of parts, got {content!r}")
-        out.append({"role": message["role"], "content": content})
+        # Tool turns keep what templates read: an assistant's tool_calls, a result's tool_call_id / name.
+        extra = {k: message[k] for k in ("tool_calls", "tool_call_id", "name") if k in message}
+        out.append({"role": message["role"], "content": content, **extra})
     return out
 
 
@@ -49,18 +51,23 @@ def has_template(tokenizer: Any, override: str | None) -> bool:
     return bool(override or getattr(tokenizer, "chat_template", None))
 
 
-def render(tokenizer: Any, messages: Sequence[Mapping[str, Any]], *, override: str | None, model_name: str) -> str:
-    """The prompt text for ``messages``, ending where the assistant's answer begins."""
+def render(tokenizer: Any, messages: Sequence[Mapping[str, Any]], *, override: str | None, model_name: str,
+           tools: Sequence[Mapping[str, Any]] | None = None, **variables: Any) -> str:
+    """The prompt text for ``messages``, ending where the assistant's answer begins; ``tools`` (OpenAI
+    shape) and other ``variables`` (``enable_thinking``) go to the template as Hugging Face passes them."""
+    from corral.api import template_messages
+
     if not has_template(tokenizer, override):
         raise Unsupported(
             f"{model_name}: its tokenizer has no chat template, so Corral cannot tell how this model lays out "
             f"a conversation; set one (corral settings {model_name} --set chat_template=PATH.jinja, or the "
             "Jinja text itself), or send a plain completion instead"
         )
-    chat = text_messages(messages, model_name)
+    chat = template_messages(text_messages(messages, model_name))
     try:
         prompt = tokenizer.apply_chat_template(
-            chat, chat_template=override, tokenize=False, add_generation_prompt=True
+            chat, chat_template=override, tokenize=False, add_generation_prompt=True, tools=tools or None,
+            **variables,
         )
     except CorralError:
         raise

@@ -20,8 +20,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from attrs import define, frozen
 
-from corral.errors import CorralError
-from corral.sampling import read_sampling
+from corral.api import CorralError
+from corral.api import read_sampling
 
 #: name -> type of the parameters transformers' generate understands.
 PARAMS: dict[str, type] = {
@@ -47,6 +47,8 @@ class Request:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     max_tokens: int | None = None
+    #: transformers LogitsProcessors applied while generating (a grammar's mask).
+    processors: tuple[Any, ...] = ()
 
 
 def parse(params: Mapping[str, Any], *, default_seed: int | None = None) -> Request:
@@ -172,7 +174,7 @@ def generate_text(lm: Any, tokenizer: Any, inputs: Mapping[str, Any], config: An
         return "".join(stream_text(lm, tokenizer, inputs, config, request, outcome, eos_ids=eos_ids))
     seeded(request.seed)
     with torch.inference_mode():
-        output = lm.generate(**inputs, generation_config=config)
+        output = lm.generate(**inputs, generation_config=config, **_processors(request))
     finish(outcome, output, eos_ids=eos_ids, max_new_tokens=config.max_new_tokens, stopped=False)
     return tokenizer.decode(output[0][outcome.prompt_tokens:], skip_special_tokens=True)
 
@@ -193,7 +195,7 @@ def stream_text(lm: Any, tokenizer: Any, inputs: Mapping[str, Any], config: Any,
             with torch.inference_mode():
                 result["output"] = lm.generate(
                     **inputs, generation_config=config, streamer=streamer,
-                    stopping_criteria=StoppingCriteriaList([_halt_class()(halt)]),
+                    stopping_criteria=StoppingCriteriaList([_halt_class()(halt)]), **_processors(request),
                 )  # fmt: skip
         except BaseException as exc:  # handed to the reader, who raises it in the caller's thread
             result["error"] = exc
@@ -223,3 +225,11 @@ def stream_text(lm: Any, tokenizer: Any, inputs: Mapping[str, Any], config: Any,
             raise error
         raise CorralError(f"generation failed: {type(error).__name__}: {error}") from error
     finish(outcome, result["output"], eos_ids=eos_ids, max_new_tokens=config.max_new_tokens, stopped=stops.hit)
+
+
+def _processors(request: Request) -> dict[str, Any]:
+    if not request.processors:
+        return {}
+    from transformers import LogitsProcessorList
+
+    return {"logits_processor": LogitsProcessorList(list(request.processors))}

@@ -10,8 +10,26 @@ from corral.api import CorralError, InvalidRequest
 from corral.api import ChatResult, LoraRequest, Model
 from corral.api import with_defaults, with_system_prompt
 
+from corral.api import (
+    AnswerShape,
+    InvalidRequest,
+    call_schema,
+    family_of,
+    opens_thought,
+    plain_tool_messages,
+    read_effort,
+    read_response_format,
+    read_tools,
+    template_switch,
+    thinking_off,
+    with_tools_prompt,
+)
+
 from corral_transformers import chat_template, generate
 from corral_transformers.options import LoadOptions
+
+#: Request fields beyond sampling that chat reads (OpenAI shapes; see LoadedModel.chat).
+FEATURES = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "reasoning_effort")
 
 
 class TransformersModel(LoadedModel):
@@ -21,8 +39,8 @@ class TransformersModel(LoadedModel):
     chat and completion (logits, embeddings of the last layer).
     """
 
-    #: What generate honours; the server refuses other fields (presence_penalty, tools, ...) by name.
-    request_fields = frozenset(generate.PARAMS) | {"stop"}
+    #: What generate honours; the server refuses other fields (presence_penalty, logprobs, ...) by name.
+    request_fields = frozenset(generate.PARAMS) | {"stop", *FEATURES}
 
     def __init__(
         self,
@@ -99,9 +117,53 @@ class TransformersModel(LoadedModel):
                                     model_name=self.model.name)
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, **params: Any) -> Any:
-        """Answer OpenAI-style ``messages``: a :class:`ChatResult`, or with ``stream=True`` text pieces."""
+        """Answer OpenAI-style ``messages``: a :class:`ChatResult`, or with ``stream=True`` text pieces.
+
+        ``tools`` / ``tool_choice`` / ``parallel_tool_calls`` (rendered by ``apply_chat_template(tools=)``,
+        calls parsed per family), ``response_format`` (enforced by llguidance) and ``reasoning_effort``
+        as in OpenAI's chat completions."""
         messages = with_system_prompt(self.settings, messages)
-        return self._run(self.render(messages), stream, with_defaults(self.settings, params))
+        rest = {k: v for k, v in params.items() if k not in FEATURES}
+        tools = read_tools(params.get("tools"), params.get("tool_choice"), params.get("parallel_tool_calls"))
+        tools = tools if tools is not None and tools.choice != "none" else None
+        fmt = read_response_format(params.get("response_format"))
+        effort = read_effort(params.get("reasoning_effort"))
+        source = self.chat_template or getattr(self._tokenizer(), "chat_template", None) or ""
+        if not isinstance(source, str):
+            source = str(source)
+        variables: dict[str, Any] = {}
+        if thinking_off(self.settings, effort) and template_switch(source):
+            variables["enable_thinking"] = False
+        if "tool" not in source:
+            messages = plain_tool_messages(chat_template.text_messages(messages, self.model.name))
+        tool_list = None
+        if tools is not None:
+            if "tools" in source:
+                tool_list = tools.template_tools()
+            else:
+                messages = with_tools_prompt(messages, tools)
+        prompt = chat_template.render(self._tokenizer(), messages, override=self.chat_template,
+                                      model_name=self.model.name, tools=tool_list, **variables)
+        schema, family = None, family_of(source)
+        if tools is not None and tools.forced:
+            if fmt.constrained:
+                raise InvalidRequest("response_format cannot be combined with a tool_choice that forces a call")
+            schema, family = call_schema(tools), "json"
+        elif fmt.constrained:
+            schema = fmt.json_schema()
+        thinks = "</think>" in source
+        shape = AnswerShape(family=family, tools=tools, opened=thinks and opens_thought(prompt),
+                            reasoning=thinks and schema is None)
+        processors = ()
+        if schema is not None:
+            from corral_transformers import structured
+
+            grammar = structured.compile_schema(schema)
+            processors = (structured.logits_processor(self._tokenizer(), grammar, self._lm().config.vocab_size),)
+        result = self._run(prompt, stream, with_defaults(self.settings, rest), processors=processors)
+        if schema is None and tools is None and not thinks:
+            return result
+        return self._shaped(result, shape) if stream else _finished(result, shape)
 
     def complete(self, prompt: str, *, stream: bool = False, **params: Any) -> Any:
         """Continue ``prompt`` as plain text (no chat template); the tokenizer adds its BOS as usual."""
@@ -137,8 +199,35 @@ class TransformersModel(LoadedModel):
         device = self.device
         return {k: v.to(device) for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
 
-    def _run(self, text: str, stream: bool, params: Mapping[str, Any], *, special: bool = False) -> Any:
+    def _shaped(self, pieces: Iterator[str], shape: AnswerShape) -> Iterator[Any]:
+        """Streamed text shaped into reasoning, content and tool-call deltas."""
+        answer = shape.stream()
+        iterator = iter(pieces)
+        while True:
+            try:
+                piece = next(iterator)
+            except StopIteration as end:
+                ended = end.value
+                break
+            delta = answer.feed(piece)
+            if delta:
+                yield delta.content if not (delta.reasoning or delta.tool_calls) else delta
+        last, shaped = answer.close()
+        if last:
+            yield last
+        reason = ended.finish_reason if ended is not None else "stop"
+        return ChatResult(text="", finish_reason="length" if reason == "length" else shaped.finish_reason or reason,
+                          prompt_tokens=getattr(ended, "prompt_tokens", None),
+                          completion_tokens=getattr(ended, "completion_tokens", None),
+                          tool_calls=shaped.tool_calls, reasoning=shaped.reasoning)
+
+    def _run(self, text: str, stream: bool, params: Mapping[str, Any], *, special: bool = False,
+             processors: tuple[Any, ...] = ()) -> Any:
         request = generate.parse(params, default_seed=self._default_seed)
+        if processors:
+            import attrs
+
+            request = attrs.evolve(request, processors=processors)
         inputs = self._inputs(text, special)
         n_prompt = int(inputs["input_ids"].shape[1])
         room = self.context_length - n_prompt
@@ -184,3 +273,12 @@ class TransformersModel(LoadedModel):
             return exc
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return CorralError(f"{self.model.name}: transformers could not generate ({type(exc).__name__}: {why})")
+
+
+def _finished(result: ChatResult, shape: AnswerShape) -> ChatResult:
+    import attrs
+
+    shaped = shape.finish(result.text.strip() if shape.family == "json" else result.text)
+    reason = "length" if result.finish_reason == "length" else shaped.finish_reason or result.finish_reason
+    return attrs.evolve(result, text=shaped.content, finish_reason=reason, tool_calls=shaped.tool_calls,
+                        reasoning=shaped.reasoning)
