@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from corral.errors import InvalidSetting
-from corral.records import Model, SettingSpec
-from corral.sampling import DEFAULT_SETTINGS
+from corral.api import InvalidSetting
+from corral.api import Model, SettingSpec
+from corral.api import DEFAULT_SETTINGS, THINKING
 
 #: KV cache element types llama.cpp accepts for ``cache_type_k`` / ``cache_type_v``, with their ggml type ids
 #: (ggml.h's ``enum ggml_type``; llama-cpp-python does not export every one of them as a constant).
@@ -46,6 +46,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("chat_format", str, "use one of llama-cpp-python's named chat formats instead of a template", None),
     SettingSpec("verbose", bool, "show llama.cpp's own log on stderr", False),
     *DEFAULT_SETTINGS,  # the model's own system prompt and sampling defaults
+    THINKING,  # thinking off for every request (templates with enable_thinking)
 )
 
 

@@ -13,9 +13,9 @@ from typing import Any, Mapping
 
 from attrs import frozen
 
-from corral.errors import InvalidSetting, PluginMissing
-from corral.records import Model, SettingSpec
-from corral.sampling import DEFAULT_SETTINGS
+from corral.api import InvalidSetting, PluginMissing
+from corral.api import Model, SettingSpec
+from corral.api import DEFAULT_SETTINGS, THINKING
 
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 QUANTIZATIONS = ("none", "int8", "int4", "nf4")
@@ -38,6 +38,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("chat_template", str, "a Jinja chat template (or the path of a .jinja file) replacing the tokenizer's",
                 None),
     *DEFAULT_SETTINGS,  # the model's own system prompt and sampling defaults
+    THINKING,  # thinking off for every request (templates with enable_thinking)
 )
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
