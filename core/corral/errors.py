@@ -100,3 +100,19 @@ class ServerUnavailable(CorralError):
 
     exit_code = 12
     http_status = 503
+
+
+class RunnerFailed(CorralError):
+    """A model's runner process died (a crash, an abort, an out-of-memory kill) or its driver raised an
+    unexpected error; the message names the model and the cause. The model is loaded again on the next
+    request."""
+
+    exit_code = 24
+    http_status = 500
+
+
+class TimedOut(CorralError):
+    """A request ran past its model's time limit (the ``request_timeout`` setting) and was cancelled."""
+
+    exit_code = 25
+    http_status = 504
