@@ -401,3 +401,9 @@ class GpuVendor:
         """The GPUs of this vendor on this machine (empty when there are none)."""
         raise NotImplementedError
 
+    def process_memory(self, pids: Sequence[int]) -> Mapping[int, int] | None:
+        """GPU memory in bytes that each of ``pids`` holds, over all of this vendor's GPUs, for the
+        processes the driver reports (a process it does not list is left out). None: this vendor cannot
+        tell memory per process. The runner executor measures a loaded model's VRAM with it."""
+        return None
+

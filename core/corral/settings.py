@@ -16,6 +16,8 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("dtype", str, "weights precision", None, ("auto", "float32", "float16", "bfloat16")),
     SettingSpec("seed", int, "random seed", None),
     SettingSpec("trust_remote_code", bool, "run the model repository's own Python code", False),
+    SettingSpec("request_timeout", float, "seconds one request may run in the server before it is cancelled; "
+                "0 = no limit", 1800.0, minimum=0),
 )
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -8,7 +8,7 @@ left as None rather than failing the whole reading.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from corral.driver import GpuVendor
 from corral.records import GpuInfo
@@ -63,3 +63,31 @@ class NvidiaVendor(GpuVendor):
             return [read_device(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount())]
         finally:
             pynvml.nvmlShutdown()
+
+    def process_memory(self, pids: Sequence[int]) -> dict[int, int] | None:
+        """GPU memory each of ``pids`` holds over every NVIDIA GPU (compute and graphics contexts), as
+        NVML lists it; None without NVML or a GPU. A process NVML lists without a figure (some
+        containers, MIG) is left out, as is one in another PID namespace."""
+        try:
+            import pynvml
+        except ImportError:
+            return None
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError:
+            return None
+        wanted, found = set(pids), {}
+        try:
+            for index in range(pynvml.nvmlDeviceGetCount()):
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                seen: set[int] = set()  # a process with both contexts is listed twice on one GPU
+                for read in (pynvml.nvmlDeviceGetComputeRunningProcesses,
+                             pynvml.nvmlDeviceGetGraphicsRunningProcesses):
+                    for proc in _optional(pynvml, lambda: read(handle)) or ():
+                        used = getattr(proc, "usedGpuMemory", None)
+                        if proc.pid in wanted and proc.pid not in seen and isinstance(used, int):
+                            seen.add(proc.pid)
+                            found[proc.pid] = found.get(proc.pid, 0) + used
+        finally:
+            pynvml.nvmlShutdown()
+        return found
