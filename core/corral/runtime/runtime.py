@@ -22,6 +22,7 @@ from corral.driver import TASKS, LoadedModel
 from corral.errors import Busy, NotFound
 from corral.library import Library, LoadPlan
 from corral.records import Category, LoraRequest, Model
+from corral.runtime.executor import Executor, InProcess
 from corral.runtime.queue import MAX_WAITING, QueueClosed, RequestQueue, Turn
 from corral.runtime.rules import config_key, same_slot, slot
 
@@ -115,8 +116,12 @@ class Runtime:
         keep_alive: float | None = KEEP_ALIVE,
         max_waiting: int = MAX_WAITING,
         drain_timeout: float = 120.0,
+        executor: Executor | None = None,
     ) -> None:
         self.library = library
+        #: Where loaded models live (:mod:`corral.runtime.executor`): this process by default; ``corral
+        #: serve`` gives each its own runner process.
+        self.executor = executor or InProcess()
         self.host = library.host
         self.keep_alive = keep_alive
         self.max_waiting = max_waiting
@@ -227,9 +232,18 @@ class Runtime:
     def _load(self, lib: Library, plan: LoadPlan, key: tuple, keep_alive: float | None) -> Loaded:
         model = plan.model
         started = time.monotonic()
+        # The lease lasts as long as the model lives wherever the executor put it: released only after
+        # its unload (a runner: after its process ended) or once it is found gone.
         lib.store.acquire_lease(model.id, self.pid)
+        placed: dict[str, Any] = {}
+
+        def lost(cause: str) -> None:  # the executor's model went away by itself (from any thread)
+            placed["cause"] = cause
+            if "entry" in placed:
+                self._lost(placed["entry"], cause)
+
         try:
-            handle = plan.driver().load(model, plan.settings, plan.loras)
+            handle = self.executor.load(plan, lost=lost)
         except BaseException:
             lib.store.release_lease(model.id, self.pid)
             raise
@@ -252,6 +266,9 @@ class Runtime:
         )
         with self._state:
             self._loaded[model.id] = entry
+        placed["entry"] = entry
+        if "cause" in placed:  # it died between its load and now
+            self._lost(entry, placed["cause"])
         log.info("loaded %s (%s) in %.1f s", model.name, plan.driver.name, time.monotonic() - started)
         return entry
 
@@ -270,8 +287,9 @@ class Runtime:
                 del self._loaded[entry.model.id]
         if not closed:
             entry.queue.close(reason)
-        if not entry.queue.wait_drained(self.drain_timeout):
+        if not entry.queue.wait_drained(self.drain_timeout) and not self.executor.isolated:
             # Freeing memory under a running request could crash the backend; leave it to process exit.
+            # (An isolated executor ends the model's process instead: only that request fails.)
             log.warning("%s is still busy after %.0f s; not unloaded", entry.model.name, self.drain_timeout)
             return False
         try:
@@ -281,6 +299,30 @@ class Runtime:
             self.host.pm.hook.model_unloaded(model=entry.model)
         log.info("unloaded %s: %s", entry.model.name, reason)
         return True
+
+    def _lost(self, entry: Loaded, cause: str) -> None:
+        """``entry`` went away by itself (its runner died or was killed): mark it unloaded, fail the
+        requests waiting for it, free its lease. The next request for it loads it again."""
+        with self._state:
+            if entry.retired:
+                return
+            entry.retired = True
+            if self._loaded.get(entry.model.id) is entry:
+                del self._loaded[entry.model.id]
+        entry.queue.close(f"{entry.model.name} stopped: {cause}; it is loaded again on the next request")
+        try:
+            self.lib().store.release_lease(entry.model.id, self.pid)
+            self.host.pm.hook.model_unloaded(model=entry.model)
+        finally:
+            self._forget_library()
+        log.warning("%s is unloaded: %s", entry.model.name, cause)
+
+    def _forget_library(self) -> None:
+        # _lost runs on an executor's thread that ends soon after: close its connection with it.
+        library = getattr(self._local, "library", None)
+        if library is not None and library is not self.library:
+            self._local.library = None
+            library.store.close()
 
     def unload(self, ref: str) -> Model:
         """Unload one model (waiting for its request in progress); NotFound when it is not loaded."""
@@ -326,6 +368,7 @@ class Runtime:
                         self._unload(entry, "the server is shutting down")
                     except Exception:  # one failing unload must not keep the others loaded
                         log.exception("unloading %s failed", entry.model.name)
+        self.executor.close()
         with self._state:
             opened = list(self._opened)
         for library in opened:

@@ -99,8 +99,13 @@ def serve(
     home: Path | None = None,
     log_level: str = "info",
     announce: Any = print,
+    executor: Any = None,
 ) -> None:
-    """Serve until interrupted (SIGINT / SIGTERM); every model is unloaded before returning."""
+    """Serve until interrupted (SIGINT / SIGTERM); every model is unloaded before returning.
+
+    ``executor`` (:mod:`corral.runtime.executor`) places loaded models; by default each gets a runner
+    process of its own (``CORRAL_EXECUTOR=in-process`` keeps them in the server's process).
+    """
     from corral.library import open_library
     from corral.server.app import create_app
 
@@ -113,7 +118,12 @@ def serve(
     sock = bind(host, port)
     address = sock.getsockname()
     library = open_library(home)
-    runtime = Runtime(library, keep_alive=keep_alive, max_waiting=max_waiting)
+    if executor is None:
+        from corral.home import corral_home
+        from corral.runtime.executor import executor_from_env
+
+        executor = executor_from_env(host=library.host, log_dir=(home or corral_home()) / "logs" / "runners")
+    runtime = Runtime(library, keep_alive=keep_alive, max_waiting=max_waiting, executor=executor)
     watchdog = Watchdog(runtime, threshold=memory_threshold)
     app = create_app(runtime, watchdog, api_key=api_key)
     app.state.service.address = (host, address[1])
