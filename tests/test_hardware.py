@@ -171,7 +171,9 @@ def test_hidden_plugin_gives_the_install_message(plugin, tmp_path, request):
     path = make(tmp_path, minilm)
     assert cli("import", path, "--name", command[1], home=home).returncode == 0
 
-    hidden = {"CORRAL_DISABLE_PLUGINS": plugin}
+    # Every plugin that serves the same route goes too (corral-llama-server also loads GGUF chat models).
+    others = {"llamacpp": ",llama-server"}.get(plugin, "")
+    hidden = {"CORRAL_DISABLE_PLUGINS": plugin + others}
     env = json.loads(cli("env", "--json", env=hidden, home=home).stdout)
     assert plugin not in {p["name"] for p in env["plugins"]}
     row = next(r for r in env["categories"] if (r["category"], r["format"]) == route)

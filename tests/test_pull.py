@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.errors import CorralError, NotFound, PluginMissing
-from corral.pull import gguf_variants, parse_ref, select_files
+from corral.errors import CorralError, IntegrityError, NoSpace, NotFound, PluginMissing
+from corral.pull import download, gguf_variants, parse_ref, select_files
 from corral.pull.names import check_names, inside, unsafe_reason
 from corral.pull.errors import UnsafeName
 from corral.records import RemoteFile, Snapshot
@@ -293,7 +293,7 @@ def test_wrong_sha256_is_refused_and_nothing_registered(corral, hub, source, tmp
     dest = tmp_path / "dest"
     failed = corral("pull", CHAT, "--quant", "Q8_0", "--no-mmproj", "--source", source, "--dest", dest)
     one_error_line(failed, Q8, "sha256", "does not match", "nothing was added")
-    assert failed.returncode == 12
+    assert failed.returncode == IntegrityError.exit_code
     assert library(corral) == []
     assert not (dest / Q8).exists() and not list(dest.glob("*.part*"))
     assert hub.bytes_served(CHAT, Q8) == hub.entry(CHAT, Q8).size  # it was fetched, then refused
@@ -305,7 +305,7 @@ def test_hostile_file_list_writes_nothing_outside_the_destination(corral, hub, s
     dest = base / "dest"
     failed = corral("pull", HOSTILE, "--source", source, "--dest", dest)
     one_error_line(failed, "unsafe file names", "'../x'", "'/etc/x'")
-    assert failed.returncode == 13
+    assert failed.returncode == UnsafeName.exit_code
     assert hub.bytes_served() == 0
     assert not (base / "x").exists() and not Path("/etc/x").exists()
     assert not dest.exists() or not any(dest.iterdir())
@@ -320,7 +320,7 @@ def test_hostile_file_list_writes_nothing_outside_the_destination(corral, hub, s
 def test_free_disk_space_is_checked_before_any_byte(corral, hub):
     failed = corral("pull", HUGE)
     one_error_line(failed, "not enough disk space", "10.0 TB")
-    assert failed.returncode == 14
+    assert failed.returncode == NoSpace.exit_code
     assert hub.bytes_served() == 0
 
 
@@ -363,7 +363,7 @@ def test_source_download_reads_the_environment_at_call_time(hub, tmp_path, monke
     snap = source.snapshot(CHAT)
     wanted = [f for f in snap.files if f.name == Q8]
     seen = []
-    paths = source.download(CHAT, wanted, revision=snap.commit, dest=tmp_path / "d",
+    paths = download(source, CHAT, wanted, revision=snap.commit, dest=tmp_path / "d",
                             progress=lambda done, total, label: seen.append((done, total, label)))  # fmt: skip
     assert paths == [(tmp_path / "d" / Q8).resolve()]
     assert sha256(paths[0]) == hub.entry(CHAT, Q8).sha256

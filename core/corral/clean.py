@@ -15,13 +15,9 @@ from pathlib import Path
 
 import attrs
 
-from corral.errors import Conflict, CorralError, InvalidSetting
+from corral.errors import ConfirmationNeeded, Conflict, CorralError, InvalidSetting
 from corral.manifests.files import FileUsage, disk_size, locations, managed_store, missing_paths
 from corral.records import Model, utcnow
-
-
-class ConfirmationNeeded(CorralError):
-    """A deletion asked for without a terminal to confirm on and without ``--yes``."""
 
 
 @attrs.frozen

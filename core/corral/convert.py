@@ -11,12 +11,18 @@ from typing import Any
 
 import cattrs
 
+from corral.records import Category, Format
+
 converter = cattrs.Converter(omit_if_default=False)
 converter.register_unstructure_hook(Path, str)
 converter.register_structure_hook(Path, lambda v, _: Path(v))
 converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
 converter.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
 converter.register_unstructure_hook(type, lambda t: t.__name__)
+# Open names (categories, formats) are plain strings in JSON and in the database.
+for _open in (Category, Format):
+    converter.register_unstructure_hook(_open, str.__str__)
+    converter.register_structure_hook(_open, lambda v, t: t(v))
 # Free-form mappings (settings, extra facts) are plain JSON objects; keep their values as they are.
 converter.register_structure_hook_func(
     lambda t: typing.get_origin(t) is collections.abc.Mapping, lambda v, _: dict(v or {})

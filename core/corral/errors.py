@@ -3,6 +3,10 @@
 Every error a user can cause is a :class:`CorralError`. The CLI prints its message as one line and exits
 with :attr:`CorralError.exit_code`; the HTTP API maps :attr:`CorralError.http_status`. Messages name the
 file or model involved and say what to do next.
+
+Every class lives here, and each exit code belongs to one class (subclasses that add no code of their
+own share their parent's): plugins subclass these classes instead of inventing codes.
+docs/cli.md lists the table; tests/test_errors.py keeps the codes unique across the core and plugins.
 """
 
 from __future__ import annotations
@@ -88,6 +92,13 @@ class QueueFull(Busy):
     retry_after: int = 1
 
 
+class Unsupported(CorralError):
+    """The loaded model cannot do the asked task."""
+
+    exit_code = 10
+    http_status = 400
+
+
 class InvalidRequest(CorralError):
     """An HTTP request body that is missing a field or has one of the wrong type."""
 
@@ -100,6 +111,93 @@ class ServerUnavailable(CorralError):
 
     exit_code = 12
     http_status = 503
+
+
+class DownloadError(CorralError):
+    """A hub answer or a transfer that retrying now cannot fix; partial data is kept for the next try."""
+
+    exit_code = 13
+    http_status = 502
+
+
+class IntegrityError(DownloadError):
+    """A downloaded file whose sha256 or size differs from what the hub lists; it is discarded."""
+
+    exit_code = 14
+
+
+class UnsafeName(DownloadError):
+    """A hub file name that is absolute or climbs out of the download folder (``..``)."""
+
+    exit_code = 15
+    http_status = 422
+
+
+class NoSpace(DownloadError):
+    """Not enough free disk space for what a pull still has to fetch."""
+
+    exit_code = 16
+    http_status = 507
+
+
+class Paused(DownloadError):
+    """The pull was interrupted (Ctrl-C); running it again resumes from the partial data."""
+
+    exit_code = 130
+    http_status = 499
+
+
+class CatalogError(CorralError):
+    """A catalog entry (from a file or a plugin) that is malformed."""
+
+    exit_code = 17
+    http_status = 422
+
+
+class StoreError(CorralError):
+    """The library database cannot be opened, is locked for too long, or is newer than this Corral."""
+
+    exit_code = 18
+    http_status = 500
+
+
+class ConfirmationNeeded(CorralError):
+    """A deletion asked for without a terminal to confirm on and without ``--yes``."""
+
+    exit_code = 19
+
+
+class Truncated(DetectionError):
+    """The file ends before the structure its header declares."""
+
+
+class OutputNotWritable(CorralError):
+    """An output directory that cannot be created or written (or holds files and --force was not given)."""
+
+    exit_code = 20
+    http_status = 409
+
+
+class InvalidInput(CorralError):
+    """Input data for a task that is missing, empty or malformed: no texts to embed, an empty corpus."""
+
+    exit_code = 21
+    http_status = 422
+
+
+class TokenizerError(CorralError):
+    """A tokenizer directory that its library cannot load, or that does not fit the model."""
+
+    exit_code = 22
+    http_status = 422
+
+
+class Forbidden(CorralError):
+    """A request the server refuses to serve: a foreign Host or Origin, a key without the scope for the
+    route, a path outside the allowed roots; or serving beyond loopback without a key."""
+
+    exit_code = 23
+    http_status = 403
 
 
 class RunnerFailed(CorralError):

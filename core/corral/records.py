@@ -9,40 +9,80 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import attrs
 from attrs import field, frozen
 
 
-class Category(str, enum.Enum):
-    """What a model is for; one base model per category can be loaded at a time."""
+class _OpenNames(type):
+    """Iterating the class lists its built-in names, as iterating the closed enums did."""
 
-    CHAT = "chat"
-    MULTIMODAL = "multimodal"
-    TEXT_GENERATION = "text-generation"
-    EMBEDDING = "embedding"
-    RERANK = "rerank"
-    IMAGE = "image"
-    TTS = "tts"
+    def __iter__(cls):
+        return iter(cls._builtin)
+
+
+class _OpenName(str, metaclass=_OpenNames):
+    """A name from an open set: built-in ones are class constants, plugins register more.
+
+    It is a ``str`` (compares, hashes and serialises as its value) with the ``value`` an enum member has,
+    so code written against the closed enums keeps working. Which names exist is the plugin host's
+    business (``register_categories`` / ``register_formats``), not this type's.
+    """
+
+    __slots__ = ()
+    _builtin: ClassVar[tuple] = ()
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
 
     def __str__(self) -> str:
-        return self.value
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str.__repr__(self)})"
+
+    def __format__(self, spec: str) -> str:
+        return format(str.__str__(self), spec)
 
 
-class Format(str, enum.Enum):
+class Category(_OpenName):
+    """What a model is for; one base model per category (or per exclusive group) is loaded at a time."""
+
+    __slots__ = ()
+    CHAT: ClassVar["Category"]
+    MULTIMODAL: ClassVar["Category"]
+    TEXT_GENERATION: ClassVar["Category"]
+    EMBEDDING: ClassVar["Category"]
+    RERANK: ClassVar["Category"]
+    IMAGE: ClassVar["Category"]
+    TTS: ClassVar["Category"]
+
+
+class Format(_OpenName):
     """How a model's weights are stored on disk."""
 
-    GGUF = "gguf"
-    SAFETENSORS = "safetensors"
-    PYTORCH_PICKLE = "pytorch-pickle"
-    ONNX = "onnx"
-    DIFFUSERS_DIR = "diffusers-dir"
-    HF_DIR = "hf-dir"
-    KOKORO = "kokoro"
+    __slots__ = ()
+    GGUF: ClassVar["Format"]
+    SAFETENSORS: ClassVar["Format"]
+    PYTORCH_PICKLE: ClassVar["Format"]
+    ONNX: ClassVar["Format"]
+    DIFFUSERS_DIR: ClassVar["Format"]
+    HF_DIR: ClassVar["Format"]
+    KOKORO: ClassVar["Format"]
 
-    def __str__(self) -> str:
-        return self.value
+
+for _name, _value in [("CHAT", "chat"), ("MULTIMODAL", "multimodal"), ("TEXT_GENERATION", "text-generation"),
+                      ("EMBEDDING", "embedding"), ("RERANK", "rerank"), ("IMAGE", "image"), ("TTS", "tts")]:
+    setattr(Category, _name, Category(_value))
+    Category._builtin += (getattr(Category, _name),)
+for _name, _value in [("GGUF", "gguf"), ("SAFETENSORS", "safetensors"), ("PYTORCH_PICKLE", "pytorch-pickle"),
+                      ("ONNX", "onnx"), ("DIFFUSERS_DIR", "diffusers-dir"), ("HF_DIR", "hf-dir"),
+                      ("KOKORO", "kokoro")]:
+    setattr(Format, _name, Format(_value))
+    Format._builtin += (getattr(Format, _name),)
+del _name, _value
 
 
 class ComponentKind(str, enum.Enum):

@@ -8,9 +8,9 @@ and in the handle's methods, and import the library there, never at module level
 from __future__ import annotations
 
 from corral import hookimpl
-from corral.driver import Driver, LoadedModel
-from corral.errors import CorralError, DetectionError, NotFound
-from corral.records import Category, ChatResult, Format, SettingSpec
+from corral.api import Driver, LoadedModel
+from corral.api import CorralError, DetectionError, NotFound
+from corral.api import Category, ChatResult, Format, SettingSpec
 
 
 class NAMEHandle(LoadedModel):

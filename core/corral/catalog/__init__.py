@@ -20,21 +20,14 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import attrs
 
-from corral.errors import Conflict, CorralError, NotFound
-from corral.records import CatalogEntry, Category
+from corral.errors import CatalogError, Conflict, CorralError, NotFound
+from corral.records import CatalogEntry, Category, Format
 
 if TYPE_CHECKING:
     from corral.plugins import PluginHost
 
 USER_FILE = "catalog.json"
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-
-
-class CatalogError(CorralError):
-    """A catalog entry (from a file or a plugin) that is malformed."""
-
-    exit_code = 9
-    http_status = 422
 
 
 def parse_entries(data: Any, where: str, origin: str) -> list[CatalogEntry]:
@@ -62,6 +55,12 @@ def parse_entries(data: Any, where: str, origin: str) -> list[CatalogEntry]:
             else:
                 details = str(exc)
             raise CatalogError(f"{where}: catalog entry {label} is invalid: {details}") from None
+        known = {str(c) for c in Category} | {str(f) for f in Format}
+        for value, what in ((entry.category, "category"), (entry.format, "format")):
+            if str(value) not in known:
+                choices = ", ".join(str(c) for c in (Category if what == "category" else Format))
+                raise CatalogError(f"{where}: catalog entry {label} is invalid: unknown {what} {str(value)!r} "
+                                   f"(one of: {choices})")
         entries.append(check_entry(entry, where))
     return entries
 

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from corral.errors import DetectionError
+from corral.errors import DetectionError, Truncated
 
 #: Default cap on the bytes one reader may pull from a file (GGUF headers with 256k-token vocabularies
 #: take a few MB; nothing legitimate comes close).
@@ -57,10 +57,6 @@ def _charge(n: int) -> None:
     for counter in _local.__dict__.get("counters", ()):
         counter.bytes += n
         counter.reads += 1
-
-
-class Truncated(DetectionError):
-    """The file ends before the structure its header declares."""
 
 
 class BoundedReader:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from attrs import frozen
 
-from corral.driver import Source
+from corral.ext.source import Source, open_url_range
 from corral.errors import Conflict
 from corral.pull.errors import DownloadError, IntegrityError, NoSpace, Paused
 from corral.records import Transfer
@@ -393,42 +393,3 @@ def fetch_all(source: Source, transfers: Sequence[Transfer], meter: Meter, versi
     finally:
         meter.end()
     return outcomes
-
-
-# --- the standard-library transport ---------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def open_url_range(
-    url: str, *, start: int = 0, headers: Mapping[str, str] | None = None
-) -> Iterator[tuple[int, Iterator[bytes]]]:
-    """GET ``url`` from byte ``start`` with urllib (the :meth:`Source.open_range` default)."""
-    import http.client
-    import urllib.error
-    import urllib.request
-
-    wanted = {"Accept-Encoding": "identity", **dict(headers or {})}
-    if start:
-        wanted["Range"] = f"bytes={start}-"
-    request = urllib.request.Request(url, headers=wanted)
-    try:
-        response = urllib.request.urlopen(request, timeout=60)
-    except urllib.error.HTTPError as exc:
-        if exc.code in (408, 425, 429) or exc.code >= 500:
-            raise ConnectionError(f"HTTP {exc.code} {exc.reason}") from None
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-        raise ConnectionError(str(getattr(exc, "reason", exc))) from None
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            while True:
-                block = response.read1(1024 * 1024)
-                if not block:
-                    return
-                yield block
-        except (http.client.HTTPException, OSError) as exc:
-            raise ConnectionError(f"connection dropped: {exc!r}") from None
-
-    with response:
-        yield (start if response.status == 206 else 0), chunks()

@@ -1,6 +1,7 @@
 """What plugin authors build and test with: the conformance suite every Corral plugin passes
 (:class:`Conformance`), the sample record it loads (:class:`Sample`), small model files written with the
-standard library (:mod:`corral.testing.files`), checks of CLI results (:mod:`corral.testing.cli`) and the plugin template ``corral plugin new`` renders.
+standard library (:mod:`corral.testing.files`), checks of CLI results (:mod:`corral.testing.cli`), the plugin template ``corral plugin new`` renders,
+and the core's library, plugin host, runtime, server and CLI for end-to-end tests.
 
 Usage, in a plugin's ``tests/test_conformance.py``::
 
@@ -18,6 +19,16 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    # The core's entry points that plugin tests drive (the library, a plugin host, the runtime, the
+    # server and the CLI): tests reach them here, so the core may move them without breaking plugins.
+    "Library": "corral.library",
+    "Runtime": "corral.runtime",
+    "ServerThread": "corral.server.serve",
+    "build_cli": "corral.cli",
+    "build_host": "corral.plugins",
+    "free_memory": "corral.estimate",
+    "open_library": "corral.library",
+    "set_host": "corral.plugins",
     "Conformance": "corral.testing.conformance",
     "Sample": "corral.testing.sample",
     "as_json": "corral.testing.cli",

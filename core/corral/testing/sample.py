@@ -9,7 +9,8 @@ from typing import Any, Callable, Mapping
 
 import attrs
 
-from corral.driver import TASKS, LoadedModel
+from corral.ext.categories import TASKS
+from corral.ext.driver import LoadedModel
 from corral.records import Category, ChatResult
 
 #: The task a sample runs when it names none: the first of these its category supports.

@@ -15,9 +15,9 @@ import importlib
 from pathlib import Path
 from typing import Any, Mapping
 
-from corral.errors import Incompatible
-from corral.records import ComponentKind, Format, Model
-from corral.templates import components_in_file
+from corral.api import Incompatible
+from corral.api import ComponentKind, Format, Model
+from corral.api import components_in_file
 from corral_diffusers.components import dtype_kw, load_component, load_denoiser
 from corral_diffusers.configs import config_folder, main_shapes, read_index
 

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from corral.errors import CorralError, Incompatible, NotFound
-from corral.records import Component, Format, Model
+from corral.api import CorralError, Incompatible, NotFound
+from corral.api import Component, Format, Model
 
 #: Missing weights a text encoder may lack without harm (buffers transformers rebuilds itself).
 _HARMLESS_MISSING = ("position_ids",)
@@ -86,7 +86,7 @@ def _bare_ldm_unet(path: Path) -> bool:
     """A .safetensors UNet in the original LDM layout without the all-in-one checkpoint's prefix."""
     if path.suffix.lower() != ".safetensors":
         return False
-    from corral.detect.safetensors import read_header
+    from corral.api import read_safetensors_header as read_header
 
     names = read_header(path).tensors
     return any(n.startswith("input_blocks.") for n in names) and not any(n.startswith(_LDM_UNET_PREFIX) for n in names)

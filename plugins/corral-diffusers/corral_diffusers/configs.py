@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from corral.errors import CorralError, DetectionError, NotFound
-from corral.records import Format, Model
+from corral.api import CorralError, DetectionError, NotFound
+from corral.api import Format, Model
 
 #: Repositories whose configs and tokenizers fit each detected family, when diffusers cannot tell.
 FAMILY_REPOS = {
@@ -160,11 +160,11 @@ def main_shapes(model: Model) -> dict[str, tuple[int, ...]] | None:
     """Tensor names and shapes of a single-file model, from its header (nothing is loaded)."""
     path = Path(model.path)
     if model.format == Format.SAFETENSORS:
-        from corral.detect.tensors import shapes_of
+        from corral.api import shapes_of
 
         return shapes_of(path)
     if model.format == Format.GGUF:
-        from corral.detect.gguf import read_gguf_header
+        from corral.api import read_gguf_header
 
         # GGUF lists dimensions innermost first; torch's order is the reverse.
         return {t.name: tuple(reversed(t.shape)) for t in read_gguf_header(path).tensors}

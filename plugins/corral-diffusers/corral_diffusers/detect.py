@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corral.detect.tensors import FLUX, IMAGE_TAGS, SD, SD3, SDXL, VIDEO_TAGS, WAN
-from corral.errors import Incompatible
-from corral.records import Category, Detection, Facts, Format, Kind, Model
+from corral.api import FLUX, IMAGE_TAGS, SD, SD3, SDXL, VIDEO_TAGS, WAN
+from corral.api import Incompatible
+from corral.api import Category, Detection, Facts, Format, Kind, Model
 
 #: general.architecture of GGUF image denoisers -> Corral's family name.
 GGUF_IMAGE_ARCHS = {"flux": FLUX, "sd1": SD, "sdxl": SDXL, "sd3": SD3, "wan": WAN}
@@ -24,7 +24,7 @@ def detect_gguf_image(path: Path) -> Detection | None:
     """A GGUF image denoiser, or None for any other file."""
     if path.suffix.lower() != ".gguf" or not path.is_file():
         return None
-    from corral.detect.gguf import quantization_name, read_gguf_header
+    from corral.api import quantization_name, read_gguf_header
 
     header = read_gguf_header(path)
     arch = header.architecture

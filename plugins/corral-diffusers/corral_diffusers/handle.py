@@ -11,9 +11,16 @@ import inspect
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from corral.driver import LoadedModel, Unsupported, free_torch_memory, torch_memory, torch_threads
-from corral.errors import CorralError, DetectionError, Incompatible, InsufficientMemory, InvalidRequest, NotFound
-from corral.records import LoraRequest, Model
+from corral.api import LoadedModel, Unsupported, free_torch_memory, torch_memory, torch_threads
+from corral.api import (
+    CorralError,
+    DetectionError,
+    Incompatible,
+    InsufficientMemory,
+    InvalidRequest,
+    NotFound,
+)
+from corral.api import LoraRequest, Model
 from corral_diffusers.options import Options, resolve_device, torch_dtype
 
 #: What ``imagine`` accepts (the HTTP API and the CLI send these names).

@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from corral.errors import CorralError, Incompatible, NotFound
-from corral.records import Format, LoraRequest, Model
+from corral.api import CorralError, Incompatible, NotFound
+from corral.api import Format, LoraRequest, Model
 
 _WEIGHT_NAMES = ("pytorch_lora_weights.safetensors", "adapter_model.safetensors", "pytorch_lora_weights.bin",
                  "adapter_model.bin")

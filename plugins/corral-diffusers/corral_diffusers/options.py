@@ -6,9 +6,9 @@ from typing import Any, Mapping
 
 import attrs
 
-from corral.records import Model
-from corral.driver import torch_device
-from corral.settings import read_settings
+from corral.api import Model
+from corral.api import torch_device
+from corral.api import read_settings
 from corral_diffusers.driver import SETTINGS
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from corral.errors import DetectionError
-from corral.records import Category, Format
+from corral.api import DetectionError
+from corral.api import Category, Format
 
 
 def test_a_gguf_denoiser_imports_as_an_image_model(library, flux):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from corral.errors import CorralError, InvalidRequest, NotFound
+from corral.api import CorralError, InvalidRequest, NotFound
 from tiny_pipelines import same
 
 PROMPT = "a red square on a white field"

@@ -16,8 +16,8 @@ openai = pytest.importorskip("openai")
 
 @pytest.fixture
 def server(library):
-    from corral.runtime import Runtime
-    from corral.server.serve import ServerThread
+    from corral.testing import Runtime
+    from corral.testing import ServerThread
 
     runtime = Runtime(library)
     with ServerThread(runtime, state=True) as srv:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.errors import Incompatible
+from corral.api import Incompatible
 from tiny_pipelines import pixels, same
 
 PROMPT = "a red square on a white field"

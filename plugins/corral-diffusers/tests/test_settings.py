@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from corral.errors import InvalidSetting
+from corral.api import InvalidSetting
 from tiny_pipelines import pixels
 
 PROMPT = "a red square on a white field"

@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from corral.errors import Incompatible, NotFound
-from corral.records import Category, ComponentKind, Format
+from corral.api import Incompatible, NotFound
+from corral.api import Category, ComponentKind, Format
 from tiny_pipelines import same
 
 VAE, CLIP_L, CLIP_G, T5XXL = ComponentKind.VAE, ComponentKind.CLIP_L, ComponentKind.CLIP_G, ComponentKind.T5XXL
@@ -91,7 +91,7 @@ def test_diffusers_unet_files_name_their_family(library, sdxl, sd15):
     sdxl_unet = library.import_path(sdxl.folder / "unet" / "diffusion_pytorch_model.safetensors",
                                     template="sd_official", components=_sdxl_parts(sdxl))
     assert sdxl_unet.model.facts.architecture == "sdxl"
-    from corral.detect import detect_path
+    from corral.api import detect_path
 
     sd15_unet = detect_path(sd15.folder / "unet" / "diffusion_pytorch_model.safetensors")
     assert sd15_unet.facts.architecture == "stable-diffusion" and "SD 1.x/2.x" in sd15_unet.reasons[-1]
@@ -222,7 +222,7 @@ def test_a_pickled_checkpoint_loads_through_the_safe_loader(library, sdxl, tmp_p
 
 
 def test_a_pickle_that_runs_code_is_never_unpickled(library, sdxl, tmp_path):
-    from corral.errors import DetectionError, UnsafeFile
+    from corral.api import DetectionError, UnsafeFile
     from factories_weights import write_malicious_pickle
 
     marker = tmp_path / "ran"

@@ -8,9 +8,9 @@ import importlib.util
 import pytest
 import torch
 
-from corral.driver import Unsupported
-from corral.errors import Incompatible
-from corral.records import ComponentKind
+from corral.api import Unsupported
+from corral.api import Incompatible
+from corral.api import ComponentKind
 from tiny_pipelines import same
 
 PROMPT = "a dancing square"
@@ -34,8 +34,8 @@ def test_frames_from_a_pipeline_folder_equal_raw_diffusers(library, wan):
 
 
 def test_diffusers_wan_transformer_file_is_detected_as_video(wan):
-    from corral.detect import detect_path
-    from corral.records import Category
+    from corral.api import detect_path
+    from corral.api import Category
 
     found = detect_path(wan.parts["transformer"])
     assert (found.category, found.facts.architecture) == (Category.IMAGE, "wan")

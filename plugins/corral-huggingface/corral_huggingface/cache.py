@@ -16,8 +16,8 @@ import os
 import re
 from pathlib import Path
 
-from corral.errors import NotFound
-from corral.records import RemoteFile, Snapshot
+from corral.api import NotFound
+from corral.api import RemoteFile, Snapshot
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 

@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from corral.driver import Source
-from corral.errors import CorralError, NotFound
-from corral.records import Category, RemoteFile, RepoSummary, Snapshot, Transfer
+from corral.api import Source
+from corral.api import CorralError, NotFound
+from corral.api import Category, RemoteFile, RepoSummary, Snapshot, Transfer
 from corral_huggingface import cache
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -189,7 +189,7 @@ class HuggingFaceSource(Source):
         from huggingface_hub import hf_hub_url
         from huggingface_hub.utils import build_hf_headers
 
-        from corral.pull.names import inside
+        from corral.api import inside
 
         revision = snapshot.commit or snapshot.revision or "main"
         headers = dict(build_hf_headers(token=token(), library_name="corral"))

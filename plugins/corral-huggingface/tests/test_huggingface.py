@@ -103,7 +103,7 @@ def test_unknown_repo_revision_and_endpoint_are_clear_errors(corral):
 def test_registering_the_plugin_imports_no_hub_client():
     code = (
         "import sys, corral_huggingface\n"
-        "from corral.plugins import build_host\n"
+        "from corral.testing import build_host\n"
         "host = build_host()\n"
         "assert host.source('huggingface') is corral_huggingface.HuggingFaceSource\n"
         "print('huggingface_hub' in sys.modules)\n"

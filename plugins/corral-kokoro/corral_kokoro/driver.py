@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from corral.driver import LoadedModel, TorchDriver, Unsupported
-from corral.records import Category, Format, LoraRequest, Model, SettingSpec
+from corral.api import LoadedModel, TorchDriver, Unsupported
+from corral.api import Category, Format, LoraRequest, Model, SettingSpec
 
 DISTRIBUTION = "corral-kokoro"
 

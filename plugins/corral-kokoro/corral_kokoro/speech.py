@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from kokoro import KModel, KPipeline
 
-from corral.driver import LoadedModel, free_torch_memory, torch_memory, torch_threads
-from corral.errors import CorralError, InsufficientMemory, InvalidRequest, InvalidSetting
-from corral.records import Model
+from corral.api import LoadedModel, free_torch_memory, torch_memory, torch_threads
+from corral.api import CorralError, InsufficientMemory, InvalidRequest, InvalidSetting
+from corral.api import Model
 from corral_kokoro import g2p as g2ps
 from corral_kokoro.chunks import phoneme_chunks
 from corral_kokoro.driver import LANGUAGES, SAMPLE_RATE

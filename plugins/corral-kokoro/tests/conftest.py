@@ -37,8 +37,8 @@ def kokoro_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def speech(kokoro_dir, tmp_path_factory):
     """The tiny model loaded once per test module through the library (CPU)."""
-    from corral.library import open_library
-    from corral.plugins import build_host
+    from corral.testing import open_library
+    from corral.testing import build_host
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_HUB_OFFLINE", "1")

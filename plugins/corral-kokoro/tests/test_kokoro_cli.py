@@ -148,10 +148,10 @@ def test_speech_over_http_and_the_cli_through_the_server(home, host, kokoro_dir,
     import httpx
     from click.testing import CliRunner
 
-    from corral.cli import build_cli
-    from corral.library import open_library
-    from corral.runtime import Runtime
-    from corral.server.serve import ServerThread
+    from corral.testing import build_cli
+    from corral.testing import open_library
+    from corral.testing import Runtime
+    from corral.testing import ServerThread
 
     library = open_library(home, host)
     library.import_path(kokoro_dir, name="tiny")

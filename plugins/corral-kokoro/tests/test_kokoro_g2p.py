@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.errors import InvalidSetting
+from corral.api import InvalidSetting
 from corral_kokoro import g2p as g2ps
 
 HETERONYMS = "I read it yesterday. I will read it."

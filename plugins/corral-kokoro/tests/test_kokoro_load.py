@@ -12,7 +12,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from corral.errors import CorralError, DetectionError, NotFound
+from corral.api import CorralError, DetectionError, NotFound
 from corral_kokoro.driver import KokoroDriver
 
 
@@ -192,7 +192,7 @@ def test_a_two_voice_folder_lists_only_its_voices(library, kokoro_dir, tmp_path)
 
 
 def test_loras_are_refused(model):
-    from corral.driver import Unsupported
+    from corral.api import Unsupported
 
     with pytest.raises(Unsupported, match="no LoRA"):
         KokoroDriver().load(model, {}, loras=(object(),))

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from corral.errors import InvalidRequest, InvalidSetting
+from corral.api import InvalidRequest, InvalidSetting
 from corral_kokoro.chunks import phoneme_chunks, split_near_middle
 from corral_kokoro.options import detect_language, lang_param, speed_param
 from corral_kokoro.testing import tiny_config
@@ -186,7 +186,7 @@ def test_unpronounceable_text_is_refused(speech, text, lang):
 
 
 def test_other_tasks_are_unsupported(speech):
-    from corral.driver import Unsupported
+    from corral.api import Unsupported
 
     with pytest.raises(Unsupported):
         speech.chat([{"role": "user", "content": "hi"}])

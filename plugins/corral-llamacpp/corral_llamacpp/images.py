@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import unquote, urlparse
 
-from corral.driver import Unsupported
-from corral.errors import CorralError
+from corral.api import Unsupported
+from corral.api import CorralError
 
 #: Largest image Corral reads for one part (a 8K PNG is far below it).
 MAX_IMAGE_BYTES = 64 * 1024**2

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from corral.errors import CorralError, DetectionError, Incompatible, InvalidSetting
-from corral.records import ComponentKind, Format, Kind, LoraRequest, Model
+from corral.api import CorralError, DetectionError, Incompatible, InvalidSetting
+from corral.api import ComponentKind, Format, Kind, LoraRequest, Model
 
 from corral_llamacpp import logs
 from corral_llamacpp.options import llama_kwargs
@@ -34,7 +34,7 @@ def preflight(model: Model) -> None:
     Raises :class:`DetectionError` naming the file for a truncated or malformed GGUF, an adapter or
     projector imported as a model, or hyperparameters that would crash llama.cpp.
     """
-    from corral.detect.gguf import read_gguf_header
+    from corral.api import read_gguf_header
 
     if model.format != Format.GGUF:
         raise Incompatible(f"{model.name} is {model.format}; llama.cpp loads GGUF files only")
@@ -74,8 +74,8 @@ def preflight(model: Model) -> None:
 
 def check_lora(model: Model, loras: Sequence[LoraRequest]) -> tuple[str, float] | None:
     """The one GGUF adapter to apply, as (path, scale), after checking it fits ``model``."""
-    from corral.detect import check_lora_fits
-    from corral.detect.gguf import detect_gguf
+    from corral.api import check_lora_fits
+    from corral.api import detect_gguf
 
     if not loras:
         return None
@@ -97,7 +97,7 @@ def check_lora(model: Model, loras: Sequence[LoraRequest]) -> tuple[str, float] 
 
 def check_projector(model: Model) -> Path | None:
     """The model's mmproj file, after checking its header and that its output width fits the model."""
-    from corral.detect.gguf import detect_gguf
+    from corral.api import detect_gguf
 
     component = model.component(ComponentKind.MMPROJ)
     if component is None:

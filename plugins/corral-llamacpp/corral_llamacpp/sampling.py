@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any, Mapping
 
-from corral.sampling import read_sampling
+from corral.api import read_sampling
 
 #: name -> (type, default). Defaults are llama.cpp's own (llama-server's), not llama-cpp-python's.
 PARAMS: dict[str, tuple[type, Any]] = {

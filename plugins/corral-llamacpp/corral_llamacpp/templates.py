@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from attrs import frozen
 
-from corral.errors import CorralError, InvalidSetting
+from corral.api import CorralError, InvalidSetting
 
 # Joins the text parts of OpenAI-style list content; image parts were turned into text (the projector's
 # marker) before rendering, or refused.

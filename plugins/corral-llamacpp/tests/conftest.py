@@ -41,8 +41,8 @@ def tiny(library, tiny_path):
 def gemma_library(tmp_path_factory, gemma_path):
     """A library of its own holding the real Gemma, shared by one test module."""
     import corral_llamacpp
-    from corral.library import open_library
-    from corral.plugins import build_host
+    from corral.testing import open_library
+    from corral.testing import build_host
 
     lib = open_library(tmp_path_factory.mktemp("gemma-home"), build_host(entry_points=False, plugins=[corral_llamacpp]))
     lib.import_path(gemma_path, name="gemma")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.errors import DetectionError
+from corral.api import DetectionError
 from factories import truncate_copy, write_tiny_gguf
 from llamacpp_factories import rewrite_gguf
 

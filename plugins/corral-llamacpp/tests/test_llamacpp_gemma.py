@@ -11,8 +11,8 @@ import inspect
 import pytest
 
 from llamacpp_factories import GEMMA_SETTINGS
-from corral.errors import CorralError
-from corral.records import ChatResult
+from corral.api import CorralError
+from corral.api import ChatResult
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,9 @@ import base64
 
 import pytest
 
-from corral.driver import Unsupported
-from corral.errors import CorralError, Incompatible, InvalidSetting
-from corral.records import Category, ComponentKind
+from corral.api import Unsupported
+from corral.api import CorralError, Incompatible, InvalidSetting
+from corral.api import Category, ComponentKind
 from factories import write_mmproj_gguf
 from llamacpp_factories import png_bytes, write_llava_mmproj
 

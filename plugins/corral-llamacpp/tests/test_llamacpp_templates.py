@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.errors import CorralError, InvalidSetting
+from corral.api import CorralError, InvalidSetting
 from corral_llamacpp.templates import BUILTINS, Renderer, choose_template, stops_in
 
 GEMMA_TURNS = "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"

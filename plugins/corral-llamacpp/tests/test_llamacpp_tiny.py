@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from corral.driver import drain
-from corral.errors import CorralError, Incompatible, InvalidSetting
-from corral.records import Category, Format, Lora, LoraRequest
+from corral.api import drain
+from corral.api import CorralError, Incompatible, InvalidSetting
+from corral.api import Category, Format, Lora, LoraRequest
 from corral_llamacpp import LlamaCppDriver
 from factories import write_lora_gguf, write_tiny_gguf
 
@@ -207,7 +207,7 @@ import sys
 from pathlib import Path
 import corral_llamacpp
 from corral.library import open_library
-from corral.plugins import build_host
+from corral.testing import build_host
 home, model_path = Path(sys.argv[1]), Path(sys.argv[2])
 lib = open_library(home, build_host(entry_points=False, plugins=[corral_llamacpp]))
 model = lib.import_path(model_path).model

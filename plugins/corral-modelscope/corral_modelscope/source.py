@@ -18,9 +18,9 @@ import warnings
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from corral.driver import Source
-from corral.errors import CorralError, NotFound
-from corral.records import Category, RemoteFile, RepoSummary, Snapshot, Transfer
+from corral.api import Source
+from corral.api import CorralError, NotFound
+from corral.api import Category, RemoteFile, RepoSummary, Snapshot, Transfer
 
 DEFAULT_REVISION = "master"
 
@@ -192,7 +192,7 @@ class ModelScopeSource(Source):
         return base / "models" / f"{owner}--{name}" / "snapshots" / revision
 
     def transfers(self, snapshot: Snapshot, files: Sequence[RemoteFile], *, dest: Path | None) -> list[Transfer]:
-        from corral.pull.names import inside
+        from corral.api import inside
 
         cfg = config()
         api = self._api(cfg)

@@ -86,7 +86,7 @@ def test_unknown_model_and_revision_are_clear_errors(corral):
 def test_registering_the_plugin_imports_no_modelscope():
     code = (
         "import sys, corral_modelscope\n"
-        "from corral.plugins import build_host\n"
+        "from corral.testing import build_host\n"
         "assert build_host().source('modelscope') is corral_modelscope.ModelScopeSource\n"
         "print(any(m in sys.modules for m in ('modelscope', 'modelscope_hub', 'requests')))\n"
     )

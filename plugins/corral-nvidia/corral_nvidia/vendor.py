@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from corral.driver import GpuVendor
-from corral.records import GpuInfo
+from corral.api import GpuVendor
+from corral.api import GpuInfo
 
 
 def _optional(nvml: Any, read: Callable[[], Any]) -> Any:

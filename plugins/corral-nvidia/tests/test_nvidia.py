@@ -69,6 +69,6 @@ def test_reads_real_gpus(nvidia_host, run):
         assert gpu.utilization is None or 0 <= gpu.utilization <= 100
     status = json.loads(run("monitor", "--once", "--json").stdout)
     assert [g["name"] for g in status["gpus"]] == [g.name for g in gpus]
-    from corral.estimate import free_memory
+    from corral.testing import free_memory
 
     assert free_memory()[1] > 0

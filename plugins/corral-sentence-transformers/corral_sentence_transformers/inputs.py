@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from corral.errors import CorralError, InvalidSetting
+from corral.api import CorralError, InvalidInput, InvalidSetting
 
 
-class EmptyInput(CorralError):
+class EmptyInput(InvalidInput):
     """Nothing to embed or rank: no texts, an empty text, no documents, an empty query."""
 
 

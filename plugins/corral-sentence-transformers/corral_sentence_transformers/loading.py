@@ -15,10 +15,10 @@ from typing import Any, Iterator, Mapping
 
 import attrs
 
-from corral.errors import CorralError, DetectionError, InsufficientMemory, InvalidSetting, NotFound
-from corral.records import Format, Model
-from corral.driver import torch_device
-from corral.settings import read_settings
+from corral.api import CorralError, DetectionError, InsufficientMemory, InvalidSetting, NotFound
+from corral.api import Format, Model
+from corral.api import torch_device
+from corral.api import read_settings
 from corral_sentence_transformers.driver import SETTINGS
 
 #: Weight files that a folder beside a lone safetensors file may hold; none is linked into the staged folder.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from corral.driver import LoadedModel, Unsupported, free_torch_memory, torch_memory, torch_threads
-from corral.errors import CorralError, Incompatible
-from corral.records import Model
+from corral.api import LoadedModel, Unsupported, free_torch_memory, torch_memory, torch_threads
+from corral.api import CorralError, Incompatible
+from corral.api import Model
 from corral_sentence_transformers.inputs import int_param, query_and_documents
 from corral_sentence_transformers.loading import (
     Options,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from st_test_models import write_trained_embedding_model
 
-from corral.driver import Unsupported
-from corral.errors import CorralError, DetectionError, InvalidSetting, NotFound
+from corral.api import Unsupported
+from corral.api import CorralError, DetectionError, InvalidSetting, NotFound
 from corral_sentence_transformers.inputs import EmptyInput
 
 CAT, KITTEN, STOCKS = "a cat sits on the mat", "a kitten rests on a rug", "stock prices fell"
@@ -260,7 +260,7 @@ def test_offline_state_is_restored_in_a_fresh_process(tmp_path, minilm_path):
 import os
 os.environ.pop("HF_HUB_OFFLINE", None)
 from corral.library import open_library
-from corral.plugins import build_host
+from corral.testing import build_host
 import corral_sentence_transformers
 from pathlib import Path
 library = open_library(Path({str(tmp_path)!r}), build_host(entry_points=False, plugins=[corral_sentence_transformers]))

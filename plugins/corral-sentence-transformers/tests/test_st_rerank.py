@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from st_test_models import write_trained_cross_encoder
 
-from corral.driver import Unsupported
-from corral.errors import CorralError, Incompatible, InvalidSetting
+from corral.api import Unsupported
+from corral.api import CorralError, Incompatible, InvalidSetting
 from corral_sentence_transformers.inputs import EmptyInput
 
 QUERY = "where does the cat sit"

@@ -20,8 +20,8 @@ from typing import ClassVar
 
 import attrs
 
-from corral.driver import GpuVendor
-from corral.records import GpuInfo
+from corral.api import GpuVendor
+from corral.api import GpuInfo
 
 DEFAULT_ROOT = Path("/sys/class/drm")
 VENDORS = {0x1002: ("amd", "AMD"), 0x8086: ("intel", "Intel")}

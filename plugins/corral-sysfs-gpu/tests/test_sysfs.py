@@ -94,6 +94,6 @@ def test_monitor_env_and_free_memory_through_the_plugin(tmp_path, host, run, mon
     text = run("monitor", "--once").stdout
     assert "GPU 0" in text and "48 °C" in text and "3.2 / 25.8 GB" in text
     assert len(json.loads(run("env", "--json").stdout)["gpus"]) == 2
-    from corral.estimate import free_memory
+    from corral.testing import free_memory
 
     assert free_memory()[1] == 21 * GiB + 16 * GiB  # AMD's free part plus the Intel card's total

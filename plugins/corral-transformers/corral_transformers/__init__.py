@@ -16,7 +16,7 @@ from corral import hookimpl
 if TYPE_CHECKING:
     import click
 
-    from corral.driver import Driver, Exporter
+    from corral.api import Driver, Exporter
 
 
 @hookimpl

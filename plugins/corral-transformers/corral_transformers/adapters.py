@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 from attrs import frozen
 
-from corral.errors import CorralError, Incompatible, NotFound, PluginMissing, UnsafeFile
-from corral.records import Lora, LoraRequest, Model
+from corral.api import CorralError, Incompatible, NotFound, PluginMissing, UnsafeFile
+from corral.api import Lora, LoraRequest, Model
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -62,7 +62,7 @@ def adapter_folder(lora: Lora) -> Path:
 
 
 def _config(lora: Lora, folder: Path) -> dict[str, Any]:
-    from corral.detect.hfdir import read_json
+    from corral.api import read_json
 
     data = read_json(folder / ADAPTER_CONFIG)
     if not isinstance(data, dict):
@@ -75,7 +75,7 @@ def _config(lora: Lora, folder: Path) -> dict[str, Any]:
 
 def adapter_shapes(lora: Lora, folder: Path) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape of the adapter's weights (safetensors header, or torch's weights-only loader)."""
-    from corral.detect.tensors import shapes_of
+    from corral.api import shapes_of
 
     weights = next((folder / n for n in ADAPTER_FILES if (folder / n).is_file()), None)
     if weights is None:

@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from corral.cli.base import App, emit_json, human_count, human_size, json_option, pass_app
-from corral.errors import Conflict, InvalidSetting, PluginMissing
+from corral.api import App, emit_json, human_count, human_size, json_option, pass_app
+from corral.api import Conflict, InvalidSetting, PluginMissing
 from corral_transformers import spec as specs
 from corral_transformers.tokenizer_train import DEFAULT_VOCAB, TYPES
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from corral.driver import Driver, backend_status
-from corral.records import BackendStatus, Category, Format, LoraRequest, Model
+from corral.api import Driver, backend_status
+from corral.api import BackendStatus, Category, Format, LoraRequest, Model
 
 from corral_transformers.options import SETTINGS
 

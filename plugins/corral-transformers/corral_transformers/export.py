@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Mapping
 
 import attrs
 
-from corral.driver import Exporter, Progress
+from corral.api import Exporter, Progress
 from corral_transformers import default_tokenizer
 from corral_transformers.spec import ARCHITECTURE, ModelSpec, validate
 

@@ -15,9 +15,9 @@ import pickle
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Sequence
 
-from corral.driver import torch_threads
-from corral.errors import CorralError, DetectionError, InsufficientMemory, InvalidSetting, UnsafeFile
-from corral.records import LoraRequest, Model
+from corral.api import torch_threads
+from corral.api import CorralError, DetectionError, InsufficientMemory, InvalidSetting, UnsafeFile
+from corral.api import LoraRequest, Model
 
 from corral_transformers.locate import Source, locate
 from corral_transformers.options import LoadOptions, chat_template_setting, load_options

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from attrs import frozen
 
-from corral.errors import DetectionError, NotFound
-from corral.records import Format, Model, Provenance
+from corral.api import DetectionError, NotFound
+from corral.api import Format, Model, Provenance
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 #: A ref file holds one commit hash.
@@ -33,7 +33,7 @@ def cached_snapshot(provenance: Provenance) -> Path | None:
     Read from the cache's own layout (``models--org--name/snapshots/<commit>``, refs in ``refs/``) under
     HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub, as ``corral scan --hf-cache`` reads it.
     """
-    from corral.adopt.hf_cache import default_roots
+    from corral.api import hf_cache_roots as default_roots
 
     if provenance.hub not in (None, "huggingface") or not provenance.repo:
         return None

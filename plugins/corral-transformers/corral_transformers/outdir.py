@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from corral.errors import Conflict
+from corral.api import Conflict
 from corral_transformers.errors import OutputNotWritable
 
 STAGING_PREFIX = ".corral-partial-"

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from corral.errors import UnsafeFile
-from corral.records import Model
+from corral.api import UnsafeFile
+from corral.api import Model
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 #: The first torch whose weights-only loader transformers trusts (CVE-2025-32434 affects older ones).
@@ -59,13 +59,13 @@ def load_weights_only(path: Path, *, what: str) -> dict[str, Any]:
             f"it ({first}); it was not run. Use a safetensors copy instead"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        from corral.errors import DetectionError
+        from corral.api import DetectionError
 
         raise DetectionError(f"{path}: torch cannot read this checkpoint ({exc}); re-download it") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # Lightning-style checkpoints wrap the weights
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        from corral.errors import DetectionError
+        from corral.api import DetectionError
 
         raise DetectionError(f"{path}: {what} is not a state dict of tensors")
     return state

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import attrs
 
-from corral.errors import InsufficientMemory, InvalidSetting
+from corral.api import InsufficientMemory, InvalidSetting
 
 #: The architecture every preset builds (transformers' ``LlamaForCausalLM``).
 ARCHITECTURE = "LlamaForCausalLM"

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from corral.errors import InvalidSetting, NotFound
+from corral.api import InvalidSetting, NotFound
 from corral_transformers.errors import CorpusError
 
 TYPES = ("sentencepiece", "bpe")

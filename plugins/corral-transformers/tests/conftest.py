@@ -77,8 +77,8 @@ def tiny_created(tmp_path_factory) -> Path:
     from click.testing import CliRunner
 
     import corral_transformers
-    from corral.cli import build_cli
-    from corral.plugins import build_host, set_host
+    from corral.testing import build_cli
+    from corral.testing import build_host, set_host
 
     root = tmp_path_factory.mktemp("tiny-created")
     set_host(build_host(entry_points=False, plugins=[corral_transformers]))

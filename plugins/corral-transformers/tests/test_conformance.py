@@ -3,7 +3,7 @@
 import pytest
 from transformers_factories import CHAT_TEMPLATE, copy_model
 
-from corral.records import ChatResult
+from corral.api import ChatResult
 from corral.testing import Conformance, Sample
 
 

@@ -181,7 +181,7 @@ def test_dry_run_previews_and_writes_nothing(run, tmp_path):
 
 
 def test_dry_run_imports_no_torch(tmp_path):
-    probe = ("import sys\nfrom corral.cli import build_cli\n"
+    probe = ("import sys\nfrom corral.testing import build_cli\n"
              "try:\n    build_cli()(args=sys.argv[1:], prog_name='corral')\nexcept SystemExit:\n    pass\n"
              "print('HEAVY:' + ','.join(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules),"
              " file=sys.stderr)\n")

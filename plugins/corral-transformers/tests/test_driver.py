@@ -10,9 +10,9 @@ import shutil
 import attrs
 import pytest
 
-from corral.driver import Unsupported, drain
-from corral.errors import CorralError, DetectionError, InvalidSetting, NotFound
-from corral.records import Category
+from corral.api import Unsupported, drain
+from corral.api import CorralError, DetectionError, InvalidSetting, NotFound
+from corral.api import Category
 
 PROMPT = "The quick brown fox jumps over the lazy dog. The corral"
 #: Seeded sampling: a random-weight model's greedy answer repeats one token, sampling gives words.

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from transformers_factories import build_adapter
 
-from corral.errors import Incompatible
-from corral.records import Lora
+from corral.api import Incompatible
+from corral.api import Lora
 
 PROMPT = "The quick brown fox jumps over the lazy dog"
 

@@ -10,8 +10,8 @@ import shutil
 import attrs
 import pytest
 
-from corral.errors import UnsafeFile
-from corral.records import Category
+from corral.api import UnsafeFile
+from corral.api import Category
 
 PROMPT = "The quick brown fox jumps over the lazy dog"
 
@@ -106,7 +106,7 @@ def test_a_malicious_adapter_pickle_never_runs(library, tiny, tmp_path):
     from factories import write_malicious_pickle
     from transformers_factories import build_adapter
 
-    from corral.records import Lora
+    from corral.api import Lora
 
     target = tmp_path / "pwned"
     adapter = build_adapter(library.store.get_model("tiny").path, tmp_path / "lora", seed=1)
