@@ -29,8 +29,8 @@ INTRO = """\
 
 Every command of the core, as `corral COMMAND --help` prints it. Installed plugins may add commands of
 their own (the `register_commands` hook); `corral --help` lists those too. Errors print one line on
-stderr and exit non-zero (exit codes: [user guide](guide.md#exit-codes)); every command that prints data
-takes `--json`.
+stderr and exit non-zero with the error's own code ([exit codes](#exit-codes)); every command that
+prints data takes `--json`.
 """
 
 HTTP_WITH_PAGE = """\
@@ -87,7 +87,25 @@ def render(cli: click.Group | None = None) -> str:
         out.append(f"- [`{path}`](#{path.replace(' ', '-')})\n")
     for ctx, command in entries:
         out.append(f"\n## {ctx.command_path}\n\n```text\n{command.get_help(ctx).rstrip()}\n```\n")
+    out.append(exit_codes())
     return "".join(out)
+
+
+def exit_codes() -> str:
+    """The exit-code table, from the classes in corral.errors (each code belongs to one class)."""
+    import corral.errors as errors
+
+    rows = sorted(
+        (cls.exit_code, cls.__name__, cls.http_status, " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split()))
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.CorralError) and "exit_code" in vars(cls)
+    )
+    lines = ["\n## Exit codes\n\n",
+             "Every error is a class in `corral.errors`; plugins subclass them. A subclass without a code of its\n",
+             "own exits with its parent's. 0 is success; 130 is also an interrupted command (Ctrl-C).\n\n",
+             "| code | error | HTTP | meaning |\n| --- | --- | --- | --- |\n"]
+    lines += [f"| {code} | `{name}` | {status} | {doc} |\n" for code, name, status, doc in rows]
+    return "".join(lines)
 
 
 def main(argv: list[str]) -> int:
