@@ -37,7 +37,7 @@ FILES: dict[str, str] = {
         '\n'
         '1. Add your backend to `dependencies` in `pyproject.toml` and its import name to `requires`.\n'
         '2. Set `categories` and `formats` to what it loads; add its load options to `settings`.\n'
-        '3. In `load`, `import` the backend and open the model; turn its errors into `corral.errors` errors that\n'
+        '3. In `load`, `import` the backend and open the model; turn its errors into `corral.api` errors that\n'
         '   name the file and say what to do.\n'
         '4. In the handle, implement the tasks of your categories (`chat`/`complete`, `embed`, `rerank`,\n'
         '   `imagine`, `speak`), `memory` and `unload`.\n'
