@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from factories import (
     write_mmproj_gguf,
     write_tiny_gguf,
 )
+from corral.store import Store
 from corral.testing.cli import as_json, assert_clean_error
 
 
@@ -335,20 +337,72 @@ def test_scan_missing_dir(run, tmp_path):
 # --- concurrency -----------------------------------------------------------------------------------------
 
 
+#: ``python -c`` program: one ``corral`` process that, once imported, runs ``corral import FILE`` in every
+#: home named on stdin, each at that home's start time, and prints each run's exit code and stderr as JSON.
+#: Running the rounds in one process keeps many rounds cheap; each round is the first use of a fresh
+#: library by all the processes at the same instant.
+CLI_ROUNDS = r"""
+import contextlib, io, json, os, sys, time, traceback
+from corral.cli import build_cli
+import corral.library, corral.store
+cli = build_cli()
+print("ready", flush=True)
+rounds, results = json.loads(sys.stdin.readline()), []
+for home, start in rounds:
+    os.environ["CORRAL_HOME"] = home
+    time.sleep(max(0.0, start - 0.05 - time.time()))
+    while time.time() < start:  # the last stretch busy-waited: the processes on CPU start in step
+        pass
+    err, code = io.StringIO(), 0
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        try:
+            cli(args=sys.argv[1:], prog_name="corral")
+        except SystemExit as exit:
+            code = exit.code or 0
+        except Exception:
+            traceback.print_exc()
+            code = 1
+    results.append([code, err.getvalue()])
+print(json.dumps(results))
+"""
+
+# Only the first two openers of a fresh library can collide, so many short rounds find the race far more
+# often than many processes in few rounds do (on two cores, ~10 of 480 imports failed before the fix).
+CONCURRENT_IMPORTS = 8
+CONCURRENT_ROUNDS = 60
+ROUND_GAP = 0.15  # seconds between round starts: room for the round's imports on two cores
+
+
 def test_concurrent_cli_imports_lose_nothing(tmp_path):
-    files = [write_tiny_gguf(tmp_path / "m" / f"model-{i}.gguf") for i in range(8)]
-    env = {**os.environ, "CORRAL_HOME": str(tmp_path / "home"), "CORRAL_LOAD_PLUGINS": ""}
+    files = [write_tiny_gguf(tmp_path / "m" / f"model-{i}.gguf") for i in range(CONCURRENT_IMPORTS)]
+    homes = [tmp_path / f"home-{r}" for r in range(CONCURRENT_ROUNDS)]
+    env = {**os.environ, "CORRAL_LOAD_PLUGINS": ""}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "corral", "import", str(f)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen([sys.executable, "-c", CLI_ROUNDS, "import", str(f)], env=env, text=True,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for f in files
     ]
+    for p in procs:  # all imported and waiting before the first start time is set
+        assert p.stdout.readline() == "ready\n", p.communicate(timeout=60)[1]
+    first = time.time() + 0.3
+    rounds = json.dumps([[str(h), first + r * ROUND_GAP] for r, h in enumerate(homes)]) + "\n"
     for p in procs:
-        _, err = p.communicate(timeout=120)
+        p.stdin.write(rounds)
+        p.stdin.flush()
+    failed = []
+    for f, p in zip(files, procs):
+        out, err = p.communicate(timeout=120 + CONCURRENT_ROUNDS * ROUND_GAP)
         assert p.returncode == 0, err
-    listed = subprocess.run([sys.executable, "-m", "corral", "ls", "--json"], env=env,
-                            capture_output=True, text=True, check=True)
-    assert sorted(m["name"] for m in json.loads(listed.stdout)) == [f"model-{i}" for i in range(8)]
+        runs = json.loads(out)
+        failed += [(r, f.stem, text.strip().splitlines()[-1:]) for r, (code, text) in enumerate(runs) if code]
+    assert failed == [], f"{len(failed)} of {len(files) * len(homes)} imports failed: {failed[:5]}"
+    listed = subprocess.run([sys.executable, "-m", "corral", "ls", "--json"], capture_output=True,
+                            text=True, check=True, env={**env, "CORRAL_HOME": str(homes[0])})
+    assert sorted(m["name"] for m in json.loads(listed.stdout)) == sorted(f.stem for f in files)
+    for home in homes[1:]:  # the same check without a process per home
+        store = Store(home / "library.db")
+        assert sorted(m.name for m in store.list_models()) == sorted(f.stem for f in files)
+        store.close()
 
 
 # --- bounded detection through the CLI -------------------------------------------------------------------

@@ -2,14 +2,18 @@
 
 Each record is kept whole as JSON (through the one cattrs converter) beside the columns that need an index
 or a constraint (names and paths are unique). Writers take the lock up front (``BEGIN IMMEDIATE``) and
-wait for each other (``busy_timeout``), so concurrent CLI processes never lose a record.
+wait for each other (``busy_timeout``), so concurrent CLI processes never lose a record. Opening retries
+the few steps SQLite refuses without waiting (see :meth:`Store._open`), and a lock held past the timeout
+is a :class:`StoreError`, never a bare ``database is locked``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +22,7 @@ from typing import Iterator
 import attrs
 
 from corral.convert import from_data, to_data
-from corral.errors import Conflict, CorralError, NotFound
+from corral.errors import Conflict, CorralError, NotFound, StoreError
 from corral.records import Component, Lora, Measurement, Model, utcnow
 
 #: Each entry moves the schema one version up; never edit a released entry, append a new one.
@@ -70,13 +74,23 @@ MIGRATIONS: tuple[str, ...] = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+#: Seconds opening or writing the library waits for another process's lock before giving up.
+LOCK_TIMEOUT = 30.0
 
-class StoreError(CorralError):
-    """The library database cannot be opened or is newer than this Corral."""
+# SQLITE_BUSY and SQLITE_LOCKED (primary codes; extended codes keep them in the low byte).
+_BUSY_CODES = (5, 6)
 
 
 def new_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    """Whether ``error`` is SQLite refusing a lock another connection holds."""
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in _BUSY_CODES
+    return "is locked" in str(error)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -88,24 +102,89 @@ def _pid_alive(pid: int) -> bool:
 class Store:
     """Models, components, LoRAs and load leases in one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, timeout: float = LOCK_TIMEOUT) -> None:
+        """Open (creating or migrating as needed) the library database at ``path``.
+
+        Waits up to ``timeout`` seconds for other processes that are opening or writing the same file;
+        raises :class:`StoreError` when the lock outlasts it.
+        """
         self.path = Path(path)
+        self.timeout = timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA busy_timeout = 30000")
         self._conn.execute("PRAGMA foreign_keys = ON")
-        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode.lower() != "wal":  # pragma: no cover - filesystems without shared memory
-            raise StoreError(f"{self.path}: cannot switch the library database to WAL mode ({mode})")
-        self._migrate()
+        try:
+            self._open()
+        except BaseException:
+            self._conn.close()
+            raise
+        self._set_busy_timeout(timeout)
 
     def close(self) -> None:
         self._conn.close()
 
+    def _set_busy_timeout(self, seconds: float) -> None:
+        self._conn.execute(f"PRAGMA busy_timeout = {max(0, int(seconds * 1000))}")
+
+    def _locked_error(self) -> StoreError:
+        return StoreError(
+            f"{self.path}: the library database stayed locked by another process for {self.timeout:g} s; "
+            "wait for the other corral commands using this library to finish (or stop a stuck one) "
+            "and try again"
+        )
+
+    def _open(self) -> None:
+        """Switch to WAL and migrate, retrying what another process's lock makes SQLite refuse.
+
+        SQLite refuses some locks at once (SQLITE_BUSY without calling the busy handler) because waiting
+        could deadlock: the WAL switch reads the header, then needs the write lock, and fails outright when
+        another first open took that lock in between. Every attempt waits only for what is left of one
+        overall deadline, so opening never waits longer than ``timeout`` in all.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            self._set_busy_timeout(deadline - time.monotonic())
+            try:
+                self._use_wal()
+                self._migrate()
+                return
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error):
+                    raise
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._locked_error() from error
+                # Randomized, so processes that collided do not collide again in step.
+                time.sleep(min(left, random.uniform(0.005, 0.05)))
+
+    def _use_wal(self) -> None:
+        # Only the first open of a new library switches: asking again needs the write lock for nothing.
+        mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode.lower() != "wal":
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":  # pragma: no cover - filesystems without shared memory
+            raise StoreError(f"{self.path}: cannot switch the library database to WAL mode ({mode})")
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction holding the database's write lock from the start."""
+        """One write transaction holding the database's write lock from the start.
+
+        Waits up to the store's timeout for other writers; a lock held longer raises :class:`StoreError`.
+        """
+        try:
+            with self._write_transaction() as db:
+                yield db
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error):
+                raise
+            raise self._locked_error() from error
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
+        # SQLite's own errors pass through, so that opening can retry a refused lock.
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
@@ -114,15 +193,22 @@ class Store:
             raise
         self._conn.execute("COMMIT")
 
+    def _checked_version(self) -> int:
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer Corral (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}); upgrade corral"
+            )
+        return version
+
     def _migrate(self) -> None:
-        with self.transaction() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} was written by a newer Corral (schema {version}, this one knows "
-                    f"{SCHEMA_VERSION}); upgrade corral"
-                )
-            for number in range(version, SCHEMA_VERSION):
+        # An up-to-date library opens without the write lock, so opening never queues behind a writer.
+        if self._checked_version() == SCHEMA_VERSION:
+            return
+        with self._write_transaction() as db:
+            # Read again under the lock: another process may have migrated since.
+            for number in range(self._checked_version(), SCHEMA_VERSION):
                 for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
                         db.execute(statement)
