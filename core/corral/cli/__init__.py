@@ -10,7 +10,7 @@ from corral import __version__
 def build_cli() -> click.Group:
     """The top-level group: the core's commands, then whatever plugins add (``register_commands``)."""
     from corral.cli import hardware_cmds, library_cmds, maintenance_cmds, parts_cmds, plugin_cmds, run_cmds, server_cmds
-    from corral.cli import hub_cmds
+    from corral.cli import hub_cmds, keys_cmds
     from corral.cli import plugin_new_cmd
     from corral.cli.base import CorralGroup
     from corral.plugins import get_host
@@ -23,7 +23,7 @@ def build_cli() -> click.Group:
         Data lives in CORRAL_HOME (default: the user data directory).
         """
 
-    for module in (library_cmds, parts_cmds, plugin_cmds, run_cmds, hub_cmds, server_cmds, hardware_cmds, maintenance_cmds, plugin_new_cmd):
+    for module in (library_cmds, parts_cmds, plugin_cmds, run_cmds, hub_cmds, server_cmds, hardware_cmds, maintenance_cmds, plugin_new_cmd, keys_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
     get_host().add_commands(cli)

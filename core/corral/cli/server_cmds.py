@@ -4,6 +4,7 @@ the background when none runs for this library."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
@@ -39,6 +40,30 @@ class Percent(click.ParamType):
         return number
 
 
+class Size(click.ParamType):
+    """Bytes, or a size like 32MiB / 64MB / 512KiB."""
+
+    name = "size"
+    UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
+
+    def convert(self, value, param, ctx):
+        import re
+
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match.group(2).lower() if match else ""
+        if match is None or unit not in self.UNITS:
+            self.fail(f"{value!r} is not a size (e.g. 32MiB, 64MB, 1048576)", param, ctx)
+        return int(float(match.group(1)) * self.UNITS[unit])
+
+
+def _env_list(name: str, separator: str = ",") -> tuple[str, ...]:
+    import os
+
+    return tuple(v.strip() for v in os.environ.get(name, "").split(separator) if v.strip())
+
+
 @click.command("serve")
 @click.option("--host", envvar="CORRAL_HOST", default=DEFAULT_HOST, show_default=True,
               help="Address to listen on (env CORRAL_HOST). 0.0.0.0 exposes the server to the network.")
@@ -52,19 +77,51 @@ class Percent(click.ParamType):
               show_default=True, help="System memory percent at which idle models are unloaded.")
 @click.option("--max-queue", envvar="CORRAL_MAX_QUEUE", type=click.IntRange(0), default=50, show_default=True,
               help="Requests that may wait per model; more are answered 503.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests for this Host name (* wildcards; env CORRAL_ALLOWED_HOSTS, comma list). "
+                   "Other names than the server's own get 403 (DNS rebinding).")
+@click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
+              help="Let web pages from this origin call the server, e.g. https://app.example.com or "
+                   "https://*.example.com (env CORRAL_ORIGINS, comma list). Local origins are allowed.")
+@click.option("--allow-path", "allow_paths", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", help="Folder whose files import and pull requests through the API may name "
+                                  "(env CORRAL_ALLOWED_PATHS, os.pathsep list; default: CORRAL_HOME).")
+@click.option("--insecure-no-auth", is_flag=True,
+              help="Listen beyond loopback without an API key (refused otherwise).")
+@click.option("--log-prompts", is_flag=True, help="Write prompts into the request log (CORRAL_HOME/logs).")
+@click.option("--max-body", type=Size(), default="32MiB", show_default=True, help="Largest request body.")
+@click.option("--max-connections", type=click.IntRange(1), default=1000, show_default=True,
+              help="Open connections at once; requests beyond are answered 503.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
-def serve_cmd(host, port, api_key, keep_alive, memory_threshold, max_queue, log_level) -> None:
-    """Serve the library over an OpenAI-compatible HTTP API until Ctrl-C."""
+def serve_cmd(host, port, api_key, keep_alive, memory_threshold, max_queue, allow_hosts, allow_origins, allow_paths,
+              insecure_no_auth, log_prompts, max_body, max_connections, log_level) -> None:
+    """Serve the library over an OpenAI-compatible HTTP API until Ctrl-C.
+
+    Binding beyond 127.0.0.1 needs an API key (--api-key, CORRAL_API_KEY, CORRAL_API_KEYS or
+    `corral keys add`). Figures for Prometheus are at /metrics; one JSON line per request goes to
+    CORRAL_HOME/logs/requests.log.
+    """
     import importlib.util
+    import os
 
     from corral.errors import PluginMissing
+    from corral.server.guards import GuardOptions
+    from corral.server.limits import Limits
     from corral.server.serve import serve
 
     missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         raise PluginMissing(f"corral serve needs {' and '.join(missing)}: pip install {' '.join(missing)}")
 
+    guards = GuardOptions(
+        allowed_hosts=allow_hosts + _env_list("CORRAL_ALLOWED_HOSTS"),
+        allowed_origins=allow_origins + _env_list("CORRAL_ORIGINS"),
+        allowed_paths=tuple(p.expanduser().resolve() for p in allow_paths)
+        + tuple(Path(p).expanduser().resolve() for p in _env_list("CORRAL_ALLOWED_PATHS", os.pathsep)),
+        limits=Limits(max_body=max_body, max_connections=max_connections),
+        log_prompts=log_prompts,
+    )
     serve(
         host=host,
         port=port,
@@ -74,6 +131,8 @@ def serve_cmd(host, port, api_key, keep_alive, memory_threshold, max_queue, log_
         max_waiting=max_queue,
         log_level=log_level,
         announce=lambda line: click.echo(line, err=True),
+        guards=guards,
+        insecure_no_auth=insecure_no_auth,
     )
 
 

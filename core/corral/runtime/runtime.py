@@ -18,7 +18,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import attrs
 
-from corral.driver import TASKS, LoadedModel
+from corral.ext.categories import TASKS
+from corral.ext.driver import LoadedModel
 from corral.errors import Busy, NotFound
 from corral.library import Library, LoadPlan
 from corral.records import Category, LoraRequest, Model
@@ -70,6 +71,8 @@ class Loaded:
     memory: Mapping[str, int]
     keep_alive: float | None
     loaded_at: float = attrs.field(factory=time.time)
+    #: Seconds the driver's load took (shown by /metrics).
+    load_seconds: float = 0.0
     last_used: float = attrs.field(factory=time.monotonic)
     #: Set once an unload has begun, so a model is never unloaded twice.
     retired: bool = False
@@ -263,6 +266,7 @@ class Runtime:
             queue=RequestQueue(model.name, self.max_waiting, getattr(handle, "parallel", None) or slots(plan)),
             memory=memory,
             keep_alive=keep_alive,
+            load_seconds=time.monotonic() - started,
         )
         with self._state:
             self._loaded[model.id] = entry

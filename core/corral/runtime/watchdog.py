@@ -6,6 +6,7 @@ looked at again on the next tick.
 
 from __future__ import annotations
 
+import collections
 import logging
 import re
 import threading
@@ -66,6 +67,8 @@ class Watchdog:
         self.memory = memory
         #: What the watchdog did, newest last (shown by ``/api/status``).
         self.events: list[dict] = []
+        #: Models unloaded so far, by reason (``keep_alive``, ``memory``; shown by /metrics).
+        self.evictions: collections.Counter[str] = collections.Counter()
         self._pressure = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -101,7 +104,7 @@ class Watchdog:
         unloaded = []
         for entry in self.runtime.entries():
             left = entry.expires_in(now)
-            if left is not None and left <= 0 and self._unload(entry, "keep-alive expired"):
+            if left is not None and left <= 0 and self._unload(entry, "keep-alive expired", "keep_alive"):
                 unloaded.append(entry.model.name)
         unloaded += self.relieve()
         return unloaded
@@ -130,8 +133,9 @@ class Watchdog:
             used = self.memory()
         return unloaded
 
-    def _unload(self, entry: Loaded, why: str) -> bool:
+    def _unload(self, entry: Loaded, why: str, reason: str = "memory") -> bool:
         done = self.runtime.unload_if_idle(entry, f"{entry.model.name} was unloaded: {why}")
         if done:
+            self.evictions[reason] += 1
             self._note("unloaded", entry.model.name, why)
         return done

@@ -14,17 +14,18 @@ from corral.server.service import Service
 log = logging.getLogger("corral.server")
 
 
-def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: str | None = None) -> Any:
+def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: str | None = None,
+               guards: Any = None) -> Any:
     """The server's app around ``runtime``. The watchdog runs while the app does; stopping the app
-    unloads every model (each after its request in progress)."""
+    unloads every model (each after its request in progress). Every route sits behind the guard
+    middleware (:mod:`corral.server.guards`; ``guards`` is its :class:`GuardOptions`)."""
     import anyio
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.middleware import Middleware
     from starlette.responses import JSONResponse
 
     from corral.server import manage_routes, openai_routes
-    from corral.server.auth import ApiKeyMiddleware
+    from corral.server.guards import guard_stack
 
     service = Service(runtime, watchdog)
 
@@ -46,12 +47,13 @@ def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: s
         code = "not_found" if exc.status_code == 404 else "http_error"
         return JSONResponse(error_body(message, exc.status_code, code), exc.status_code)
 
-    middleware = [Middleware(ApiKeyMiddleware, api_key=api_key)] if api_key else []
+    middleware, guard_routes, metrics = guard_stack(runtime, watchdog, api_key=api_key, options=guards)
     app = Starlette(
-        routes=openai_routes.routes() + manage_routes.routes(),
+        routes=openai_routes.routes() + manage_routes.routes() + guard_routes,
         middleware=middleware,
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.metrics = metrics
     return app

@@ -1,40 +1,18 @@
-"""API key check on every route (``--api-key`` / ``CORRAL_API_KEY``): ``Authorization: Bearer KEY``."""
+"""Which API key a request presents: ``Authorization: Bearer KEY`` (OpenAI's clients, the corral CLI) or
+``x-api-key: KEY`` (Anthropic's clients). The guard middleware (:mod:`corral.server.guards`) checks it
+against the server's :class:`corral.keys.KeyRing` on every route."""
 
 from __future__ import annotations
 
-import hmac
-import json
-from typing import Any
-
-from corral.server.responses import error_body
+from typing import Mapping
 
 
-class ApiKeyMiddleware:
-    """Plain ASGI middleware: answers 401 unless the request carries the key."""
-
-    def __init__(self, app: Any, api_key: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {api_key}".encode()
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope.get("headers") or ()).get(b"authorization", b"")
-        if hmac.compare_digest(given, self.expected):
-            await self.app(scope, receive, send)
-            return
-        message = "missing API key: send Authorization: Bearer KEY" if not given else "wrong API key"
-        body = json.dumps(error_body(message, 401, "unauthorized")).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+def presented_key(headers: Mapping[bytes, bytes]) -> tuple[bytes | None, bool]:
+    """The key in the request's (lower-case) headers, and whether it tried to send one at all."""
+    given = headers.get(b"authorization")
+    if given is not None and given[:7].lower() == b"bearer ":
+        return given[7:].strip() or None, True
+    api_key = headers.get(b"x-api-key")
+    if api_key is not None:
+        return api_key.strip() or None, True
+    return None, given is not None

@@ -19,6 +19,7 @@ from corral.errors import Conflict, CorralError
 from corral.runtime.queue import MAX_WAITING
 from corral.runtime.runtime import KEEP_ALIVE, Runtime
 from corral.runtime.watchdog import MEMORY_THRESHOLD, Watchdog
+from corral.server.limits import Limits, is_loopback
 from corral.server.state import DEFAULT_HOST, ServerState, clear_state, read_state, write_state
 
 
@@ -46,8 +47,12 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_server(app: Any, log_level: str, *, on_start=None, on_stop=None) -> Any:
+def _uvicorn_server(app: Any, log_level: str, *, on_start=None, on_stop=None, limits: Limits | None = None) -> Any:
     import uvicorn
+
+    from corral.server.limits import guarded_protocol
+
+    limits = limits or Limits()
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list | None = None) -> None:
@@ -73,6 +78,8 @@ def _uvicorn_server(app: Any, log_level: str, *, on_start=None, on_stop=None) ->
         timeout_graceful_shutdown=10,
         lifespan="on",
         access_log=log_level == "debug",
+        http=guarded_protocol(limits.header_timeout),  # slow request headers are dropped
+        limit_concurrency=limits.max_connections,
     )
     return Server(config)
 
@@ -99,15 +106,27 @@ def serve(
     home: Path | None = None,
     log_level: str = "info",
     announce: Any = print,
+    guards: Any = None,
+    insecure_no_auth: bool = False,
     executor: Any = None,
 ) -> None:
     """Serve until interrupted (SIGINT / SIGTERM); every model is unloaded before returning.
 
     ``executor`` (:mod:`corral.runtime.executor`) places loaded models; by default each gets a runner
     process of its own (``CORRAL_EXECUTOR=in-process`` keeps them in the server's process).
+
+    ``guards`` (:class:`corral.server.guards.GuardOptions`) sets the Host, Origin, limit and log rules;
+    its keys default to ``api_key``, ``CORRAL_API_KEYS`` and the keys file. Listening beyond loopback
+    without a key is refused unless ``insecure_no_auth``.
     """
+    import attrs
+
+    from corral.home import corral_home
+    from corral.keys import KeyRing
     from corral.library import open_library
     from corral.server.app import create_app
+    from corral.server.guards import GuardOptions, check_exposure
+    from corral.server.request_log import LOG_DIR
 
     running = read_state(home)
     if running is not None and running.pid != os.getpid():
@@ -115,28 +134,36 @@ def serve(
             f"a Corral server already runs for this library (pid {running.pid}, {running.url}); "
             f"stop it first or use another CORRAL_HOME"
         )
+    data = home or corral_home()
+    guards = guards or GuardOptions()
+    keys = guards.keys or KeyRing.for_server(data, api_key)
+    check_exposure(host, keys, insecure_no_auth)
+    guards = attrs.evolve(guards, bound_host=host, keys=keys, allowed_paths=guards.allowed_paths or (data,),
+                          log_dir=guards.log_dir or data / LOG_DIR)
     sock = bind(host, port)
     address = sock.getsockname()
     library = open_library(home)
     if executor is None:
-        from corral.home import corral_home
         from corral.runtime.executor import executor_from_env
 
-        executor = executor_from_env(host=library.host, log_dir=(home or corral_home()) / "logs" / "runners")
+        executor = executor_from_env(host=library.host, log_dir=data / LOG_DIR / "runners")
     runtime = Runtime(library, keep_alive=keep_alive, max_waiting=max_waiting, executor=executor)
     watchdog = Watchdog(runtime, threshold=memory_threshold)
-    app = create_app(runtime, watchdog, api_key=api_key)
+    app = create_app(runtime, watchdog, guards=guards)
     app.state.service.address = (host, address[1])
     state = ServerState(pid=os.getpid(), host=host, port=address[1], version=__version__)
 
     def started() -> None:
         write_state(state, home)
-        auth = "API key required" if api_key else "no API key"
-        announce(f"Corral {__version__} serving on {state.url} ({auth}); Ctrl-C stops it.")
-        if not api_key and host not in ("127.0.0.1", "localhost", "::1"):
-            announce(f"Warning: {host} may be reachable from other machines and no API key is set (--api-key).")
+        shown = f"[{host}]" if ":" in host else host
+        announce(f"Corral {__version__} listening on {shown}:{address[1]} ({keys.describe()}); "
+                 f"{state.url} from this machine; Ctrl-C stops it.")
+        if not keys.enabled and not is_loopback(host):
+            announce(f"Warning: {host} may be reachable from other machines and no API key is set "
+                     f"(--insecure-no-auth).")
 
-    server = _uvicorn_server(app, log_level, on_start=started, on_stop=lambda: clear_state(state.pid, home))
+    server = _uvicorn_server(app, log_level, on_start=started, on_stop=lambda: clear_state(state.pid, home),
+                             limits=guards.limits)
     _log_to_stderr(log_level)
     try:
         server.run(sockets=[sock])
@@ -150,7 +177,8 @@ class ServerThread:
 
     ``with ServerThread(runtime) as server: httpx.get(server.url + "/v1/models")``. Leaving the block
     stops the server and unloads every model. ``state=True`` also writes the state file, so CLI commands
-    of this library use this server.
+    of this library use this server. ``guards`` (:class:`corral.server.guards.GuardOptions`) sets the
+    Host, Origin, key, limit and log rules; by default ``api_key`` is the only key and nothing is logged.
     """
 
     def __init__(
@@ -163,19 +191,31 @@ class ServerThread:
         watchdog: Watchdog | None = None,
         state: bool = False,
         log_level: str = "warning",
+        guards: Any = None,
+        insecure_no_auth: bool = False,
     ) -> None:
-        from corral.server.app import create_app
+        import attrs
 
+        from corral.keys import KeyRing
+        from corral.server.app import create_app
+        from corral.server.guards import GuardOptions, check_exposure
+
+        guards = guards or GuardOptions()
+        home = Path(runtime.library.store.path).parent
+        guards = attrs.evolve(guards, bound_host=host, keys=guards.keys or KeyRing.single(api_key),
+                              allowed_paths=guards.allowed_paths or (home,))
+        check_exposure(host, guards.keys, insecure_no_auth)
         self.runtime = runtime
-        self.app = create_app(runtime, watchdog, api_key=api_key)
+        self.guards = guards
+        self.app = create_app(runtime, watchdog, guards=guards)
         self._sock = bind(host, port)
         self.host, self.port = host, self._sock.getsockname()[1]
         self.app.state.service.address = (host, self.port)
         self.state = ServerState(pid=os.getpid(), host=host, port=self.port, version=__version__)
-        self._home = Path(runtime.library.store.path).parent
+        self._home = home
         on_start = (lambda: write_state(self.state, self._home)) if state else None
         on_stop = (lambda: clear_state(self.state.pid, self._home)) if state else None
-        self._server = _uvicorn_server(self.app, log_level, on_start=on_start, on_stop=on_stop)
+        self._server = _uvicorn_server(self.app, log_level, on_start=on_start, on_stop=on_stop, limits=guards.limits)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
                                         name="corral-server", daemon=True)
 
