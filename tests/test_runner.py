@@ -13,7 +13,6 @@ import re
 import signal
 import socket
 import struct
-import sys
 import threading
 import time
 from pathlib import Path

@@ -41,13 +41,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 from corral.errors import RunnerFailed, TimedOut
-from corral.driver import LoadedModel
+from corral.ext.driver import LoadedModel
 from corral.records import LoraRequest, Model
-from corral.settings import CORE_SETTINGS
 from corral.runtime.wire import Channel, WireError, decode, decode_error, encode
+from corral.settings import CORE_SETTINGS
 
 if TYPE_CHECKING:
-    from corral.driver import GpuVendor
+    from corral.ext.gpu import GpuVendor
     from corral.library import LoadPlan
 
 log = logging.getLogger("corral.runtime")
@@ -135,7 +135,8 @@ class RunnerProcesses(Executor):
         return [cls() for cls in host.gpu_vendors]
 
     def _log_path(self, model: Model) -> Path:
-        folder = self.log_dir or Path(tempfile.gettempdir()) / f"corral-runners-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        user = os.getuid() if hasattr(os, "getuid") else 0
+        folder = self.log_dir or Path(tempfile.gettempdir()) / f"corral-runners-{user}"
         folder.mkdir(parents=True, exist_ok=True)
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", model.name)[:60] or "model"
         return folder / f"{safe}-{model.id[:8]}.log"
@@ -393,7 +394,8 @@ class Runner:
             return reply
         if reply.get("op") == "failed":
             raise decode_error(reply.get("error"), self.name)
-        raise RunnerFailed(f"{self.name}: the load failed: {self.cause or 'its runner answered ' + repr(reply.get('op'))}")
+        why = self.cause or f"its runner answered {reply.get('op')!r}"
+        raise RunnerFailed(f"{self.name}: the load failed: {why}")
 
     def driver_memory(self) -> dict[str, int]:
         """What the driver in the runner reports (``LoadedModel.memory()``), or {} when it cannot say."""

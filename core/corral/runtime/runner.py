@@ -51,7 +51,9 @@ def public_methods(handle: Any) -> list[str]:
     """The names the server may call on ``handle``: the tasks, and its other public methods."""
     names = set(TASK_METHODS)
     for name in dir(type(handle)):
-        if not name.startswith("_") and name not in ("memory", "unload") and callable(getattr(type(handle), name, None)):
+        if name.startswith("_") or name in ("memory", "unload"):
+            continue
+        if callable(getattr(type(handle), name, None)):
             names.add(name)
     return sorted(names)
 

@@ -1,5 +1,6 @@
 """The runtime: the models this process holds loaded, under the load rules (:mod:`corral.runtime.rules`),
-each with its request queue (:mod:`corral.runtime.queue`).
+each with its request queue (:mod:`corral.runtime.queue`). Where a model lives is its executor's business
+(:mod:`corral.runtime.executor`: this process, or a runner process of its own).
 
 Thread-safe. Loads within one slot (see :func:`corral.runtime.rules.slot`) are serialised, so two
 clients asking for the same model at once load it once, and two language models never end up loaded
