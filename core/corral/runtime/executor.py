@@ -253,6 +253,7 @@ class Runner:
         self._control_lock = threading.Lock()
         self._dead = False
         self._stopping = False
+        self._ready = False
         self._kill_reason: str | None = None
         #: Why the runner ended (None while it runs).
         self.cause: str | None = None
@@ -341,6 +342,8 @@ class Runner:
             self.cause = cause
             boxes = list(self._calls.values())
         self.channel.close()
+        if not self._ready and not self._stopping:  # a load that crashed: the runtime never had it
+            log.warning("%s: %s", self.name, cause)
         if not self._stopping:
             # Told first, so the requests waiting behind the running one fail with this cause instead
             # of taking their turn on a dead runner.
@@ -391,6 +394,7 @@ class Runner:
             raise TimedOut(f"{self.name}: loading took longer than {timeout:.0f} s (its request_timeout); "
                            f"the load was stopped")
         if reply.get("op") == "ready":
+            self._ready = True
             return reply
         if reply.get("op") == "failed":
             raise decode_error(reply.get("error"), self.name)
