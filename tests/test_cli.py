@@ -376,6 +376,8 @@ ROUND_GAP = 0.15  # seconds between round starts: room for the round's imports o
 def test_concurrent_cli_imports_lose_nothing(tmp_path):
     files = [write_tiny_gguf(tmp_path / "m" / f"model-{i}.gguf") for i in range(CONCURRENT_IMPORTS)]
     homes = [tmp_path / f"home-{r}" for r in range(CONCURRENT_ROUNDS)]
+    for home in homes:
+        home.mkdir()  # an empty home, as a user may make it: all processes take one path to the database
     env = {**os.environ, "CORRAL_LOAD_PLUGINS": ""}
     procs = [
         subprocess.Popen([sys.executable, "-c", CLI_ROUNDS, "import", str(f)], env=env, text=True,
