@@ -211,7 +211,8 @@ def test_a_model_in_its_runner_answers_every_task_like_in_process(rt, slib, exec
     assert rt.call("s", "chat", say("hi")).text == f"pid {pid}"  # the runner lives on after both
     # Memory is the runner's own resident memory, recorded for `corral fit`.
     assert entry.memory["ram"] > 10 * 1024**2 and entry.memory["vram"] == 0
-    assert abs(entry.memory["ram"] - psutil.Process(pid).memory_info().rss) < entry.memory["ram"] / 2
+    shown = next(i for i in rt.ps() if i.name == "s").ram  # measured now, not at the load
+    assert abs(shown - psutil.Process(pid).memory_info().rss) < shown / 4
     # The lease lasts as long as the runner: the model cannot be deleted meanwhile.
     assert slib.store.loaded_ids() == {entry.model.id}
     with pytest.raises(Conflict):

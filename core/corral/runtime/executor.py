@@ -570,6 +570,9 @@ class RunnerHandle(LoadedModel):
     vendor plugins report it per process, else as the driver reports it.
     """
 
+    #: Measuring a process is cheap, so ``corral ps`` shows what the runner holds now, not at its load.
+    live_memory = True
+
     def __init__(self, model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest], runner: Runner,
                  ready: Mapping[str, Any], vendors: Callable[[], Iterable[GpuVendor]], timeout: float | None) -> None:
         super().__init__(model, settings, loras)

@@ -88,7 +88,18 @@ class Loaded:
         now = time.monotonic() if now is None else now
         return max(0.0, self.last_used + self.keep_alive - now)
 
+    def current_memory(self) -> Mapping[str, int]:
+        """What the model holds now: measured again where the handle says that is cheap (a runner's
+        resident memory), else what its load recorded."""
+        if getattr(self.handle, "live_memory", False) and not self.retired:
+            try:
+                self.memory = {k: int(v) for k, v in self.handle.memory().items()}
+            except Exception:  # a runner that just died: its exit is reported by the executor
+                log.debug("could not measure %s", self.model.name, exc_info=True)
+        return self.memory
+
     def info(self) -> LoadedInfo:
+        memory = self.current_memory()
         return LoadedInfo(
             id=self.model.id,
             name=self.model.name,
@@ -96,8 +107,8 @@ class Loaded:
             driver=self.driver,
             loras=tuple(f"{r.lora.name}={r.weight:g}" for r in self.loras),
             settings=dict(self.settings),
-            ram=int(self.memory.get("ram", 0)),
-            vram=int(self.memory.get("vram", 0)),
+            ram=int(memory.get("ram", 0)),
+            vram=int(memory.get("vram", 0)),
             loaded_at=self.loaded_at,
             last_used=time.time() - (time.monotonic() - self.last_used),
             expires_in=self.expires_in(),
@@ -225,7 +236,8 @@ class Runtime:
                 if keep_alive is not None:
                     current.keep_alive = keep_alive
                 return current
-            reclaimable = (sum(v.memory.get("ram", 0) for v in victims), sum(v.memory.get("vram", 0) for v in victims))
+            reclaimable = (sum(v.current_memory().get("ram", 0) for v in victims),
+                           sum(v.current_memory().get("vram", 0) for v in victims))
             lib.check_memory(plan, force=force, reclaimable=reclaimable)
             if self._closed:  # shutdown began while this load waited for the slot
                 raise Busy("the server is shutting down")
