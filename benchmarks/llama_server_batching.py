@@ -109,7 +109,7 @@ class Serve:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                if httpx.get(self.url + "/api/health", timeout=2).status_code == 200:
+                if httpx.get(self.url + "/corral/health", timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.3)

@@ -7,7 +7,7 @@ app in one event loop (no sockets), interleaved guarded / bare, so only the midd
 
 1. the middleware around a stub app that answers a chat completion at once (the pure cost of the guards);
 2. Corral's whole app (Starlette, routes, queue, a worker thread) with a driver that does no work, with and
-   without the guards, on ``POST /v1/chat/completions`` and ``GET /api/health``.
+   without the guards, on ``POST /v1/chat/completions`` and ``GET /corral/health``.
 
     python benchmarks/server_guards.py [--requests 5000]
 """
@@ -158,8 +158,8 @@ def main() -> None:
             added.append(report("whole app POST /v1/chat/completions",
                                 *await interleaved(guarded_app, bare_app, "POST", "/v1/chat/completions",
                                                    args.requests)))
-            added.append(report("whole app GET /api/health",
-                                *await interleaved(guarded_app, bare_app, "GET", "/api/health", args.requests)))
+            added.append(report("whole app GET /corral/health",
+                                *await interleaved(guarded_app, bare_app, "GET", "/corral/health", args.requests)))
             return added
 
         added = asyncio.run(run())

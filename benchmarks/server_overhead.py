@@ -167,7 +167,7 @@ def tokens_per_s(home: Path, gguf: Path, tokens: int, rounds: int, n_ctx: int) -
     llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx, n_gpu_layers=0, verbose=False)
     try:
         with library.open_model("gemma") as handle:
-            httpx.post(url + "/api/load", json={"model": "gemma"}, timeout=600).raise_for_status()
+            httpx.post(url + "/corral/load", json={"model": "gemma"}, timeout=600).raise_for_status()
             paths = {
                 "raw": lambda: raw_pieces(llm, tokens),
                 "driver": lambda: handle.complete(PROMPT, stream=True, max_tokens=tokens, temperature=0.0),

@@ -470,7 +470,7 @@ def test_broken_gguf_aborts_its_runner_while_minilm_keeps_answering(tmp_path, mi
             assert message.startswith("broken: the load failed: its runner process (pid "), message
             assert "aborted (SIGABRT" in message and "GGML_ASSERT(n_dims % 2 == 0) failed" in message
         assert embed() == before
-        ps = httpx.get(url + "/api/ps", timeout=WAIT).json()["models"]
+        ps = httpx.get(url + "/corral/ps", timeout=WAIT).json()["models"]
         assert [m["name"] for m in ps] == ["minilm"]
         assert process.poll() is None
     finally:

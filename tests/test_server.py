@@ -143,7 +143,7 @@ def test_overload_200_requests_one_model(server, runtime):
     assert httpx.get(server.url + "/v1/models", timeout=WAIT).status_code == 200
     after = httpx.post(server.url + CHAT, json=say("a", "still there?"), timeout=WAIT)
     assert after.json()["choices"][0]["message"]["content"] == "a heard still there?"
-    queue = httpx.get(server.url + "/api/status", timeout=WAIT).json()["queues"]["a"]
+    queue = httpx.get(server.url + "/corral/status", timeout=WAIT).json()["queues"]["a"]
     assert (queue["served"], queue["rejected"], queue["waiting"]) == (52, 149, 0)
 
 
@@ -156,7 +156,7 @@ def test_a_stream_holds_its_model_until_it_ends(server, runtime):
             assert json.loads(first[5:])["choices"][0]["delta"]["content"] == "a "
             waiting = in_thread(httpx.post, server.url + CHAT, json=say("a", "next"), timeout=WAIT)
             wait_until(lambda: runtime.find("a").queue.waiting == 1, "the second request to queue")
-            assert client.get("/api/ps").json()["models"][0]["busy"] is True
+            assert client.get("/corral/ps").json()["models"][0]["busy"] is True
             probe_state().mid_gate.set()
             rest = [l for l in lines if l.startswith("data:")]
         assert rest[-1] == "data: [DONE]"
@@ -235,30 +235,30 @@ def test_rerank_completions_and_embeddings_shapes(server):
 
 def test_load_ps_status_unload(server, runtime):
     post = lambda path, body: httpx.post(server.url + path, json=body, timeout=WAIT)  # noqa: E731
-    loaded = post("/api/load", {"model": "a", "settings": {"n_ctx": 128}, "keep_alive": "10m"}).json()
+    loaded = post("/corral/load", {"model": "a", "settings": {"n_ctx": 128}, "keep_alive": "10m"}).json()
     assert loaded["reused"] is False and loaded["model"]["settings"] == {"n_ctx": 128}
     assert loaded["model"]["expires_in"] == pytest.approx(600, abs=5)
-    assert post("/api/load", {"model": "a", "settings": {"n_ctx": 128}}).json()["reused"] is True
-    post("/api/load", {"model": "e"})
-    names = [m["name"] for m in httpx.get(server.url + "/api/ps").json()["models"]]
+    assert post("/corral/load", {"model": "a", "settings": {"n_ctx": 128}}).json()["reused"] is True
+    post("/corral/load", {"model": "e"})
+    names = [m["name"] for m in httpx.get(server.url + "/corral/ps").json()["models"]]
     assert names == ["a", "e"]
-    status = httpx.get(server.url + "/api/status").json()
+    status = httpx.get(server.url + "/corral/status").json()
     assert status["server"]["pid"] == os.getpid() and status["server"]["max_waiting"] == 50
     assert status["system"]["memory_total"] > 0 and "cpu_percent" in status["system"]
     assert set(status["queues"]) == {"a", "e"}
-    assert post("/api/unload", {"category": "embedding"}).json() == {"unloaded": ["e"]}
-    assert post("/api/unload", {"all": True}).json() == {"unloaded": ["a"]}
+    assert post("/corral/unload", {"category": "embedding"}).json() == {"unloaded": ["e"]}
+    assert post("/corral/unload", {"all": True}).json() == {"unloaded": ["a"]}
     assert runtime.ps() == []
-    refused = post("/api/unload", {})
+    refused = post("/corral/unload", {})
     assert refused.status_code == 400
-    memory = post("/api/load", {"model": "a", "settings": {"no_such": 1}})
+    memory = post("/corral/load", {"model": "a", "settings": {"no_such": 1}})
     assert memory.status_code == 422 and error_of(memory)["code"] == "invalid_setting"
 
 
 def test_stopping_the_server_unloads_everything(runtime, models, lib):  # noqa: F811
     with ServerThread(runtime) as srv:
-        httpx.post(srv.url + "/api/load", json={"model": "a"}, timeout=WAIT)
-        httpx.post(srv.url + "/api/load", json={"model": "e"}, timeout=WAIT)
+        httpx.post(srv.url + "/corral/load", json={"model": "a"}, timeout=WAIT)
+        httpx.post(srv.url + "/corral/load", json={"model": "e"}, timeout=WAIT)
         assert len(lib.store.loaded_ids()) == 2
     assert runtime.ps() == [] and lib.store.loaded_ids() == set()
     assert probe_state().count("unload") == 2
@@ -269,8 +269,8 @@ def test_stopping_the_server_unloads_everything(runtime, models, lib):  # noqa: 
 
 ROUTES = [("GET", "/v1/models"), ("POST", CHAT), ("POST", "/v1/completions"), ("POST", "/v1/embeddings"),
           ("POST", "/v1/rerank"), ("POST", "/v1/images/generations"), ("POST", "/v1/audio/speech"),
-          ("POST", "/api/load"), ("POST", "/api/unload"), ("GET", "/api/ps"), ("GET", "/api/status"),
-          ("GET", "/api/health"), ("GET", "/no/such/route")]
+          ("POST", "/corral/load"), ("POST", "/corral/unload"), ("GET", "/corral/ps"), ("GET", "/corral/status"),
+          ("GET", "/corral/health"), ("GET", "/no/such/route")]
 
 
 def test_api_key_is_required_on_every_route(runtime, models):  # noqa: F811
@@ -390,7 +390,7 @@ def test_openai_client_against_corral_serve_with_real_models(real_home):
         assert dims == {384}
         short = client.embeddings.create(model="minilm", input="a cat", dimensions=128)
         assert len(short.data[0].embedding) == 128 and short.data[0].embedding == vectors.data[0].embedding[:128]
-        ps = httpx.get(info["url"] + "/api/ps", timeout=WAIT).json()["models"]
+        ps = httpx.get(info["url"] + "/corral/ps", timeout=WAIT).json()["models"]
         assert {m["name"] for m in ps} == {"gemma", "minilm"}  # chat and embedding coexist
         assert all(m["ram"] > 0 for m in ps)
     finally:
@@ -595,5 +595,5 @@ def test_images_and_speech_over_http_and_through_the_cli(media_server, tmp_path)
     with wave.open(str(sound)) as wav:  # the server's samples, written again by the CLI, unchanged
         assert wav.getframerate() == 8000
         assert struct.unpack("<5h", wav.readframes(5)) == frames
-    served = {m["name"]: m["served"] for m in httpx.get(media_server.url + "/api/ps", timeout=WAIT).json()["models"]}
+    served = {m["name"]: m["served"] for m in httpx.get(media_server.url + "/corral/ps", timeout=WAIT).json()["models"]}
     assert served == {"pic": 3, "voice": 2}  # refused requests never reached the models

@@ -79,7 +79,7 @@ def fuzz_server(real_library):  # noqa: F811
 
 def test_generated_bodies_never_break_a_route(fuzz_server):
     server, routes = fuzz_server
-    assert ("POST", CHAT) in routes and ("POST", "/api/load") in routes and ("GET", "/metrics") in routes
+    assert ("POST", CHAT) in routes and ("POST", "/corral/load") in routes and ("GET", "/metrics") in routes
     client = httpx.Client(base_url=server.url, timeout=WAIT)
     seen = {"statuses": set()}
 
@@ -99,7 +99,7 @@ def test_generated_bodies_never_break_a_route(fuzz_server):
     try:
         check()
         # Still alive, and still answering a real request.
-        assert client.get("/api/health").status_code == 200
+        assert client.get("/corral/health").status_code == 200
         assert client.post(CHAT, json=say("still there?")).status_code == 200
     finally:
         client.close()
@@ -140,7 +140,7 @@ def test_slow_clients_do_not_block_a_normal_request(real_library):  # noqa: F811
             time.sleep(1.5)  # every slow connection is open and mid-headers
             answer = httpx.post(srv.url + CHAT, json=say("hello"), timeout=WAIT)
             assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["role"] == "assistant"
-            assert httpx.get(srv.url + "/api/health", timeout=WAIT).status_code == 200
+            assert httpx.get(srv.url + "/corral/health", timeout=WAIT).status_code == 200
             assert not closed or min(closed) - started > 3.5  # none dropped before its deadline
             deadline = time.monotonic() + 20
             while len(closed) < 100 and time.monotonic() < deadline:

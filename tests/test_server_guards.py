@@ -109,7 +109,7 @@ def jsonb(value) -> bytes:
 
 def test_a_foreign_host_is_refused_on_every_route_and_own_names_answer(server):
     for method, path, body in (("GET", "/v1/models", None), ("POST", CHAT, jsonb(say())),
-                               ("POST", "/api/load", jsonb({"model": "tiny"})), ("GET", "/metrics", None),
+                               ("POST", "/corral/load", jsonb({"model": "tiny"})), ("GET", "/metrics", None),
                                ("GET", "/no/such/route", None)):
         headers = {"Host": "evil.example", "Content-Type": "application/json"}
         status, _, data = request(server, method, path, body=body, headers=headers)
@@ -145,8 +145,8 @@ def test_dns_rebinding_page_cannot_read_answers(server):
 def test_cross_origin_requests_and_preflights_are_refused(server):
     evil = "https://evil.example"
     base = {"Host": own_host(server), "Origin": evil, "Content-Type": "application/json"}
-    for method, path, body in (("POST", CHAT, jsonb(say())), ("POST", "/api/load", jsonb({"model": "tiny"})),
-                               ("GET", "/v1/models", None), ("POST", "/api/unload", jsonb({"all": True}))):
+    for method, path, body in (("POST", CHAT, jsonb(say())), ("POST", "/corral/load", jsonb({"model": "tiny"})),
+                               ("GET", "/v1/models", None), ("POST", "/corral/unload", jsonb({"all": True}))):
         status, headers, data = request(server, method, path, body=body, headers=base)
         assert status == 403, (method, path)
         assert json.loads(data)["error"]["code"] == "forbidden_origin"
@@ -233,7 +233,7 @@ def test_scoped_keys_inference_key_cannot_manage(real_library, tmp_path):
     with guarded_server(real_library, guards=options(keys=ring)) as srv, \
             httpx.Client(base_url=srv.url, timeout=WAIT) as http:
         run_only = {"Authorization": "Bearer run-only"}
-        for path, body in (("/api/load", {"model": "tiny"}), ("/api/unload", {"all": True}),
+        for path, body in (("/corral/load", {"model": "tiny"}), ("/corral/unload", {"all": True}),
                            ("/api/pull", {"model": "org/repo"}), ("/api/delete", {"model": "tiny"}),
                            ("/corral/settings", {"model": "tiny"})):
             refused = http.post(path, json=body, headers=run_only)
@@ -242,14 +242,14 @@ def test_scoped_keys_inference_key_cannot_manage(real_library, tmp_path):
         assert srv.runtime.ps() == []
         chat = http.post(CHAT, json=say(), headers=run_only)
         assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["role"] == "assistant"
-        assert http.get("/api/ps", headers=run_only).status_code == 200
+        assert http.get("/corral/ps", headers=run_only).status_code == 200
         assert http.get("/metrics", headers=run_only).status_code == 200
         # Anthropic's clients send x-api-key.
         assert http.get("/v1/models", headers={"x-api-key": "run-only"}).status_code == 200
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "run-only"}):
             assert http.get("/metrics", headers=headers).status_code == 401
         for secret in ("all-of-it", filed):
-            loaded = http.post("/api/load", json={"model": "tiny"}, headers={"Authorization": f"Bearer {secret}"})
+            loaded = http.post("/corral/load", json={"model": "tiny"}, headers={"Authorization": f"Bearer {secret}"})
             assert loaded.status_code == 200, loaded.text
         client = openai.OpenAI(base_url=srv.url + "/v1", api_key="run-only", max_retries=0, timeout=WAIT)
         assert client.chat.completions.create(**say()).choices
@@ -429,13 +429,13 @@ def test_request_log_rotates_by_size(tmp_path):
 def test_route_table_prefixes():
     from corral.server import scopes
 
-    assert scopes.route_scope("/api/load") == scopes.MANAGEMENT
-    assert scopes.route_scope("/api/loader") == scopes.INFERENCE
+    assert scopes.route_scope("/corral/load") == scopes.MANAGEMENT
+    assert scopes.route_scope("/api/puller") == scopes.INFERENCE
     assert scopes.route_scope("/api/pull/status") == scopes.MANAGEMENT
     assert scopes.route_scope("/corral/models/x/settings") == scopes.MANAGEMENT
     assert scopes.route_scope("/corral/status") == scopes.INFERENCE
     assert scopes.route_scope("/corral/ps") == scopes.INFERENCE
-    for path in ("/v1/messages", "/v1/responses", "/api/chat", "/api/tags", "/api/ps", "/metrics", "/"):
+    for path in ("/v1/messages", "/v1/responses", "/api/chat", "/api/tags", "/api/ps", "/corral/ps", "/metrics", "/"):
         assert scopes.route_scope(path) == scopes.INFERENCE, path
     assert scopes.body_types("/api/blobs/sha256:abc") == (("*",), 0)
     assert scopes.body_types(CHAT) is None

@@ -168,7 +168,7 @@ def load_cmd(model, loras, n_ctx, sets, keep_alive, force, as_json) -> None:
     body = {"model": model, "loras": list(loras), "settings": settings, "force": force}
     if keep_alive is not None:
         body["keep_alive"] = keep_alive
-    answer = _client().post("/api/load", body)
+    answer = _client().post("/corral/load", body)
     if as_json:
         emit_json(answer)
         return
@@ -190,7 +190,7 @@ def unload_cmd(model, category, everything, as_json) -> None:
     if sum(bool(x) for x in (model, category, everything)) != 1:
         raise click.UsageError("give MODEL, --category C or --all")
     body = {"model": model} if model else {"category": category} if category else {"all": True}
-    answer = _client().post("/api/unload", body)
+    answer = _client().post("/corral/unload", body)
     if as_json:
         emit_json(answer)
         return
@@ -212,7 +212,7 @@ def _ago(seconds: float) -> str:
 @json_option
 def ps_cmd(as_json) -> None:
     """List the models the server holds loaded, with their memory and queues."""
-    models = _client().get("/api/ps")["models"]
+    models = _client().get("/corral/ps")["models"]
     if as_json:
         emit_json(models)
         return

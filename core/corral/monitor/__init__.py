@@ -1,6 +1,6 @@
 """System readings: CPU, memory, and GPUs through the registered GPU vendor plugins.
 
-:func:`system_status` is what ``corral monitor`` prints and the server's ``/api/status`` reports.
+:func:`system_status` is what ``corral monitor`` prints and the server's ``/corral/status`` reports.
 Memory (and each GPU's memory) at or above the warning threshold is flagged; the threshold is
 ``CORRAL_MEMORY_WARN`` (percent, default 90) unless the caller passes one.
 """

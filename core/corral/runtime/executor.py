@@ -74,7 +74,7 @@ def request_timeout(settings: Mapping[str, Any]) -> float | None:
 class Executor:
     """Creates loaded models somewhere and hands back handles with the ``LoadedModel`` interface."""
 
-    #: Shown in logs and ``/api/status``.
+    #: Shown in logs and ``/corral/status``.
     name: ClassVar[str] = ""
     #: Whether a crash or hang of one model leaves this process and the other models running (so the
     #: runtime may end a model with a request still running: only that request fails).

@@ -36,7 +36,7 @@ KEEP_ALIVE = 300.0
 
 @attrs.frozen
 class LoadedInfo:
-    """A loaded model as ``corral ps`` and ``/api/ps`` show it."""
+    """A loaded model as ``corral ps`` and ``/corral/ps`` show it."""
 
     id: str
     name: str

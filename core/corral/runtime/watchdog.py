@@ -65,7 +65,7 @@ class Watchdog:
         self.threshold = threshold
         self.interval = interval
         self.memory = memory
-        #: What the watchdog did, newest last (shown by ``/api/status``).
+        #: What the watchdog did, newest last (shown by ``/corral/status``).
         self.events: list[dict] = []
         #: Models unloaded so far, by reason (``keep_alive``, ``memory``; shown by /metrics).
         self.evictions: collections.Counter[str] = collections.Counter()

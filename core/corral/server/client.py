@@ -113,7 +113,7 @@ class Client:
     def healthy(self, timeout: float = 2.0) -> bool:
         """Whether the server answers at all (a 401 counts: it is alive, the key is another matter)."""
         try:
-            self.get("/api/health", timeout=timeout)
+            self.get("/corral/health", timeout=timeout)
         except ServerUnavailable:
             return False
         except CorralError:

@@ -149,9 +149,9 @@ def routes() -> list:
     from starlette.routing import Route
 
     return [
-        Route("/api/load", load, methods=["POST"]),
-        Route("/api/unload", unload, methods=["POST"]),
-        Route("/api/ps", ps, methods=["GET"]),
-        Route("/api/status", status, methods=["GET"]),
-        Route("/api/health", health, methods=["GET"]),
+        Route("/corral/load", load, methods=["POST"]),
+        Route("/corral/unload", unload, methods=["POST"]),
+        Route("/corral/ps", ps, methods=["GET"]),
+        Route("/corral/status", status, methods=["GET"]),
+        Route("/corral/health", health, methods=["GET"]),
     ]

@@ -130,6 +130,6 @@ def use_model(
             yield handle
         return
     if loras or overrides or force:
-        client.post("/api/load", {"model": ref, "loras": list(loras), "settings": dict(overrides or {}),
+        client.post("/corral/load", {"model": ref, "loras": list(loras), "settings": dict(overrides or {}),
                                   "force": force})
     yield RemoteModel(client, ref)

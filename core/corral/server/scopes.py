@@ -1,8 +1,8 @@
 """Which routes manage and which run models, and which take bodies other than JSON: two tables of path
 prefixes that every route goes through (the guard middleware reads them, whoever added the route).
 
-A prefix covers the path itself and everything below it (``/api/load`` covers ``/api/load`` and
-``/api/load/x``, not ``/api/loader``; a prefix ending in ``/`` covers what starts with it). The longest
+A prefix covers the path itself and everything below it (``/api/pull`` covers ``/api/pull`` and
+``/api/pull/x``, not ``/api/puller``; a prefix ending in ``/`` covers what starts with it). The longest
 matching prefix decides. Routes added by plugins (``register_routes``) or by new protocol surfaces declare
 theirs with :func:`set_route_scope` and :func:`accept_bodies`; anything not listed runs models
 (``inference``) and takes JSON bodies only.
@@ -24,9 +24,7 @@ SCOPE_NAMES = (MANAGEMENT, INFERENCE, PUBLIC)
 #: Path prefix -> scope. The longest matching prefix wins; ``/`` is the default.
 ROUTE_SCOPES: dict[str, str] = {
     "/": INFERENCE,
-    # Ollama's and Corral's own management routes
-    "/api/load": MANAGEMENT,
-    "/api/unload": MANAGEMENT,
+    # Ollama's management routes
     "/api/pull": MANAGEMENT,
     "/api/push": MANAGEMENT,
     "/api/delete": MANAGEMENT,
@@ -37,6 +35,7 @@ ROUTE_SCOPES: dict[str, str] = {
     # read-only status under /corral/
     "/corral/status": INFERENCE,
     "/corral/ps": INFERENCE,
+    "/corral/health": INFERENCE,
 }
 
 #: Path prefix -> (content types accepted, largest body in bytes or None for the server's limit, 0 for no

@@ -1,5 +1,5 @@
 """Slots in the runtime and the server: a model loaded with ``parallel`` N runs N requests at once, 50
-more wait, the next is refused at once with 503 and Retry-After; ``ps`` and ``/api/status`` show it."""
+more wait, the next is refused at once with 503 and Retry-After; ``ps`` and ``/corral/status`` show it."""
 
 from __future__ import annotations
 
@@ -43,10 +43,10 @@ def test_parallel_running_plus_fifty_waiting_then_503(library, tiny, runtime):
         answer = httpx.post(server.url + "/v1/completions", json={"model": tiny.name, "prompt": "hi", "max_tokens": 2},
                             timeout=WAIT)
         assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1
-        status = httpx.get(server.url + "/api/status", timeout=WAIT).json()
+        status = httpx.get(server.url + "/corral/status", timeout=WAIT).json()
         queue = status["queues"][tiny.name]
         assert (queue["running"], queue["parallel"], queue["waiting"]) == (2, 2, 50)
-        ps = httpx.get(server.url + "/api/ps", timeout=WAIT).json()["models"][0]
+        ps = httpx.get(server.url + "/corral/ps", timeout=WAIT).json()["models"][0]
         assert (ps["running"], ps["parallel"], ps["waiting"]) == (2, 2, 50)
 
         # Releasing one running request lets the first waiting one in; the rest stay in order.
