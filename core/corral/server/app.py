@@ -24,7 +24,7 @@ def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: s
     from starlette.exceptions import HTTPException
     from starlette.responses import JSONResponse
 
-    from corral.server import manage_routes, openai_routes
+    from corral.server import anthropic_routes, manage_routes, openai_routes
     from corral.server.guards import guard_stack
 
     service = Service(runtime, watchdog)
@@ -49,7 +49,7 @@ def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: s
 
     middleware, guard_routes, metrics = guard_stack(runtime, watchdog, api_key=api_key, options=guards)
     app = Starlette(
-        routes=openai_routes.routes() + manage_routes.routes() + guard_routes,
+        routes=openai_routes.routes() + anthropic_routes.routes() + manage_routes.routes() + guard_routes,
         middleware=middleware,
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

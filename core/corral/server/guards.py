@@ -300,7 +300,8 @@ class GuardMiddleware:
         secret, tried = presented_key(headers)
         key = keys.check(secret) if secret else None
         if key is None:
-            message = "wrong API key" if tried else "missing API key: send Authorization: Bearer KEY"
+            message = "wrong API key" if tried else \
+                "missing API key: send Authorization: Bearer KEY (or x-api-key: KEY)"
             raise _Denied(401, "unauthorized", message, [(b"www-authenticate", b"Bearer")])
         record.key = key.name
         if route_scope == scopes.MANAGEMENT and key.scope != FULL:
@@ -385,8 +386,13 @@ class GuardMiddleware:
         await send({"type": "http.response.body", "body": b""})
 
     async def _deny(self, send: Any, denied: _Denied, extra: list, record: RequestRecord) -> None:
-        body = json.dumps({"error": {"message": denied.message, "type": _error_type(denied.status),
-                                     "code": denied.code, "param": None}}).encode()
+        error = {"error": {"message": denied.message, "type": _error_type(denied.status), "code": denied.code,
+                           "param": None}}
+        if record.path.startswith("/v1/messages"):  # Anthropic's clients read their own error shape
+            from corral.server.anthropic_routes import error_body
+
+            error = error_body(denied.message, denied.status)
+        body = json.dumps(error).encode()
         record.status = denied.status
         record.bytes_out = len(body)
         out = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

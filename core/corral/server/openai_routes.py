@@ -20,7 +20,6 @@ from corral.records import ChatResult
 from corral.server.bodies import (
     CHAT_FIELDS,
     COMPLETION_FIELDS,
-    SAMPLING,
     check_fields,
     chat_features,
     choices,
@@ -30,24 +29,14 @@ from corral.server.bodies import (
     sampling,
     text_list,
 )
+from corral.server.generation import as_result as _result
+from corral.server.generation import check_supported as _check_supported
+from corral.server.generation import event_stream, open_stream
+from corral.server.generation import json_response as _json
+from corral.server.generation import service as _service
 from corral.server.responses import endpoint
 from corral.server.service import Service
-from corral.server.streaming import PieceStream, sse_pieces
-
-
-def _service(request: Any) -> Service:
-    return request.app.state.service
-
-
-def _json(data: Any, status: int = 200) -> Any:
-    from starlette.responses import JSONResponse
-
-    return JSONResponse(data, status)
-
-
-def _result(value: Any) -> ChatResult:
-    """Drivers answer a ChatResult; a plain string is accepted too."""
-    return value if isinstance(value, ChatResult) else ChatResult(text=str(value))
+from corral.server.streaming import sse_pieces
 
 
 def _usage(prompt: int | None, completion: int | None) -> dict:
@@ -122,20 +111,6 @@ def _messages(body: dict) -> list[dict]:
 
 def _total(counts: list[int | None]) -> int | None:
     return None if any(c is None for c in counts) else sum(counts)  # type: ignore[arg-type]
-
-
-#: Fields every driver takes (the rest must be in the driver's ``request_fields``).
-_ALWAYS = frozenset({"stop", "max_tokens", "temperature", "top_p", "top_k", "seed"})
-
-
-def _check_supported(entry: Any, params: dict) -> None:
-    """Refuse what the model's driver does not honour, naming the field, instead of ignoring it."""
-    declared = getattr(entry.handle, "request_fields", None)
-    allowed = frozenset(declared) if declared is not None else frozenset(SAMPLING) | {"stop"}
-    for name in params:
-        if name not in allowed and name not in _ALWAYS:
-            raise InvalidRequest(f"{entry.model.name} ({entry.model.format}) does not support the field {name!r} "
-                                 "with its driver; leave it out")
 
 
 def _logprob_item(item: Any) -> dict:
@@ -233,29 +208,10 @@ async def _stream(
     request: Any, kind: str, ref: str, item: Any, params: dict, ident: str, *, echo: bool, include_usage: bool
 ) -> Any:
     """An SSE answer; the model's turn is held until the last piece (see :mod:`corral.server.streaming`)."""
-    from starlette.responses import StreamingResponse
-
     from corral.tools import Delta
 
-    entry, turn = await _service(request).enter(ref, kind)
-    try:
-        _check_supported(entry, params)
-    except BaseException:
-        turn.release()
-        raise
-    handle = entry.handle
-
-    ended: dict[str, Any] = {}
-
-    def produce():
-        try:
-            # A driver's stream may return a ChatResult: why it ended and the token counts.
-            ended["result"] = yield from getattr(handle, kind)(item, stream=True, **params)
-        finally:
-            entry.touch()
-
-    pieces = PieceStream(turn, produce)
-    first = await pieces.next()  # errors before the first piece still get a proper status code
+    generation = await open_stream(request, ref, kind, item, params)
+    entry, pieces, first = generation.entry, generation.pieces, generation.first
     if echo:
         first = item + (first or "") if not isinstance(first, Delta) else Delta(content=item + first.content,
                                                                                  logprobs=first.logprobs)
@@ -287,8 +243,8 @@ async def _stream(
                        "finish_reason": None}])
 
     def last(count: int) -> list[dict]:
-        result = ended.get("result")
-        known = isinstance(result, ChatResult)
+        result = generation.result
+        known = result is not None
         reason = result.finish_reason if known else _finish(count, params)
         if kind == "chat":
             delta = {} if started["role"] else {"role": "assistant", "content": ""}
@@ -300,8 +256,7 @@ async def _stream(
             events.append(event([], usage=usage))
         return events
 
-    return StreamingResponse(sse_pieces(pieces, first, chunk, last), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_stream(sse_pieces(pieces, first, chunk, last))
 
 
 @endpoint

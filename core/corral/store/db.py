@@ -70,6 +70,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (model_id, settings)
     );
     """,
+    # Answers of OpenAI's Responses API kept for previous_response_id (pruned by age and count).
+    """
+    CREATE TABLE responses (
+        id TEXT PRIMARY KEY,
+        created REAL NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX responses_by_created ON responses (created);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -394,6 +403,30 @@ class Store:
             "SELECT data FROM measurements WHERE model_id = ? ORDER BY measured DESC", (model_id,)
         )
         return [from_data(json.loads(r["data"]), Measurement) for r in rows]
+
+    # --- stored responses: what previous_response_id refers to ---------------------------------------
+
+    def save_response(self, response_id: str, data: dict, *, max_age: float, keep: int) -> None:
+        """Keep one answer (JSON-able ``data``) and drop those older than ``max_age`` seconds or beyond
+        the newest ``keep``."""
+        now = time.time()
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO responses (id, created, data) VALUES (?, ?, ?)",
+                       (response_id, now, json.dumps(data)))
+            db.execute("DELETE FROM responses WHERE created < ?", (now - max_age,))
+            db.execute("DELETE FROM responses WHERE id NOT IN "
+                       "(SELECT id FROM responses ORDER BY created DESC LIMIT ?)", (keep,))
+
+    def get_response(self, response_id: str, *, max_age: float) -> dict | None:
+        """A kept answer, or None when it is unknown or older than ``max_age`` seconds."""
+        row = self._conn.execute("SELECT data FROM responses WHERE id = ? AND created >= ?",
+                                 (response_id, time.time() - max_age)).fetchone()
+        return json.loads(row["data"]) if row else None
+
+    def delete_response(self, response_id: str) -> bool:
+        """Forget a kept answer; whether there was one."""
+        with self.transaction() as db:
+            return db.execute("DELETE FROM responses WHERE id = ?", (response_id,)).rowcount > 0
 
     # --- leases: which process holds which model loaded ------------------------------------------
 
