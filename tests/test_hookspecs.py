@@ -37,6 +37,7 @@ def core_test_texts(own: str = Path(__file__).name) -> list[str]:
     """The text of every core test module (except this one) and of the core's test plugins."""
     tests = ROOT / "tests"
     paths = [p for p in tests.glob("test_*.py") if p.name != own] + list(tests.glob("plugins_for_tests.py"))
+    paths += list(tests.glob("*_plugin.py"))
     return [p.read_text() for p in paths]
 
 

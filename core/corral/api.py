@@ -12,7 +12,12 @@ What is here, by purpose:
 * records and their enums (:class:`Model`, :class:`Detection`, :class:`Category`, ...);
 * every error class (plugins subclass them instead of inventing exit codes);
 * settings and sampling helpers, torch helpers, header readers for detection;
-* a small CLI kit for plugins that add commands (:class:`App`, :func:`pass_app`, :func:`emit_json`, ...).
+* a small CLI kit for plugins that add commands (:class:`App`, :func:`pass_app`, :func:`emit_json`, ...);
+* what plugins that add kinds of model register: :class:`CategorySpec`, :class:`FormatSpec`;
+* for routes added with ``register_routes`` (imported on first use, so importing this module never
+  imports the server): :func:`service_of` (the request's :class:`Service`: ``await
+  service_of(request).run(model, task, call)`` runs a model under the load rules and queue) and
+  :func:`http_endpoint` (turns Corral errors into their HTTP answer).
 
 Importing this module is cheap: nothing heavy (torch, llama_cpp, ...) and no server code is imported.
 """
@@ -24,10 +29,11 @@ from corral.adopt.hf_cache import default_roots as hf_cache_roots
 from corral.cli.base import App, emit_json, human_count, human_size, json_option, pass_app, table
 from corral.detect import check_lora_fits, detect_path
 from corral.detect.gguf import detect_gguf, quantization_name, read_gguf_header
-from corral.detect.hfdir import read_json
+from corral.detect.bounded import read_json
 from corral.detect.kokoro import kokoro_layout
 from corral.detect.safetensors import read_header as read_safetensors_header
-from corral.detect.tensors import FLUX, IMAGE_TAGS, SD, SD3, SDXL, VIDEO_TAGS, WAN, shapes_of
+from corral.detect.safetensors import shapes_of
+from corral.detect.tensors import FLUX, IMAGE_TAGS, SD, SD3, SDXL, VIDEO_TAGS, WAN
 from corral.driver import (
     Driver,
     Exporter,
@@ -44,6 +50,7 @@ from corral.driver import (
     torch_memory,
     torch_threads,
 )
+from corral.ext.categories import CategorySpec, FormatSpec
 from corral.errors import (
     Busy,
     CatalogError,
@@ -125,4 +132,21 @@ from corral.tools import (
 from corral.templates import components_in_file
 
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in ("annotations",)]
+#: Server helpers, imported on first use (name -> (module, attribute)).
+_LAZY = {
+    "Service": ("corral.server.service", "Service"),
+    "service_of": ("corral.server.service", "service_of"),
+    "http_endpoint": ("corral.server.responses", "endpoint"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'corral.api' has no attribute {name!r}")
+
+
+__all__ = [name for name in dir() if not name.startswith("_") and name not in ("annotations",)] + list(_LAZY)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import click
 
     from corral.driver import Driver, Exporter, GpuVendor, Source
+    from corral.ext.categories import CategorySpec, FormatSpec
     from corral.records import CatalogEntry, Detection, Lora, Model
 
 hookspec = pluggy.HookspecMarker("corral")
@@ -79,6 +80,29 @@ def register_gpu_vendors(register: Callable[[type[GpuVendor]], None]) -> None:
 
 
 @hookspec
+def register_categories(register: Callable[[CategorySpec], None]) -> None:
+    """Register kinds of model: a category's name, the tasks a loaded model of it answers, its load group.
+
+    Called once per process when plugins are loaded. The core registers its own (chat, embedding, ...)
+    through this hook too. A name already registered is refused (``corral plugins`` shows it).
+
+    :param register: call it with each :class:`corral.ext.categories.CategorySpec`. Its ``tasks`` are
+        the names of the :class:`corral.driver.LoadedModel` methods that answer them; categories sharing
+        a ``group`` are exclusive (loading one unloads the other).
+    """
+
+
+@hookspec
+def register_formats(register: Callable[[FormatSpec], None]) -> None:
+    """Register ways of storing weights; the plugin detects its format with ``detect_model``.
+
+    Called once per process when plugins are loaded.
+
+    :param register: call it with each :class:`corral.ext.categories.FormatSpec`.
+    """
+
+
+@hookspec
 def register_catalog(register: Callable[[CatalogEntry], None]) -> None:
     """Add models to the catalog that ``corral catalog`` lists and ``corral recommend`` chooses from.
 
@@ -98,6 +122,21 @@ def register_commands(cli: click.Group) -> None:
     the command functions: ``corral --help`` runs this hook.
 
     :param cli: the top-level click group; call ``cli.add_command(...)`` or use ``@cli.command()``.
+    """
+
+
+@hookspec
+def register_routes(register: Callable[..., None]) -> None:
+    """Add HTTP routes to ``corral serve``.
+
+    Called once when the server's application is built (never by the CLI), so route modules may import
+    starlette. Endpoints reach the server's runtime through ``corral.api.service_of(request)`` and
+    should run models through ``Service.run`` (the load rules, the queue and its 503 apply).
+
+    :param register: ``register(route, scope="inference", bodies=None)`` with a Starlette route
+        (``Route``, ``Mount``, ``WebSocketRoute``); ``scope`` is who may call it when keys are on
+        (``management``, ``inference`` or ``public``); ``bodies``: content types it accepts instead of
+        JSON (``("*",)``: any).
     """
 
 

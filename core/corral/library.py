@@ -168,7 +168,7 @@ class Library:
         if category is None:
             raise DetectionError(
                 f"{detection.path}: cannot tell what this {detection.format} model is for; "
-                f"pass --category ({', '.join(c.value for c in Category)})"
+                f"pass --category ({', '.join(self.host.category_names())})"
             )
         components = tuple(
             Component(kind=a.component, path=a.path, size=a.size, facts=a.facts)
@@ -316,6 +316,39 @@ class Library:
         if not changes:
             return model
         return self.store.update_model(attrs.evolve(model, **changes))
+
+    def copy(self, ref: str, name: str) -> Model:
+        """A second record for ``ref``'s files under ``name`` (Ollama's copy): its own id, settings and
+        history, the same weights and components. The store keeps one record per path, so the copy's
+        files are links in the library's ``copies/<id>/`` folder to the original ones; no bytes are copied,
+        and removing either record leaves every file where it is."""
+        from corral.manifests import library_home
+        from corral.records import utcnow
+
+        model = self.store.get_model(ref)
+        if not name.strip():
+            raise Conflict("a model name cannot be empty")
+        if self.store.name_taken(name):
+            raise Conflict(f"a model named {name!r} is already in the library; choose another name")
+        ident = new_id()
+        folder = library_home(self) / "copies" / ident
+        folder.mkdir(parents=True)
+        top = Path(model.path)
+
+        def linked(path: Path) -> Path:
+            path = Path(path)
+            if top.is_dir() and path != top and top in path.parents:  # a file inside a model folder
+                return folder / top.name / path.relative_to(top)
+            link = folder / path.name
+            if not os.path.lexists(link):
+                link.symlink_to(path, target_is_directory=path.is_dir())
+            return link
+
+        path = linked(top)
+        paths = tuple(linked(p) for p in model.paths)
+        now = utcnow()
+        twin = attrs.evolve(model, id=ident, name=name, path=path, paths=paths, copies=(), created=now, updated=now)
+        return self.store.add_model(twin)
 
     def retag(self, ref: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> Model:
         """Add and remove capability tags (``text-to-image``, ``image-to-image``, ``video``...)."""
@@ -511,7 +544,7 @@ class Library:
                     vram=memory.get("vram", 0),
                 )
             )
-        self.host.pm.hook.model_loaded(model=plan.model, loras=[r.lora for r in plan.loras], memory=memory)
+        self.host.notify("model_loaded", model=plan.model, loras=[r.lora for r in plan.loras], memory=memory)
         return memory
 
     @contextmanager
@@ -535,7 +568,7 @@ class Library:
                 yield handle
             finally:
                 handle.unload()
-                self.host.pm.hook.model_unloaded(model=model)
+                self.host.notify("model_unloaded", model=model)
         finally:
             self.store.release_lease(model.id)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import logging
 import os
 import sys
 from typing import Any, Callable, Iterable
@@ -21,22 +22,35 @@ import attrs
 import pluggy
 
 from corral import hookspecs
-from corral.driver import Driver, Exporter, GpuVendor, Source
 from corral.errors import CorralError
-from corral.records import PluginInfo
+from corral.ext.categories import CategorySpec, FormatSpec
+from corral.ext.driver import Driver
+from corral.ext.exporter import Exporter
+from corral.ext.gpu import GpuVendor
+from corral.ext.source import Source
+from corral.records import Category, PluginInfo
 
 ENTRY_POINT_GROUP = "corral"
 
-#: Modules of the core that ship as ordinary plugins (they run last: ``trylast`` hookimpls).
-BUILTIN_PLUGINS = ("corral.detect.builtin",)
+log = logging.getLogger("corral.plugins")
 
-#: registration hook name -> (registry attribute, base class the registered objects must extend)
+#: Modules of the core that ship as ordinary plugins (they run last: ``trylast`` hookimpls).
+BUILTIN_PLUGINS = ("corral.builtin", "corral.detect.builtin")
+
+#: registration hook name -> (registry attribute, what the registered objects must be: a subclass of a
+#: base class, or an instance of a spec class)
 REGISTRATION_HOOKS: dict[str, tuple[str, type]] = {
+    "register_categories": ("categories", CategorySpec),
+    "register_formats": ("formats", FormatSpec),
     "register_drivers": ("drivers", Driver),
     "register_sources": ("sources", Source),
     "register_exporters": ("exporters", Exporter),
     "register_gpu_vendors": ("gpu_vendors", GpuVendor),
 }
+
+#: Registries that hold instances (specs) rather than classes; a name may be registered once.
+SPEC_REGISTRIES = frozenset({"categories", "formats"})
+_SINGULAR = {"categories": "category", "formats": "format"}
 
 
 def _env_list(name: str) -> list[str] | None:
@@ -59,6 +73,8 @@ class PluginHost:
     """The plugin manager plus everything plugins registered. Built once per process by :func:`get_host`."""
 
     pm: pluggy.PluginManager
+    categories: list[CategorySpec] = attrs.field(factory=list)
+    formats: list[FormatSpec] = attrs.field(factory=list)
     drivers: list[type[Driver]] = attrs.field(factory=list)
     sources: list[type[Source]] = attrs.field(factory=list)
     exporters: list[type[Exporter]] = attrs.field(factory=list)
@@ -69,10 +85,34 @@ class PluginHost:
     problems: dict[str, list[str]] = attrs.field(factory=dict)
     #: plugin name -> (distribution, version) for entry-point plugins.
     dists: dict[str, tuple[str | None, str | None]] = attrs.field(factory=dict)
-    #: registered class -> name of the plugin that registered it.
-    owners: dict[type, str] = attrs.field(factory=dict)
+    #: registered class or spec -> name of the plugin that registered it.
+    owners: dict[Any, str] = attrs.field(factory=dict)
 
     # --- lookups ---------------------------------------------------------------------------------
+
+    def category(self, name: str) -> CategorySpec | None:
+        """The registered category ``name`` (None: no installed plugin declares it)."""
+        return next((c for c in self.categories if c.name == name), None)
+
+    def tasks(self, category: str) -> frozenset[str]:
+        """What a loaded model of ``category`` can be asked to do (nothing for an unknown category)."""
+        spec = self.category(category)
+        return spec.tasks if spec else frozenset()
+
+    def load_group(self, category: str) -> str:
+        """The exclusive group ``category`` loads in: one loaded model per group."""
+        spec = self.category(category)
+        return spec.load_group if spec else str(category)
+
+    def task_categories(self, task: str) -> frozenset[Category]:
+        """The categories whose models answer ``task``."""
+        return frozenset(c.category for c in self.categories if task in c.tasks)
+
+    def category_names(self) -> list[str]:
+        return [c.name for c in self.categories]
+
+    def format_names(self) -> list[str]:
+        return [f.name for f in self.formats]
 
     def source(self, name: str) -> type[Source] | None:
         return next((s for s in self.sources if s.name == name), None)
@@ -119,6 +159,8 @@ class PluginHost:
                     hooks=tuple(hooks),
                     drivers=self._owned(self.drivers, name),
                     sources=self._owned(self.sources, name),
+                    categories=self._owned(self.categories, name),
+                    formats=self._owned(self.formats, name),
                     gpu_vendors=self._owned(self.gpu_vendors, name),
                     exporters=self._owned(self.exporters, name),
                     problems=tuple(self.problems.get(name, ())),
@@ -133,8 +175,8 @@ class PluginHost:
         if problem not in found:
             found.append(problem)
 
-    def _owned(self, registry: Iterable[type], plugin: str) -> tuple[str, ...]:
-        return tuple(cls.name for cls in registry if self.owners.get(cls) == plugin)
+    def _owned(self, registry: Iterable[Any], plugin: str) -> tuple[str, ...]:
+        return tuple(item.name for item in registry if self.owners.get(item) == plugin)
 
     # --- loading ---------------------------------------------------------------------------------
 
@@ -172,7 +214,7 @@ class PluginHost:
         for hook_name, (attr, base) in REGISTRATION_HOOKS.items():
             caller = getattr(self.pm.hook, hook_name)
             for impl in reversed(caller.get_hookimpls()):
-                registered: list[type] = []
+                registered: list[Any] = []
                 _trace(hook_name, impl.plugin_name, {})
                 try:
                     impl.function(register=_checked_register(registered, base, impl.plugin_name))
@@ -183,29 +225,63 @@ class PluginHost:
                     continue
                 if impl.plugin_name in self.failures:
                     continue
-                for cls in registered:
-                    self.owners[cls] = impl.plugin_name
-                    getattr(self, attr).append(cls)
+                registry = getattr(self, attr)
+                for item in registered:
+                    if attr in SPEC_REGISTRIES and any(r.name == item.name for r in registry):
+                        owner = next(self.owners[r] for r in registry if r.name == item.name)
+                        self.report_problem(impl.plugin_name, f"{_SINGULAR[attr]} {item.name!r} is already registered "
+                                                              f"by {owner}; this one is ignored")
+                        continue
+                    self.owners[item] = impl.plugin_name
+                    registry.append(item)
 
-    def add_commands(self, cli: Any) -> None:
-        """Let plugins add CLI commands; a failing plugin is recorded, the CLI still builds."""
-        for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
-            _trace("register_commands", impl.plugin_name, {})
+    def call_each(self, hook_name: str, kwargs_for: Callable[[str], dict[str, Any]]) -> list[str]:
+        """Call ``hook_name`` plugin by plugin with ``kwargs_for(plugin_name)``; a plugin that raises is
+        recorded as failed and dropped, the others still run. Returns the plugins that answered."""
+        answered = []
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            kwargs = kwargs_for(impl.plugin_name)
+            _trace(hook_name, impl.plugin_name, kwargs)
             try:
-                impl.function(cli=cli)
+                impl.function(**{name: kwargs[name] for name in impl.argnames})
             except Exception as exc:
                 if _strict():
                     raise
-                self._fail(impl.plugin_name, f"register_commands raised {_describe(exc)}")
+                self._fail(impl.plugin_name, f"{hook_name} raised {_describe(exc)}")
+                continue
+            answered.append(impl.plugin_name)
+        return answered
+
+    def add_commands(self, cli: Any) -> None:
+        """Let plugins add CLI commands; a failing plugin is recorded, the CLI still builds."""
+        self.call_each("register_commands", lambda _plugin: {"cli": cli})
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Tell every observer (``model_loaded``, ``model_unloaded``). An observer that raises is recorded
+        as a problem of its plugin (``corral plugins`` shows it) and logged; it never fails the caller."""
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            args = {name: kwargs[name] for name in impl.argnames}
+            _trace(hook_name, impl.plugin_name, args)
+            try:
+                impl.function(**args)
+            except Exception as exc:
+                if _strict():
+                    raise
+                log.warning("plugin %s: %s raised %s", impl.plugin_name, hook_name, _describe(exc), exc_info=True)
+                self.report_problem(impl.plugin_name, f"{hook_name} raised {_describe(exc)}")
 
 
-def _checked_register(into: list[type], base: type, plugin: str) -> Callable[[type], None]:
-    def register(cls: type) -> None:
-        if not (isinstance(cls, type) and issubclass(cls, base)):
-            raise TypeError(f"plugin {plugin!r} registered {cls!r}, which is not a {base.__name__} subclass")
-        if not getattr(cls, "name", ""):
-            raise TypeError(f"plugin {plugin!r} registered {cls.__name__} without a name")
-        into.append(cls)
+def _checked_register(into: list[Any], base: type, plugin: str) -> Callable[[Any], None]:
+    spec = base in (CategorySpec, FormatSpec)
+
+    def register(item: Any) -> None:
+        if spec and not isinstance(item, base):
+            raise TypeError(f"plugin {plugin!r} registered {item!r}, which is not a {base.__name__}")
+        if not spec and not (isinstance(item, type) and issubclass(item, base)):
+            raise TypeError(f"plugin {plugin!r} registered {item!r}, which is not a {base.__name__} subclass")
+        if not getattr(item, "name", ""):
+            raise TypeError(f"plugin {plugin!r} registered {item!r} without a name")
+        into.append(item)
 
     return register
 

@@ -380,6 +380,8 @@ class PluginInfo:
     sources: tuple[str, ...] = ()
     gpu_vendors: tuple[str, ...] = ()
     exporters: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()
     error: str | None = None
     #: What went wrong without dropping the plugin (catalog entries it could not add).
     problems: tuple[str, ...] = ()

@@ -25,6 +25,35 @@ class CorralGroup(click.Group):
             ctx.exit(130)
 
 
+class CategoryType(click.ParamType):
+    """A category an installed plugin registered (the built-in ones and any a plugin adds), checked when
+    the option is used, so building the CLI never loads plugins for it."""
+
+    name = "category"
+
+    def _names(self) -> list[str]:
+        from corral.plugins import get_host
+
+        return get_host().category_names()
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from corral.records import Category
+
+        names = self._names()
+        if value in names:
+            return Category(value)
+        self.fail(f"{value!r} is not a category of the installed plugins ({', '.join(names)})", param, ctx)
+
+    def shell_complete(self, ctx: Any, param: Any, incomplete: str) -> list:
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(n) for n in self._names() if n.startswith(incomplete)]
+
+
+#: ``--category``: any registered category.
+CATEGORY = CategoryType()
+
+
 class App:
     """Per-invocation state; the library (database + plugins) is opened on first use."""
 

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import click
 
-from corral.cli.base import App, emit_json, human_count, human_size, json_option, pass_app, table
+from corral.cli.base import CATEGORY, App, emit_json, human_count, human_size, json_option, pass_app, table
 from corral.errors import CorralError
-from corral.records import Category
 
-CATEGORY = click.Choice([c.value for c in Category])
 
 
 def print_model(model, detection=None) -> None:
@@ -89,7 +87,7 @@ def import_cmd(app: App, path, category, name, description, allow_unsafe, templa
                                                      ("t5xxl", t5xxl)) if p is not None}
     result = app.library.import_path(
         path,
-        category=Category(category) if category else None,
+        category=category,
         name=name,
         description=description,
         allow_unsafe=allow_unsafe,

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 
-from corral.cli.base import App, emit_json, human_size, json_option, pass_app, table
-from corral.records import Category
+from corral.cli.base import CATEGORY, App, emit_json, human_size, json_option, pass_app, table
 
 # --- manifests -------------------------------------------------------------------------------------
 
@@ -84,7 +83,7 @@ def _filters(func):
         click.option("--tag", help="Models with this tag."),
         click.option("--quant", help="Models of this quantization or dtype (Q4_K_M, F16, bfloat16...)."),
         click.option("--unused-days", type=click.FloatRange(min=0), help="Not loaded or changed for N days."),
-        click.option("--category", type=click.Choice([c.value for c in Category]), help="Models of this category."),
+        click.option("--category", type=CATEGORY, help="Models of this category."),
         click.option("--missing", is_flag=True, help="Records whose files are gone."),
     )):
         func = option(func)

@@ -34,6 +34,8 @@ def plugins_cmd(app: App, as_json) -> None:
             ("sources", info.sources),
             ("exporters", info.exporters),
             ("gpu vendors", info.gpu_vendors),
+            ("categories", info.categories),
+            ("formats", info.formats),
             ("hooks", info.hooks),
         ):
             if values:

@@ -1,9 +1,10 @@
 """Categories and formats as plugins declare them.
 
 A category says what a model is for and which tasks a loaded model of it answers; categories that share
-a ``group`` are exclusive (one loaded model for the whole group: chat and multimodal share "text"). A
-format names how weights are stored. The core's own are registered by its built-in plugin
-(:mod:`corral.builtin.categories`) through the same hooks a third-party package uses.
+a ``group`` are exclusive (one loaded model for the whole group: chat, multimodal and text-generation
+share "language"). A format names how weights are stored. The core's own are registered by its built-in
+plugin (:mod:`corral.builtin`) through the same hooks a third-party package uses (``register_categories``,
+``register_formats``); the plugin host (``host.category(name)``, ``host.tasks(name)``) answers from them.
 """
 
 from __future__ import annotations
@@ -60,18 +61,18 @@ class FormatSpec:
         return Format(self.name)
 
 
-#: The core's categories, registered by :mod:`corral.builtin.categories`.
+#: The core's categories, registered by :mod:`corral.builtin`.
 BUILTIN_CATEGORIES = (
-    CategorySpec("chat", {"chat", "complete"}, group="text", description="chat LLMs"),
-    CategorySpec("multimodal", {"chat", "complete"}, group="text", description="chat LLMs that see images"),
-    CategorySpec("text-generation", {"chat", "complete"}, description="transformers LLMs"),
+    CategorySpec("chat", {"chat", "complete"}, group="language", description="chat LLMs"),
+    CategorySpec("multimodal", {"chat", "complete"}, group="language", description="chat LLMs that see images"),
+    CategorySpec("text-generation", {"chat", "complete"}, group="language", description="transformers LLMs"),
     CategorySpec("embedding", {"embed"}, description="text embedding models"),
     CategorySpec("rerank", {"rerank"}, description="cross-encoder rerankers"),
     CategorySpec("image", {"imagine"}, description="image and video generation"),
     CategorySpec("tts", {"speak"}, description="text to speech"),
 )
 
-#: The core's formats, registered by :mod:`corral.builtin.categories`.
+#: The core's formats, registered by :mod:`corral.builtin`.
 BUILTIN_FORMATS = (
     FormatSpec("gguf", "llama.cpp's single-file format"),
     FormatSpec("safetensors", "safetensors weights"),

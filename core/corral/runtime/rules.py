@@ -1,12 +1,13 @@
 """The load rules: which loaded models a new load replaces, when a load is the same as one already held,
 and how many LoRAs one load may carry.
 
-* One base model per category; loading another replaces it.
-* Chat, multimodal and text-generation models are language models that share one slot: loading any of
-  them replaces whichever of them is loaded (chat and multimodal are never loaded together; a
-  transformers text-generation model competes with them for the same memory and the same requests).
-* Embedding, rerank, image and TTS models each have their own slot, so they coexist with each other and
-  with the language model.
+* One base model per load group; loading another replaces it. A category's group is what its plugin
+  declared (``CategorySpec.group``; a category without one is its own group).
+* Chat, multimodal and text-generation models are language models that share the group ``language``:
+  loading any of them replaces whichever of them is loaded (chat and multimodal are never loaded
+  together; a transformers text-generation model competes with them for the same memory and requests).
+* Embedding, rerank, image and TTS models each have their own group, so they coexist with each other and
+  with the language model; so does a category a third-party plugin adds without a group.
 * The same base model with the same LoRA set (and weights) and the same settings is the same load:
   asking for it again reuses what is loaded.
 """
@@ -14,22 +15,22 @@ and how many LoRAs one load may carry.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from corral.errors import Incompatible
 from corral.records import Category, LoraRequest, Model
 
-#: Categories that share the one language-model slot.
-LANGUAGE = frozenset({Category.CHAT, Category.MULTIMODAL, Category.TEXT_GENERATION})
+if TYPE_CHECKING:
+    from corral.plugins import PluginHost
 
 
-def slot(category: Category) -> str:
-    """The slot a category occupies: at most one loaded model per slot."""
-    return "language" if category in LANGUAGE else category.value
+def slot(category: Category, host: PluginHost) -> str:
+    """The slot a category occupies (its declared load group): at most one loaded model per slot."""
+    return host.load_group(category)
 
 
-def same_slot(a: Category, b: Category) -> bool:
-    return slot(a) == slot(b)
+def same_slot(a: Category, b: Category, host: PluginHost) -> bool:
+    return slot(a, host) == slot(b, host)
 
 
 def config_key(model_id: str, loras: Sequence[LoraRequest], settings: Mapping[str, Any]) -> tuple:

@@ -19,7 +19,6 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import attrs
 
-from corral.ext.categories import TASKS
 from corral.ext.driver import LoadedModel
 from corral.errors import Busy, NotFound
 from corral.library import Library, LoadPlan
@@ -175,8 +174,9 @@ class Runtime:
 
     def ps(self) -> list[LoadedInfo]:
         """Every loaded model, language model first, then by name."""
-        order = {c: i for i, c in enumerate(Category)}
-        return [e.info() for e in sorted(self.entries(), key=lambda e: (order[e.model.category], e.model.name))]
+        order = {c: i for i, c in enumerate(self.host.category_names())}
+        return [e.info() for e in sorted(self.entries(), key=lambda e: (order.get(e.model.category, len(order)),
+                                                                          e.model.name))]
 
     def find(self, ref: str) -> Loaded | None:
         """The loaded model called ``ref`` (id, id prefix of 4+ characters, or name), without the database."""
@@ -198,7 +198,7 @@ class Runtime:
 
     def _slot_lock(self, category: Category) -> threading.Lock:
         with self._state:
-            return self._slot_locks.setdefault(slot(category), threading.Lock())
+            return self._slot_locks.setdefault(slot(category, self.host), threading.Lock())
 
     # --- load / unload -------------------------------------------------------------------------------
 
@@ -227,7 +227,7 @@ class Runtime:
             plan = with_slots(lib.plan_load(lib.store.get_model(model.id), loras=loras, overrides=settings))
             key = config_key(model.id, plan.loras, plan.settings)
             with self._state:
-                victims = [e for e in self._loaded.values() if same_slot(e.model.category, model.category)]
+                victims = [e for e in self._loaded.values() if same_slot(e.model.category, model.category, self.host)]
             current = next(
                 (e for e in victims if e.key == key or (any_configuration and e.model.id == model.id)), None
             )
@@ -313,7 +313,7 @@ class Runtime:
             entry.handle.unload()
         finally:
             self.lib().store.release_lease(entry.model.id, self.pid)
-            self.host.pm.hook.model_unloaded(model=entry.model)
+            self.host.notify("model_unloaded", model=entry.model)
         log.info("unloaded %s: %s", entry.model.name, reason)
         return True
 
@@ -329,7 +329,7 @@ class Runtime:
         entry.queue.close(f"{entry.model.name} stopped: {cause}; it is loaded again on the next request")
         try:
             self.lib().store.release_lease(entry.model.id, self.pid)
-            self.host.pm.hook.model_unloaded(model=entry.model)
+            self.host.notify("model_unloaded", model=entry.model)
         finally:
             self._forget_library()
         log.warning("%s is unloaded: %s", entry.model.name, cause)
@@ -380,7 +380,7 @@ class Runtime:
             slots = list(self._slot_locks.items())
         for name, lock in slots:
             with lock:  # a load under way in this slot finishes first, then goes too
-                for entry in [e for e in self.entries() if slot(e.model.category) == name]:
+                for entry in [e for e in self.entries() if slot(e.model.category, self.host) == name]:
                     try:
                         self._unload(entry, "the server is shutting down")
                     except Exception:  # one failing unload must not keep the others loaded
@@ -402,7 +402,7 @@ class Runtime:
         Raises :class:`corral.errors.QueueFull` at once when the queue is full, and
         :class:`corral.driver.Unsupported` when the model's category cannot do ``task``.
         """
-        check_task(self.resolve(ref), task)  # before loading anything
+        check_task(self.resolve(ref), task, self.host)  # before loading anything
         for _ in range(3):
             entry = self.ensure(ref)
             try:
@@ -450,11 +450,11 @@ def with_slots(plan: LoadPlan) -> LoadPlan:
     return attrs.evolve(plan, settings={**plan.settings, "parallel": slots(plan)})
 
 
-def check_task(model: Model, task: str | None) -> None:
-    """Refuse a task the model's category cannot do, naming what the model is."""
-    from corral.driver import Unsupported
+def check_task(model: Model, task: str | None, host: Any) -> None:
+    """Refuse a task the model's category cannot do (as its plugin declared it), naming what it is."""
+    from corral.ext.driver import Unsupported
 
-    if task is not None and task not in TASKS.get(model.category, frozenset()):
-        can = ", ".join(sorted(TASKS.get(model.category, ()))) or "nothing"
+    if task is not None and task not in host.tasks(model.category):
+        can = ", ".join(sorted(host.tasks(model.category))) or "nothing"
         raise Unsupported(f"{model.name} is a {model.category} model; it can {can}, not {task}")
 

@@ -24,7 +24,7 @@ def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: s
     from starlette.exceptions import HTTPException
     from starlette.responses import JSONResponse
 
-    from corral.server import anthropic_routes, manage_routes, openai_routes
+    from corral.server import anthropic_routes, manage_routes, ollama_routes, openai_routes, responses_routes
     from corral.server.guards import guard_stack
 
     service = Service(runtime, watchdog)
@@ -49,7 +49,8 @@ def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: s
 
     middleware, guard_routes, metrics = guard_stack(runtime, watchdog, api_key=api_key, options=guards)
     app = Starlette(
-        routes=openai_routes.routes() + anthropic_routes.routes() + manage_routes.routes() + guard_routes,
+        routes=openai_routes.routes() + anthropic_routes.routes() + responses_routes.routes()
+        + ollama_routes.routes() + manage_routes.routes() + guard_routes + plugin_routes(runtime.host),
         middleware=middleware,
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
@@ -57,3 +58,38 @@ def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: s
     app.state.service = service
     app.state.metrics = metrics
     return app
+
+
+def plugin_routes(host: Any) -> list:
+    """The routes plugins add through ``register_routes``, with the scope and body types each declares.
+
+    A plugin whose hook raises, or that registers something other than a Starlette route, is recorded as
+    failed (``corral plugins``) and none of its routes are served; the server still starts.
+    """
+    from starlette.routing import BaseRoute
+
+    from corral.server import scopes
+
+    added: dict[str, list[tuple[Any, str, Any]]] = {}
+
+    def kwargs_for(plugin: str) -> dict[str, Any]:
+        mine = added.setdefault(plugin, [])
+
+        def register(route: Any, scope: str = scopes.INFERENCE, bodies: Any = None) -> None:
+            if not isinstance(route, BaseRoute):
+                raise TypeError(f"plugin {plugin!r} registered {route!r}, which is not a Starlette route")
+            if scope not in scopes.SCOPE_NAMES:
+                raise ValueError(f"plugin {plugin!r}: scope {scope!r} is not one of {', '.join(scopes.SCOPE_NAMES)}")
+            mine.append((route, scope, tuple(bodies) if bodies else None))
+
+        return {"register": register}
+
+    routes = []
+    for plugin in host.call_each("register_routes", kwargs_for):
+        for route, scope, bodies in added[plugin]:
+            prefix = (getattr(route, "path", "") or "/").split("{")[0]
+            scopes.set_route_scope(prefix, scope)
+            if bodies:
+                scopes.accept_bodies(prefix, *bodies)
+            routes.append(route)
+    return routes

@@ -68,10 +68,10 @@ async def unload(request: Any) -> Any:
     if ref is not None:
         models = [await service.in_thread(runtime.unload, ref, load=True)]
     elif category is not None:
-        try:
-            cat = Category(category)
-        except ValueError:
-            raise InvalidRequest(f"unknown category {category!r} ({', '.join(c.value for c in Category)})") from None
+        names = runtime.host.category_names()
+        if category not in names:
+            raise InvalidRequest(f"unknown category {category!r} ({', '.join(names)})")
+        cat = Category(category)
         models = await service.in_thread(runtime.unload_category, cat, load=True)
     else:
         models = []

@@ -12,7 +12,6 @@ from typing import Any, Callable, Iterable
 
 from corral import known
 from corral.errors import Busy, PluginMissing
-from corral.records import Category
 from corral.runtime.queue import QueueClosed, Turn
 from corral.runtime.runtime import Loaded, Runtime, check_task
 from corral.runtime.watchdog import Watchdog
@@ -26,17 +25,6 @@ NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "imagine": ("image generation", (known.DIFFUSERS,)),
     "speak": ("speech synthesis", (known.KOKORO,)),
 }
-
-#: Categories that can do each task.
-TASK_CATEGORIES: dict[str, frozenset[Category]] = {
-    "chat": frozenset({Category.CHAT, Category.MULTIMODAL, Category.TEXT_GENERATION}),
-    "complete": frozenset({Category.CHAT, Category.MULTIMODAL, Category.TEXT_GENERATION}),
-    "embed": frozenset({Category.EMBEDDING}),
-    "rerank": frozenset({Category.RERANK}),
-    "imagine": frozenset({Category.IMAGE}),
-    "speak": frozenset({Category.TTS}),
-}
-
 
 class Service:
     """The server's state: one runtime, its watchdog, and thread limits for loads and driver calls."""
@@ -70,9 +58,11 @@ class Service:
 
     def require_plugin(self, task: str) -> None:
         """Answer "needs plugin X" when no installed driver can do ``task`` at all."""
-        categories = TASK_CATEGORIES[task]
+        categories = self.runtime.host.task_categories(task)
         if any(d.categories & categories for d in self.runtime.host.drivers):
             return
+        if task not in NEEDS:
+            raise PluginMissing(f"no installed plugin can {task}: install the plugin that provides it")
         what, dists = NEEDS[task]
         install = " or ".join(dists)
         raise PluginMissing(
@@ -85,7 +75,7 @@ class Service:
         """Load ``ref`` if needed, then wait for its turn (503 at once when its queue is full)."""
         self.require_plugin(task)
         known = self.runtime.find(ref)
-        check_task(known.model if known else await self.in_thread(self.runtime.resolve, ref), task)
+        check_task(known.model if known else await self.in_thread(self.runtime.resolve, ref), task, self.runtime.host)
         for _ in range(3):
             entry = self.runtime.find(ref)
             if entry is None:
@@ -113,3 +103,8 @@ class Service:
         for model in library.store.list_models():
             if any(self.usable(d) for d in library.candidate_drivers(model)):
                 yield model
+
+
+def service_of(request: Any) -> Service:
+    """The server's :class:`Service` behind a request: how routes (a plugin's too) reach the runtime."""
+    return request.app.state.service
