@@ -16,7 +16,7 @@ from corral.detect.kokoro import detect_kokoro_file
 from corral.detect.onnx import detect_onnx
 from corral.detect.pickle_scan import detect_pickle
 from corral.detect.safetensors import detect_safetensors
-from corral.detect.tensors import shapes_of
+from corral.detect.safetensors import shapes_of
 from corral.errors import DetectionError, UnsafeFile
 from corral.records import Category, ComponentKind, Format, Kind
 

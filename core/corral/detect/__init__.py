@@ -63,7 +63,7 @@ def detect_path(path: Path, *, allow_unsafe: bool = False) -> Detection:
     if path.is_dir():
         from corral.detect.hfdir import detect_directory
 
-        return detect_directory(path, allow_unsafe=allow_unsafe)
+        return detect_directory(path, allow_unsafe=allow_unsafe, detect_file=detect_path)
     if not path.is_file():
         raise DetectionError(f"{path}: not a regular file or directory")
     suffix = path.suffix.lower()

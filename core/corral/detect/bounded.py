@@ -8,11 +8,12 @@ Every detector reads through :class:`BoundedReader`, so a lying length field can
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import struct
 import threading
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from corral.errors import DetectionError, Truncated
 
@@ -217,3 +218,21 @@ class BoundedReader:
                 self._off = off
             else:
                 self._pos, self._buf, self._off = target, b"", 0
+
+
+#: The largest JSON file (config.json and the like) detection reads.
+MAX_CONFIG = 4 * 1024 * 1024
+
+
+def read_json(path: Path, limit: int = MAX_CONFIG) -> Any:
+    """A small JSON file, read through a capped reader; errors name the file."""
+    with BoundedReader(path, cap=limit, what=path.name) as r:
+        if r.size > limit:
+            raise DetectionError(f"{path}: {r.size} bytes is too large for a {path.name} (limit {limit})")
+        raw = r.read(r.size)
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DetectionError(f"{path}: not valid JSON ({exc}); fix or re-download the file") from None
+    except RecursionError:  # json recurses per nesting level: "[[[[..." a megabyte deep overflows it
+        raise DetectionError(f"{path}: JSON nested too deeply to be a real config; fix or re-download the file") from None

@@ -11,16 +11,15 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from corral.detect.bounded import BoundedReader
+from corral.detect.bounded import MAX_CONFIG, BoundedReader, read_json
 from corral.detect.safetensors import read_header
 from corral.detect.tensors import FLUX, IMAGE_TAGS, SD, SD3, SDXL, VIDEO_TAGS, WAN
 from corral.errors import DetectionError
 from corral.records import Category, Detection, Facts, Format, Kind
 
 #: config.json and friends are a few KB; tokenizer_config.json with a long chat template a few hundred.
-MAX_CONFIG = 4 * 1024 * 1024
 MAX_TOKENIZER_CONFIG = 16 * 1024 * 1024
 MAX_WEIGHT_FILES = 4096
 _LOOSE_SUFFIXES = (".gguf", ".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx")
@@ -30,20 +29,6 @@ _ENCODER_ARCHS = re.compile(
     r"Albert|NewModel|JinaBert|Gte|T5Encoder|MT5Encoder)Model$")
 _VLM_ARCHS = re.compile(r"Llava|Qwen2VL|Qwen2_5_VL|Qwen2_5VL|Qwen3VL|Idefics|PaliGemma|Mllama|Blip2|InstructBlip|"
                         r"Pixtral|SmolVLM|InternVL|Phi3V|Phi4MM|MiniCPMV|Florence|Kosmos|Fuyu|VisionEncoderDecoder")
-
-
-def read_json(path: Path, limit: int = MAX_CONFIG) -> Any:
-    """A small JSON file, read through a capped reader; errors name the file."""
-    with BoundedReader(path, cap=limit, what=path.name) as r:
-        if r.size > limit:
-            raise DetectionError(f"{path}: {r.size} bytes is too large for a {path.name} (limit {limit})")
-        raw = r.read(r.size)
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DetectionError(f"{path}: not valid JSON ({exc}); fix or re-download the file") from None
-    except RecursionError:  # json recurses per nesting level: "[[[[..." a megabyte deep overflows it
-        raise DetectionError(f"{path}: JSON nested too deeply to be a real config; fix or re-download the file") from None
 
 
 def _read_object(path: Path) -> dict:
@@ -364,13 +349,16 @@ def _loose_model_file(folder: Path) -> Path | None:
     return files[0] if len(files) == 1 else None
 
 
-def detect_directory(path: Path, *, allow_unsafe: bool = False) -> Detection:
+def detect_directory(path: Path, *, allow_unsafe: bool = False,
+                     detect_file: Callable[..., Detection] | None = None) -> Detection:
     """Detect a model folder by its JSON files and weight headers.
 
     Looks, in order, for model_index.json (diffusers), adapter_config.json (PEFT), a Kokoro layout,
     config.json (transformers / sentence-transformers), then a single loose model file.
 
     :param allow_unsafe: record pickle weights that import non-allow-listed globals (``unsafe`` set).
+    :param detect_file: detects the single loose model file of a folder that has nothing else
+        (:func:`corral.detect.detect_path` passes itself); without it such a folder is refused.
     :raises UnsafeFile: pickle weights are unsafe and ``allow_unsafe`` is False.
     :raises DetectionError: nothing usable, malformed JSON, or weights missing.
     """
@@ -389,10 +377,8 @@ def detect_directory(path: Path, *, allow_unsafe: bool = False) -> Detection:
             return _detect_diffusers_component(folder, config, allow_unsafe)
         return _detect_hf(folder, config, allow_unsafe)
     loose = _loose_model_file(folder)
-    if loose is not None:
-        from corral.detect import detect_path
-
-        return detect_path(loose, allow_unsafe=allow_unsafe)
+    if loose is not None and detect_file is not None:
+        return detect_file(loose, allow_unsafe=allow_unsafe)
     raise DetectionError(
         f"{folder}: no model found (looked for config.json, model_index.json, adapter_config.json, "
         "a Kokoro layout, or a single model file)")

@@ -24,7 +24,7 @@ def kokoro_layout(folder: Path) -> tuple[dict, Path, list[Path]] | None:
 
     :raises DetectionError: config.json is not valid JSON.
     """
-    from corral.detect.hfdir import read_json
+    from corral.detect.bounded import read_json
 
     folder = Path(folder)
     config_path = folder / "config.json"

@@ -111,7 +111,7 @@ def _peft_key(name: str) -> tuple[str, str] | None:
 
 def _peft_mismatches(base: Model, lora: Detection) -> list[str]:
     try:
-        from corral.detect.tensors import shapes_of
+        from corral.detect.safetensors import shapes_of
     except ImportError:
         return []
     lora_shapes: dict[str, tuple[int, ...]] = {}

@@ -97,7 +97,8 @@ def detect_onnx(path: Path) -> Detection:
     for folder in (path.parent, path.parent.parent):
         config = folder / "config.json"
         if config.is_file():
-            from corral.detect.hfdir import category_from_config, read_json
+            from corral.detect.bounded import read_json
+            from corral.detect.hfdir import category_from_config
 
             try:
                 data = read_json(config)

@@ -201,3 +201,26 @@ def detect_safetensors(path: Path) -> Detection:
 
 def _evolve(facts: Facts, **changes: Any) -> Facts:
     return attrs.evolve(facts, **changes)
+
+
+def shapes_of(path: Path) -> dict[str, tuple[int, ...]] | None:
+    """Tensor name -> shape for a safetensors file, or for the safetensors weights of a model folder.
+
+    A folder's weights are its top-level ``*.safetensors`` files (shards included), or a PEFT adapter's
+    ``adapter_model.safetensors``. Anything else (pickles, GGUF, ONNX, a folder without safetensors)
+    gives None. Malformed headers raise :class:`corral.errors.DetectionError`.
+    """
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() != ".safetensors":
+            return None
+        return {name: t.shape for name, t in read_header(path).tensors.items()}
+    if not path.is_dir():
+        return None
+    files = sorted(p for p in path.glob("*.safetensors") if p.is_file())
+    if not files:
+        return None
+    out: dict[str, tuple[int, ...]] = {}
+    for f in files:
+        out.update({name: t.shape for name, t in read_header(f).tensors.items()})
+    return out

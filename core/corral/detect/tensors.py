@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Iterable, Mapping
 
 from attrs import frozen
@@ -262,28 +261,3 @@ def classify(
     sample = ", ".join(shown[:3]) + (", ..." if len(shown) > 3 else "")
     return verdict(Kind.MODEL, None, None, 0.2,
                    [f"{where} ({sample or 'none'}) match no family Corral knows; pass --category"])
-
-
-def shapes_of(path: Path) -> dict[str, tuple[int, ...]] | None:
-    """Tensor name -> shape for a safetensors file, or for the safetensors weights of a model folder.
-
-    A folder's weights are its top-level ``*.safetensors`` files (shards included), or a PEFT adapter's
-    ``adapter_model.safetensors``. Anything else (pickles, GGUF, ONNX, a folder without safetensors)
-    gives None. Malformed headers raise :class:`corral.errors.DetectionError`.
-    """
-    from corral.detect.safetensors import read_header
-
-    path = Path(path)
-    if path.is_file():
-        if path.suffix.lower() != ".safetensors":
-            return None
-        return {name: t.shape for name, t in read_header(path).tensors.items()}
-    if not path.is_dir():
-        return None
-    files = sorted(p for p in path.glob("*.safetensors") if p.is_file())
-    if not files:
-        return None
-    out: dict[str, tuple[int, ...]] = {}
-    for f in files:
-        out.update({name: t.shape for name, t in read_header(f).tensors.items()})
-    return out
