@@ -23,22 +23,11 @@ GREEDY = {"extra_body": {"temperature": 0}}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, gemma_path):
-    """One server for the module: the real Gemma (small context, one thread), an API key."""
-    import corral_llamacpp
+    """One server for the module: the real Gemma, an API key."""
+    from gemma_served import gemma_library, serve
 
-    from corral.testing import Runtime, ServerThread, build_host, open_library
-
-    library = open_library(tmp_path_factory.mktemp("anthropic-home"),
-                           build_host(entry_points=False, plugins=[corral_llamacpp]))
-    library.import_path(gemma_path, name="gemma")
-    library.update_settings("gemma", {"n_ctx": 1024, "threads": 1, "threads_batch": 1})
-    runtime = Runtime(library)
-    try:
-        with ServerThread(runtime, api_key=KEY) as srv:
-            yield srv
-    finally:
-        runtime.close()
-        library.store.close()
+    with gemma_library(tmp_path_factory.mktemp("anthropic-home"), gemma_path) as library, serve(library, KEY) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from corral.server.generation import (
     named_sse,
     open_stream,
     service,
+    tool_params,
 )
 from corral.server.responses import endpoint
 
@@ -182,8 +183,6 @@ def read_messages(body: dict) -> list[dict]:
 
 def read_tool_fields(body: dict) -> dict[str, Any]:
     """``tools``, ``tool_choice`` and ``thinking`` in the drivers' (OpenAI's) shapes, checked."""
-    from corral.tools import read_tools
-
     out: dict[str, Any] = {}
     tools = field(body, "tools", list, None)
     choice = field(body, "tool_choice", dict, None)
@@ -214,12 +213,7 @@ def read_tool_fields(body: dict) -> dict[str, Any]:
             {"type": "function", "function": {"name": choice["name"]}}
         if choice.get("disable_parallel_tool_use") is not None:
             parallel = not field(choice, "disable_parallel_tool_use", bool)
-    if read_tools(converted, openai_choice, parallel) is not None:
-        out["tools"] = converted
-        if openai_choice is not None:
-            out["tool_choice"] = openai_choice
-        if parallel is not None:
-            out["parallel_tool_calls"] = parallel
+    out.update(tool_params(converted, openai_choice, parallel))
     thinking = field(body, "thinking", dict, None)
     if thinking is not None:
         kind = thinking.get("type")

@@ -63,6 +63,21 @@ def check_supported(entry: Any, params: dict) -> None:
                                  "with its driver; leave it out")
 
 
+def tool_params(tools: list | None, choice: Any, parallel: bool | None) -> dict[str, Any]:
+    """OpenAI-shaped ``tools``, ``tool_choice`` and ``parallel_tool_calls`` (a surface's own, translated),
+    checked by :func:`corral.tools.read_tools`, as the driver parameters they make ({} without tools)."""
+    from corral.tools import read_tools
+
+    out: dict[str, Any] = {}
+    if read_tools(tools, choice, parallel) is not None:
+        out["tools"] = tools
+        if choice is not None:
+            out["tool_choice"] = choice
+        if parallel is not None:
+            out["parallel_tool_calls"] = parallel
+    return out
+
+
 class Generation:
     """A driver's stream running in its model's turn: ``entry``, the :class:`PieceStream`, the first
     piece, and (once it ended) the :class:`ChatResult` the driver's generator returned (or None)."""
