@@ -7,6 +7,7 @@ Also the pure parts: Ollama messages read into the drivers' shape, and Library.c
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -26,6 +27,8 @@ httpx = pytest.importorskip("httpx")
 
 KEY = "ollama-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+#: A 1x1 PNG.
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +138,17 @@ def test_chat_stream_generate_format_ps_and_keep_alive(served, client):
     shaped = client.chat("gemma", messages=ask, format=schema, options={"num_predict": 40, "temperature": 0})
     assert json.loads(shaped.message.content)["colour"] in ("red", "blue")
 
+    # Tools, think and logprobs reach the driver (the 270M model need not call; the request is served).
+    tool = {"type": "function", "function": {"name": "weather", "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    told = client.chat("gemma", messages=ask, tools=[tool], think=False, logprobs=True, top_logprobs=2,
+                       options={"num_predict": 6, "temperature": 0})
+    assert told.done and (told.message.content or told.message.tool_calls)
+    assert told.logprobs and len(told.logprobs[0].top_logprobs) == 2
+    png = base64.b64decode(PNG)
+    code, message = status_of(lambda: client.chat("gemma", messages=[{**ask[0], "images": [png]}]))
+    assert code in (400, 422) and "mmproj" in message  # Gemma 270M has no projector
+
     loaded = {m.model: m for m in client.ps().models}
     gemma = loaded["gemma:latest"]
     assert gemma.context_length == 1024 and gemma.size > 0 and gemma.details.family == "gemma3"
@@ -216,7 +230,7 @@ def test_ollama_messages_become_driver_messages():
     from corral.errors import InvalidRequest
     from corral.server.ollama_generate import chat_messages
 
-    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    png = PNG
     messages = chat_messages([
         {"role": "user", "content": "What is in it, and the weather?", "images": [png]},
         {"role": "assistant", "content": "", "tool_calls": [

@@ -160,42 +160,28 @@ def chat_messages(raw: list) -> list[dict]:
 
 
 def features(body: dict, *, chat: bool) -> dict[str, Any]:
-    """``tools``, ``format``, ``think`` and log-probabilities, checked, in the drivers' (OpenAI's) shapes."""
-    from corral.tools import read_effort, read_response_format, read_tools
+    """``tools``, ``format``, ``think`` and log-probabilities, read into their OpenAI names and checked
+    there (:func:`corral.server.bodies.chat_features`), as the drivers take them."""
+    from corral.server.bodies import chat_features
 
-    out: dict[str, Any] = {}
-    if chat:
-        tools = field(body, "tools", list, None)
-        if tools and read_tools(tools, None, None) is not None:
-            out["tools"] = tools
+    asked: dict[str, Any] = {k: body[k] for k in ("logprobs", "top_logprobs") if body.get(k) is not None}
+    if chat and body.get("tools"):
+        asked["tools"] = body["tools"]
     fmt = body.get("format")
     if fmt == "json":
-        response_format: dict | None = {"type": "json_object"}
+        asked["response_format"] = {"type": "json_object"}
     elif isinstance(fmt, dict):
-        response_format = {"type": "json_schema", "json_schema": {"name": "format", "schema": fmt}}
-    elif fmt in (None, ""):
-        response_format = None
-    else:
+        asked["response_format"] = {"type": "json_schema", "json_schema": {"name": "format", "schema": fmt}}
+    elif fmt not in (None, ""):
         raise InvalidRequest("field 'format' must be \"json\" or a JSON schema object")
-    if response_format is not None and read_response_format(response_format).constrained:
-        out["response_format"] = response_format
     think = body.get("think")
     if think is False:
-        out["reasoning_effort"] = "none"
+        asked["reasoning_effort"] = "none"
     elif isinstance(think, str):
-        out["reasoning_effort"] = read_effort(think)
+        asked["reasoning_effort"] = think
     elif think not in (None, True):
         raise InvalidRequest("field 'think' must be true, false, or one of low, medium, high")
-    if field(body, "logprobs", bool, False):
-        out["logprobs"] = True
-        top = field(body, "top_logprobs", int, None)
-        if top is not None:
-            if not 0 <= top <= 20:
-                raise InvalidRequest("top_logprobs must be between 0 and 20")
-            out["top_logprobs"] = top
-    elif body.get("top_logprobs") is not None:
-        raise InvalidRequest("top_logprobs needs logprobs: true")
-    return out
+    return chat_features(asked)
 
 
 # --- running it -----------------------------------------------------------------------------------------
@@ -308,8 +294,15 @@ async def _answer(run: Run, kind: str, item: Any, params: dict, stream: bool, *,
             body["response"] = result.text
             if result.reasoning:
                 body["thinking"] = result.reasoning
+        if result.logprobs is not None:
+            body["logprobs"] = [{"token": t.token, "logprob": t.logprob,
+                                 "top_logprobs": [{"token": o, "logprob": lp} for o, lp in t.top]}
+                                for t in result.logprobs]
         body.update(run.counts(result, 0, result.finish_reason or "stop"))
         return json_response(body)
+
+    if params.get("logprobs"):
+        raise InvalidRequest("logprobs are answered with stream: false only")
 
     generation = await open_stream(run.request, ref, kind, item, params)
     run.begin(generation.entry)
