@@ -16,7 +16,7 @@ import pytest
 import plugins_for_tests as tp
 import transcription_plugin as tally
 from corral import hookimpl
-from corral.api import CategorySpec
+from corral.api import CategorySpec, Found, Provenance, StoreLayout
 from corral.errors import Unsupported
 from corral.runtime import Runtime
 from corral.server.serve import ServerThread
@@ -165,3 +165,58 @@ def test_a_plugin_registering_a_bad_route_is_dropped_and_the_server_starts(home,
         assert error == "register_routes raised TypeError: plugin 'broken_routes' registered '/not-a-route', " \
                         "which is not a Starlette route"
         lib.store.close()
+
+
+class JanLayout(StoreLayout):
+    """A store of ``<model>/model.json`` files naming their weights file and display name."""
+
+    name, label = "jan", "Jan models"
+
+    @classmethod
+    def default_roots(cls):
+        return []
+
+    @classmethod
+    def find(cls, root):
+        for card in sorted(root.glob("*/model.json")):
+            info = json.loads(card.read_text())
+            weights = card.parent / info["file"]
+            if not weights.is_file():
+                yield Found(weights, info["name"], problem=f"{card} names {info['file']}, which is missing")
+                continue
+            yield Found(weights, info["name"], Provenance(hub="jan", repo=info["name"]))
+
+
+class jan_plugin:  # noqa: N801
+    @staticmethod
+    @hookimpl
+    def register_store_layouts(register):
+        register(JanLayout)
+
+
+def test_a_plugin_store_layout_is_scanned_like_the_built_in_ones(home, tmp_path):
+    from click.testing import CliRunner
+
+    from corral.cli import build_cli
+
+    store = tmp_path / "jan"
+    (store / "gemma-tiny").mkdir(parents=True)
+    write_tiny_gguf(store / "gemma-tiny" / "weights.gguf")
+    (store / "gemma-tiny" / "model.json").write_text(json.dumps({"name": "jan/gemma-tiny", "file": "weights.gguf"}))
+    (store / "broken").mkdir()
+    (store / "broken" / "model.json").write_text(json.dumps({"name": "jan/broken", "file": "gone.gguf"}))
+    with installed_host(tp.echo_plugin, jan_plugin) as fresh:
+        assert fresh.store_layout_names() == ["hf-cache", "ollama", "lmstudio", "jan"]
+        cli = build_cli()
+        scanned = CliRunner().invoke(cli, ["scan", str(store), "--layout", "jan", "--json"])
+        entries = {e["name"]: e["status"] for e in json.loads(scanned.stdout)}
+        assert entries == {"jan/gemma-tiny": "added", "jan/broken": "error"}
+        again = CliRunner().invoke(cli, ["scan", str(store), "--layout", "jan", "--json"])
+        assert {e["status"] for e in json.loads(again.stdout)} == {"exists", "error"}
+        shown = json.loads(CliRunner().invoke(cli, ["show", "jan/gemma-tiny", "--json"]).stdout)
+        assert shown["model"]["provenance"]["hub"] == "jan"
+        unknown = CliRunner().invoke(cli, ["scan", str(store), "--layout", "gpt4all"])
+        assert unknown.exit_code != 0 and "unknown store layout 'gpt4all'; known: hf-cache, ollama, lmstudio, jan" \
+            in unknown.stderr
+        nowhere = CliRunner().invoke(cli, ["scan", "--layout", "jan"])
+        assert nowhere.exit_code != 0 and "no Jan models folder" in nowhere.stderr

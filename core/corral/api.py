@@ -13,7 +13,8 @@ What is here, by purpose:
 * every error class (plugins subclass them instead of inventing exit codes);
 * settings and sampling helpers, torch helpers, header readers for detection;
 * a small CLI kit for plugins that add commands (:class:`App`, :func:`pass_app`, :func:`emit_json`, ...);
-* what plugins that add kinds of model register: :class:`CategorySpec`, :class:`FormatSpec`;
+* what plugins that add kinds of model register: :class:`CategorySpec`, :class:`FormatSpec`; another
+  tool's model store: :class:`StoreLayout` yielding :class:`Found`;
 * for routes added with ``register_routes`` (imported on first use, so importing this module never
   imports the server): :func:`service_of` (the request's :class:`Service`: ``await
   service_of(request).run(model, task, call)`` runs a model under the load rules and queue) and
@@ -51,6 +52,7 @@ from corral.driver import (
     torch_threads,
 )
 from corral.ext.categories import CategorySpec, FormatSpec
+from corral.ext.layout import Found, StoreLayout
 from corral.errors import (
     Busy,
     CatalogError,

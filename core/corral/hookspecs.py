@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from corral.driver import Driver, Exporter, GpuVendor, Source
     from corral.ext.categories import CategorySpec, FormatSpec
+    from corral.ext.layout import StoreLayout
     from corral.records import CatalogEntry, Detection, Lora, Model
 
 hookspec = pluggy.HookspecMarker("corral")
@@ -99,6 +100,19 @@ def register_formats(register: Callable[[FormatSpec], None]) -> None:
     Called once per process when plugins are loaded.
 
     :param register: call it with each :class:`corral.ext.categories.FormatSpec`.
+    """
+
+
+@hookspec
+def register_store_layouts(register: Callable[[type[StoreLayout]], None]) -> None:
+    """Register other tools' model stores, which ``corral scan --layout NAME`` adopts in place.
+
+    Called once per process when plugins are loaded. The core registers the Hugging Face cache, Ollama
+    and LM Studio layouts through this hook too.
+
+    :param register: call it with each :class:`corral.ext.layout.StoreLayout` subclass; its ``name`` is
+        what ``--layout`` takes, ``default_roots()`` where the tool keeps its models and ``find(root)``
+        the models it holds, as :class:`corral.ext.layout.Found`.
     """
 
 

@@ -1,5 +1,7 @@
-"""Library operations shared by the CLI and the server: import, scan, edit, remove, LoRAs, components,
-settings, and choosing the driver that loads a model.
+"""Library operations shared by the CLI and the server: import, edit, remove, LoRAs, components,
+settings, and choosing the driver that loads a model. Scanning folders and other tools' stores is
+:func:`corral.adopt.scan`; the naming and attachment rules all three intake paths share are in
+:mod:`corral.intake`.
 
 Every operation either completes or leaves the store as it was: records are written in one transaction
 only after detection and every check succeeded.
@@ -8,7 +10,6 @@ only after detection and every check succeeded.
 from __future__ import annotations
 
 import os
-import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -18,6 +19,7 @@ import attrs
 from corral import known
 from corral.driver import Driver, LoadedModel
 from corral.errors import Conflict, DetectionError, Incompatible, NotFound, PluginMissing, UnsafeFile
+from corral.intake import ImportResult, default_name, lora_record, offer, unique_name, with_component
 from corral.plugins import PluginHost
 from corral.records import (
     Category,
@@ -39,16 +41,6 @@ IMAGE_COMPONENTS = frozenset({ComponentKind.VAE, ComponentKind.CLIP_L, Component
 
 
 @attrs.frozen
-class ImportResult:
-    """What ``import`` did: a new model, or (for a component or LoRA file) an offer of where it fits."""
-
-    detection: Detection
-    model: Model | None = None
-    offer: str | None = None
-    candidates: tuple[str, ...] = ()
-
-
-@attrs.frozen
 class LoadPlan:
     """A checked load: the model, the driver class that loads it, its LoRA requests and settings."""
 
@@ -56,21 +48,6 @@ class LoadPlan:
     driver: type[Driver]
     loras: tuple[LoraRequest, ...]
     settings: Mapping[str, Any]
-
-
-@attrs.frozen
-class ScanEntry:
-    path: Path
-    status: str  # added | would-add | exists | copy | missing | moved | component | lora | error
-    name: str | None = None
-    category: Category | None = None
-    message: str | None = None
-
-
-def _default_name(path: Path) -> str:
-    stem = path.name if path.is_dir() else path.stem
-    stem = re.sub(r"-0*1-of-\d+$", "", stem)  # split GGUF: name it once
-    return stem or "model"
 
 
 class Library:
@@ -117,42 +94,11 @@ class Library:
         swap = lambda p: path if p == real else p  # noqa: E731
         return attrs.evolve(detection, path=swap(detection.path), paths=tuple(swap(p) for p in detection.paths))
 
-    # --- import / scan ---------------------------------------------------------------------------
+    # --- import ----------------------------------------------------------------------------------
 
-    def _unique_name(self, wanted: str, taken=None) -> str:
-        """``wanted``, or ``wanted-2``, ``wanted-3``… when the name is taken."""
-        taken = taken or self.store.name_taken
-        name, n = wanted, 2
-        while taken(name):
-            name, n = f"{wanted}-{n}", n + 1
-        return name
-
-    def _offer(self, detection: Detection) -> ImportResult:
-        if detection.kind == Kind.COMPONENT:
-            kind = detection.component
-            candidates = self._component_candidates(kind)
-            offer = (
-                f"{detection.path} is a {kind} component, not a model of its own. "
-                f"Attach it: corral component add MODEL {kind} {detection.path}"
-            )
-        else:
-            candidates = self._lora_candidates(detection)
-            arch = detection.facts.architecture or detection.facts.base_model or "an unknown base"
-            offer = (
-                f"{detection.path} is a LoRA adapter (for {arch}). "
-                f"Bind it to its base model: corral lora add BASE {detection.path}"
-            )
-        return ImportResult(detection=detection, offer=offer, candidates=tuple(m.name for m in candidates))
-
-    def _component_candidates(self, kind: ComponentKind | None) -> list[Model]:
-        if kind == ComponentKind.MMPROJ:
-            allowed = {Category.CHAT, Category.MULTIMODAL}
-            return [m for m in self.store.list_models() if m.category in allowed and m.format == Format.GGUF]
-        return self.store.list_models(Category.IMAGE.value)
-
-    def _lora_candidates(self, lora: Detection) -> list[Model]:
-        arch = lora.facts.architecture
-        return [m for m in self.store.list_models() if arch and m.facts.architecture == arch]
+    def unique_name(self, wanted: str, taken=None) -> str:
+        """``wanted``, or ``wanted-2``, ``wanted-3``… when a model (or, with ``taken``, a LoRA) has it."""
+        return unique_name(wanted, taken or self.store.name_taken)
 
     def model_from_detection(
         self,
@@ -178,7 +124,7 @@ class Library:
         tags = tuple(detection.facts.extra.get("tags", ()))
         return Model(
             id=new_id(),
-            name=name or self._unique_name(_default_name(detection.path)),
+            name=name or self.unique_name(default_name(detection.path)),
             category=category,
             format=detection.format,
             path=detection.path,
@@ -212,7 +158,7 @@ class Library:
         """
         detection = self.detect(path, allow_unsafe=allow_unsafe)
         if detection.kind != Kind.MODEL and template is None and not components:
-            return self._offer(detection)
+            return offer(self.store, detection)
         existing = self.store.find_model_by_path(detection.path)
         if existing is not None:
             raise Conflict(f"{detection.path} is already in the library as {existing.name!r}")
@@ -276,24 +222,6 @@ class Library:
         components_all = tuple(c for c in model.components if c.kind not in {a.kind for a in attached}) + attached
         facts = attrs.evolve(model.facts, extra=extra, architecture=family)
         return attrs.evolve(model, facts=facts, components=components_all, tags=tags)
-
-    def scan(
-        self,
-        root: Path | None = None,
-        *,
-        layout: str | None = None,
-        dry_run: bool = False,
-        allow_unsafe: bool = False,
-    ) -> list[ScanEntry]:
-        """Adopt every model under ``root`` in place; re-scanning adds nothing new.
-
-        ``layout`` reads another tool's store ("hf-cache", "ollama", "lmstudio"; ``root`` defaults to
-        its usual place). Records under ``root`` whose files are gone come back as "missing" entries.
-        See :mod:`corral.adopt`.
-        """
-        from corral.adopt import scan
-
-        return scan(self, root, layout=layout, dry_run=dry_run, allow_unsafe=allow_unsafe)
 
     def check_files(self, model: Model) -> Model:
         """``model`` with ``missing`` telling whether its files are on disk now (nothing is saved)."""
@@ -395,17 +323,8 @@ class Library:
         self.host.first_result("check_lora", base=base, lora=detection)
         if name is not None and self.store.lora_name_taken(name):
             raise Conflict(f"a LoRA named {name!r} already exists; choose another --name")
-        lora = Lora(
-            id=new_id(),
-            name=name or self._unique_name(_default_name(detection.path), self.store.lora_name_taken),
-            base_id=base.id,
-            format=detection.format,
-            path=detection.path,
-            size=detection.size,
-            weight=weight,
-            facts=detection.facts,
-        )
-        return self.store.add_lora(lora)
+        name = name or self.unique_name(default_name(detection.path), self.store.lora_name_taken)
+        return self.store.add_lora(lora_record(detection, base, name, weight=weight))
 
     # --- components ------------------------------------------------------------------------------
 
@@ -416,10 +335,7 @@ class Library:
             model.format == Format.GGUF and model.category in (Category.CHAT, Category.MULTIMODAL)
         ):
             raise Incompatible(f"{model.name}: an mmproj attaches to a GGUF chat model, not a {model.category} model")
-        component = self._checked_component(model, kind, path)
-        components = tuple(c for c in model.components if c.kind != kind) + (component,)
-        category = Category.MULTIMODAL if kind == ComponentKind.MMPROJ else model.category
-        return self.store.update_model(attrs.evolve(model, components=components, category=category))
+        return self.store.update_model(with_component(model, self._checked_component(model, kind, path)))
 
     def _checked_component(self, model: Model, kind: ComponentKind, path: Path) -> Component:
         """The component record for ``path`` after checking it is a ``kind`` that fits ``model``."""

@@ -27,6 +27,7 @@ from corral.ext.categories import CategorySpec, FormatSpec
 from corral.ext.driver import Driver
 from corral.ext.exporter import Exporter
 from corral.ext.gpu import GpuVendor
+from corral.ext.layout import StoreLayout
 from corral.ext.source import Source
 from corral.records import Category, PluginInfo
 
@@ -46,11 +47,14 @@ REGISTRATION_HOOKS: dict[str, tuple[str, type]] = {
     "register_sources": ("sources", Source),
     "register_exporters": ("exporters", Exporter),
     "register_gpu_vendors": ("gpu_vendors", GpuVendor),
+    "register_store_layouts": ("store_layouts", StoreLayout),
 }
 
 #: Registries that hold instances (specs) rather than classes; a name may be registered once.
 SPEC_REGISTRIES = frozenset({"categories", "formats"})
-_SINGULAR = {"categories": "category", "formats": "format"}
+#: Registries where a name may be registered once (the first plugin in hook order keeps it).
+UNIQUE_REGISTRIES = SPEC_REGISTRIES | {"store_layouts"}
+_SINGULAR = {"categories": "category", "formats": "format", "store_layouts": "store layout"}
 
 
 def _env_list(name: str) -> list[str] | None:
@@ -79,6 +83,7 @@ class PluginHost:
     sources: list[type[Source]] = attrs.field(factory=list)
     exporters: list[type[Exporter]] = attrs.field(factory=list)
     gpu_vendors: list[type[GpuVendor]] = attrs.field(factory=list)
+    store_layouts: list[type[StoreLayout]] = attrs.field(factory=list)
     #: plugin name -> info for plugins that failed to import or register.
     failures: dict[str, PluginInfo] = attrs.field(factory=dict)
     #: plugin name -> problems that did not drop the plugin (``corral plugins`` shows them).
@@ -113,6 +118,12 @@ class PluginHost:
 
     def format_names(self) -> list[str]:
         return [f.name for f in self.formats]
+
+    def store_layout(self, name: str) -> type[StoreLayout] | None:
+        return next((s for s in self.store_layouts if s.name == name), None)
+
+    def store_layout_names(self) -> list[str]:
+        return [s.name for s in self.store_layouts]
 
     def source(self, name: str) -> type[Source] | None:
         return next((s for s in self.sources if s.name == name), None)
@@ -161,6 +172,7 @@ class PluginHost:
                     sources=self._owned(self.sources, name),
                     categories=self._owned(self.categories, name),
                     formats=self._owned(self.formats, name),
+                    store_layouts=self._owned(self.store_layouts, name),
                     gpu_vendors=self._owned(self.gpu_vendors, name),
                     exporters=self._owned(self.exporters, name),
                     problems=tuple(self.problems.get(name, ())),
@@ -227,7 +239,7 @@ class PluginHost:
                     continue
                 registry = getattr(self, attr)
                 for item in registered:
-                    if attr in SPEC_REGISTRIES and any(r.name == item.name for r in registry):
+                    if attr in UNIQUE_REGISTRIES and any(r.name == item.name for r in registry):
                         owner = next(self.owners[r] for r in registry if r.name == item.name)
                         self.report_problem(impl.plugin_name, f"{_SINGULAR[attr]} {item.name!r} is already registered "
                                                               f"by {owner}; this one is ignored")

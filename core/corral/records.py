@@ -382,6 +382,7 @@ class PluginInfo:
     exporters: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     formats: tuple[str, ...] = ()
+    store_layouts: tuple[str, ...] = ()
     error: str | None = None
     #: What went wrong without dropping the plugin (catalog entries it could not add).
     problems: tuple[str, ...] = ()

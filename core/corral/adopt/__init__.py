@@ -1,55 +1,23 @@
-"""Adopting models already on disk, in place: any folder, the Hugging Face cache, Ollama, LM Studio.
-
-Each store layout is a module with ``LABEL``, ``default_roots()`` (where the tool keeps its models,
-first existing wins) and ``find(root)`` (the models it holds, as :class:`Found`). The adoption itself
-(:mod:`corral.adopt.engine`) is shared: detection, names, provenance, dedupe by size + SHA-256, and
-reporting records whose files vanished.
+"""Adopting models already on disk, in place: any folder, or another tool's store through a registered
+:class:`corral.ext.layout.StoreLayout` (the core's Hugging Face cache, Ollama and LM Studio layouts are
+registered by its built-in plugin; a plugin adds more with ``register_store_layouts``). The adoption
+itself (:mod:`corral.adopt.engine`) is shared: detection, names, provenance, dedupe by size + SHA-256,
+and reporting records whose files vanished.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
-
-import attrs
+from typing import TYPE_CHECKING, Any
 
 from corral.errors import NotFound
-from corral.records import ComponentKind, Provenance
+from corral.ext.layout import Found, StoreLayout
 
 if TYPE_CHECKING:
-    from corral.library import Library, ScanEntry
-
-#: ``corral scan --<layout>`` -> module describing that store.
-LAYOUTS = {
-    "hf-cache": "corral.adopt.hf_cache",
-    "ollama": "corral.adopt.ollama",
-    "lmstudio": "corral.adopt.lmstudio",
-}
-
-
-@attrs.frozen
-class Found:
-    """A model that a store layout points at, with what the store knows about it.
-
-    ``path`` is what the record keeps (a Hugging Face snapshot's link, not the blob it points to);
-    ``components`` are parts the store names (Ollama's projector layer); ``settings`` are load settings
-    the store keeps for it (Ollama's parameters layer, already mapped to Corral's names and types);
-    ``loras`` are adapter files it applies (Ollama's adapter layers); ``sha256`` is the hash a
-    content-addressed store promises; ``problem`` marks a broken entry (a manifest naming a missing blob).
-    """
-
-    path: Path
-    name: str | None = None
-    provenance: Provenance | None = None
-    components: tuple[tuple[ComponentKind, Path], ...] = ()
-    settings: Mapping[str, Any] = attrs.field(factory=dict)
-    loras: tuple[Path, ...] = ()
-    sha256: str | None = None
-    problem: str | None = None
-
+    from corral.intake import ScanEntry
+    from corral.library import Library
 
 _SPLIT = re.compile(r"-0*1-of-\d+$", re.IGNORECASE)
 _SEPARATORS = "-_./ "
@@ -87,26 +55,28 @@ def unit_names(label: str, base: Path, paths: list[Path]) -> dict[Path, str]:
     return {p: f"{label}:{stem[cut:] or stem}" for p, stem in zip(models, stems, strict=True)}
 
 
-def layout_module(layout: str):
-    if layout not in LAYOUTS:
-        raise NotFound(f"unknown store layout {layout!r}; known: {', '.join(LAYOUTS)}")
-    return importlib.import_module(LAYOUTS[layout])
+def store_layout(host: Any, layout: str) -> type[StoreLayout]:
+    """The registered layout ``layout``."""
+    found = host.store_layout(layout)
+    if found is None:
+        names = ", ".join(host.store_layout_names())
+        raise NotFound(f"unknown store layout {layout!r}; known: {names}")
+    return found
 
 
-def default_root(layout: str) -> Path:
+def default_root(layout: type[StoreLayout]) -> Path:
     """Where the tool behind ``layout`` keeps its models: the first of its usual places that exists."""
-    module = layout_module(layout)
-    roots = module.default_roots()
+    roots = layout.default_roots()
     for root in roots:
         if root.is_dir():
             return root
     where = " or ".join(str(r) for r in roots)
-    raise NotFound(f"no {module.LABEL} folder at {where}; pass the folder: corral scan DIR --{layout}")
+    raise NotFound(f"no {layout.label} folder at {where}; pass the folder: corral scan DIR {layout.option or '--layout ' + layout.name}")
 
 
 def scan(
     library: "Library",
-    root: Path | None,
+    root: Path | None = None,
     *,
     layout: str | None = None,
     dry_run: bool = False,
@@ -115,17 +85,18 @@ def scan(
     """Adopt what ``root`` holds (a plain folder, or the store named by ``layout``) in place."""
     from corral.adopt.engine import adopt
 
+    store = store_layout(library.host, layout) if layout is not None else None
     if root is None:
-        if layout is None:
-            raise NotFound("give a folder to scan, or one of --hf-cache, --ollama, --lmstudio")
-        root = default_root(layout)
+        if store is None:
+            raise NotFound("give a folder to scan, or a store: --hf-cache, --ollama, --lmstudio or --layout NAME")
+        root = default_root(store)
     root = Path(root).expanduser()
     if not root.is_dir():
         raise NotFound(f"{root}: not a directory")
-    if layout is None:
+    if store is None:
         from corral.detect import iter_candidates
 
         found = (Found(p) for p in iter_candidates(root.resolve()))
     else:
-        found = layout_module(layout).find(root)
+        found = store.find(root)
     return adopt(library, root, found, dry_run=dry_run, allow_unsafe=allow_unsafe)

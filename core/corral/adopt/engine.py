@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Iterable
 
 import attrs
 
-from corral.adopt import Found
+from corral.ext.layout import Found
 from corral.errors import Conflict, CorralError, NotFound
+from corral.intake import ScanEntry, category_with, default_name, offer, with_component
 from corral.manifests.files import missing_paths, sha256_file, store_sha256
-from corral.records import Category, Component, ComponentKind, Detection, Kind, Model, Provenance
+from corral.records import Component, Detection, Kind, Model, Provenance
 
 if TYPE_CHECKING:
-    from corral.library import Library, ScanEntry
+    from corral.library import Library
 
 
 def _names(path: Path) -> tuple[str, str]:
@@ -92,9 +93,7 @@ class _Index:
             return None, known
         kinds = {a.component for a in detection.attachments if a.kind == Kind.COMPONENT}
         kinds |= {kind for kind, _ in found.components}
-        category = detection.category
-        if ComponentKind.MMPROJ in kinds and category == Category.CHAT:
-            category = Category.MULTIMODAL
+        category = category_with(detection.category, kinds)
         same_size = [
             m for m in self.models.values()
             if m.size == detection.size and m.format == detection.format and m.category == category
@@ -117,7 +116,6 @@ class _Index:
 def _store_components(library: "Library", found: Found, model: Model) -> tuple[Model, list[str]]:
     """Attach the parts the store names (verified by detection); problems become messages."""
     notes = []
-    components = list(model.components)
     for kind, path in found.components:
         try:
             d = library.detect(path)
@@ -127,12 +125,9 @@ def _store_components(library: "Library", found: Found, model: Model) -> tuple[M
         if d.kind != Kind.COMPONENT or d.component != kind:
             notes.append(f"its {kind} {path} was not attached: detected {d.component or d.kind}")
             continue
-        components = [c for c in components if c.kind != kind]
-        components.append(Component(kind=kind, path=Path(path), size=d.size, sha256=store_sha256(path), facts=d.facts))
-    category = model.category
-    if any(c.kind == ComponentKind.MMPROJ for c in components) and category == Category.CHAT:
-        category = Category.MULTIMODAL
-    return attrs.evolve(model, components=tuple(components), category=category), notes
+        model = with_component(model, Component(kind=kind, path=Path(path), size=d.size, sha256=store_sha256(path),
+                                                facts=d.facts))
+    return model, notes
 
 
 def _store_loras(library: "Library", found: Found, model: Model) -> list[str]:
@@ -143,7 +138,7 @@ def _store_loras(library: "Library", found: Found, model: Model) -> list[str]:
         try:
             if not path.is_file():
                 raise NotFound(f"its blob {path.name} is missing")
-            name = library._unique_name(wanted, library.store.lora_name_taken)
+            name = library.unique_name(wanted, library.store.lora_name_taken)
             library.add_lora(model.name, path, name=name)
         except CorralError as exc:
             notes.append(f"its adapter {path} was not bound: {exc}")
@@ -152,10 +147,8 @@ def _store_loras(library: "Library", found: Found, model: Model) -> list[str]:
 
 def adopt(
     library: "Library", root: Path, found: Iterable[Found], *, dry_run: bool = False, allow_unsafe: bool = False
-) -> list["ScanEntry"]:
+) -> list[ScanEntry]:
     """Record every model in ``found`` in place; then report records under ``root`` whose files are gone."""
-    from corral.library import ScanEntry, _default_name
-
     index = _Index(library.store)
     entries: list[ScanEntry] = []
     attached: set[str] = set()
@@ -174,8 +167,7 @@ def adopt(
             entries.append(ScanEntry(path, "error", f.name, message=str(exc)))
             continue
         if detection.kind != Kind.MODEL:
-            offer = library._offer(detection)
-            entries.append(ScanEntry(path, str(detection.kind), message=offer.offer))
+            entries.append(ScanEntry(path, str(detection.kind), message=offer(library.store, detection).offer))
             continue
         attached.update(k for a in detection.attachments for k in _keys(a.path))
         attached.update(k for _, p in f.components for k in _keys(p))
@@ -185,9 +177,9 @@ def adopt(
             if not dry_run:
                 index.save(attrs.evolve(twin, copies=twin.copies + (path,)))
             continue
-        name = library._unique_name(f.name) if f.name else None
+        name = library.unique_name(f.name) if f.name else None
         if dry_run:
-            entries.append(ScanEntry(path, "would-add", name or _default_name(path), detection.category))
+            entries.append(ScanEntry(path, "would-add", name or default_name(path), detection.category))
             continue
         try:
             model = library.model_from_detection(detection, name=name)
@@ -205,9 +197,8 @@ def adopt(
     return entries + _vanished(index, root, dry_run)
 
 
-def _known(index: _Index, f: Found, known: tuple[str, str, bool], dry_run: bool) -> list["ScanEntry"]:
+def _known(index: _Index, f: Found, known: tuple[str, str, bool], dry_run: bool) -> list[ScanEntry]:
     """A path the library already has: unchanged, a new place of a recorded file, or a part of a model."""
-    from corral.library import ScanEntry
 
     what, ref, literal = known
     path = Path(f.path)
@@ -235,9 +226,8 @@ def _under(path: Path, roots: tuple[str, ...]) -> bool:
     return any(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def _vanished(index: _Index, root: Path, dry_run: bool) -> list["ScanEntry"]:
+def _vanished(index: _Index, root: Path, dry_run: bool) -> list[ScanEntry]:
     """Records under ``root`` whose files are gone: flagged and reported, never dropped silently."""
-    from corral.library import ScanEntry
 
     roots = tuple(dict.fromkeys((os.path.abspath(root), os.path.realpath(root))))
     entries = []

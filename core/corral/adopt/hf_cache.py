@@ -15,12 +15,12 @@ from typing import Iterator
 
 import attrs
 
-from corral.adopt import Found, is_projector, unit_names
+from corral.adopt import is_projector, unit_names
+from corral.ext.layout import Found
 from corral.detect.candidates import MODEL_SUFFIXES, UNIT_MARKERS
 from corral.errors import Conflict, NotFound, PluginMissing
 from corral.records import Provenance
 
-LABEL = "Hugging Face cache"
 HUB = "huggingface"
 #: A ref file holds one commit hash; anything longer is not a ref.
 _MAX_REF = 256

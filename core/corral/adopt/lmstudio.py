@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from corral.adopt import Found, is_projector, unit_names
+from corral.adopt import is_projector, unit_names
+from corral.ext.layout import Found
 from corral.records import Provenance
 
-LABEL = "LM Studio models"
 HUB = "lmstudio"
 
 

@@ -18,12 +18,11 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from corral.adopt import Found
+from corral.ext.layout import Found
 from corral.errors import NotFound
 from corral.records import ComponentKind, Provenance
 from corral.sampling import DEFAULT_SETTINGS
 
-LABEL = "Ollama models"
 HUB = "ollama"
 MODEL_LAYER = "application/vnd.ollama.image.model"
 PROJECTOR_LAYER = "application/vnd.ollama.image.projector"

@@ -112,6 +112,8 @@ def import_cmd(app: App, path, category, name, description, allow_unsafe, templa
 @click.option("--hf-cache", "layout", flag_value="hf-cache", help="The Hugging Face cache (HF_HUB_CACHE, HF_HOME/hub).")
 @click.option("--ollama", "layout", flag_value="ollama", help="Ollama's models (OLLAMA_MODELS, ~/.ollama/models).")
 @click.option("--lmstudio", "layout", flag_value="lmstudio", help="LM Studio's models (~/.lmstudio/models).")
+@click.option("--layout", "layout", metavar="NAME",
+              help="Another store layout a plugin registered (`corral plugins` lists them).")
 @click.option("--dry-run", is_flag=True, help="Show what would be added; change nothing.")
 @click.option("--allow-unsafe", is_flag=True, help="Also record unsafe pickle checkpoints.")
 @json_option
@@ -119,10 +121,13 @@ def import_cmd(app: App, path, category, name, description, allow_unsafe, templa
 def scan_cmd(app: App, directory, layout, dry_run, allow_unsafe, as_json) -> None:
     """Adopt every model under DIRECTORY in place (no copy); re-scanning adds nothing new.
 
-    With --hf-cache, --ollama or --lmstudio, read that tool's store (DIRECTORY overrides where it is).
+    With --hf-cache, --ollama or --lmstudio (or --layout NAME for a plugin's), read that tool's store
+    (DIRECTORY overrides where it is).
     Records whose files vanished are reported as missing, never dropped.
     """
-    entries = app.library.scan(directory, layout=layout, dry_run=dry_run, allow_unsafe=allow_unsafe)
+    from corral.adopt import scan
+
+    entries = scan(app.library, directory, layout=layout, dry_run=dry_run, allow_unsafe=allow_unsafe)
     if as_json:
         emit_json(entries)
         return

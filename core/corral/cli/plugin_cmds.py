@@ -36,6 +36,7 @@ def plugins_cmd(app: App, as_json) -> None:
             ("gpu vendors", info.gpu_vendors),
             ("categories", info.categories),
             ("formats", info.formats),
+            ("store layouts", info.store_layouts),
             ("hooks", info.hooks),
         ):
             if values:

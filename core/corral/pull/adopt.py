@@ -14,9 +14,9 @@ from attrs import frozen
 from corral.adopt import unit_names
 from corral.detect.gguf import split_info
 from corral.errors import Conflict, DetectionError
+from corral.intake import default_name, lora_record, offer, with_component
 from corral.pull.variants import is_gguf, is_mmproj
 from corral.records import Component, ComponentKind, Detection, Kind, Lora, Model, Provenance, RemoteFile, Snapshot
-from corral.store import new_id
 
 #: Single weight files worth detecting one by one when their folder is not a model directory.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx")
@@ -101,7 +101,7 @@ def adopt(
         elif detection.kind == Kind.LORA and base is not None:
             loras.append(bind_lora(library, base, detection, provenance, name))
         else:
-            offers.append(_offer(library, detection))
+            offers.append(offer(library.store, detection, pulled=True).offer)
     return Adoption(tuple(models), tuple(existing), tuple(loras), tuple(offers))
 
 
@@ -127,7 +127,7 @@ def _add_model(
         if existing.provenance != provenance:
             existing = store.update_model(attrs.evolve(existing, provenance=provenance))
         return False, existing
-    model = library.model_from_detection(detection, name=name or library._unique_name(default))
+    model = library.model_from_detection(detection, name=name or library.unique_name(default))
     model = attrs.evolve(model, provenance=provenance)
     if projectors and model.component(ComponentKind.MMPROJ) is None:
         model = _attach_projector(library, model, projectors[0])
@@ -140,10 +140,7 @@ def _attach_projector(library, model: Model, path: Path) -> Model:
     if detection.kind != Kind.COMPONENT or detection.component != ComponentKind.MMPROJ:
         return model
     component = Component(kind=ComponentKind.MMPROJ, path=detection.path, size=detection.size, facts=detection.facts)
-    from corral.records import Category
-
-    category = Category.MULTIMODAL if model.category == Category.CHAT else model.category
-    return attrs.evolve(model, components=model.components + (component,), category=category)
+    return with_component(model, component)
 
 
 def bind_lora(library, base_ref: str, detection: Detection, provenance: Provenance, name: str | None) -> Lora:
@@ -156,28 +153,5 @@ def bind_lora(library, base_ref: str, detection: Detection, provenance: Provenan
     library.host.first_result("check_lora", base=base, lora=detection)
     if name is not None and store.lora_name_taken(name):
         raise Conflict(f"a LoRA named {name!r} already exists; choose another --name")
-    stem = detection.path.stem if detection.path.is_file() else detection.path.name
-    lora = Lora(
-        id=new_id(),
-        name=name or library._unique_name(stem, store.lora_name_taken),
-        base_id=base.id,
-        format=detection.format,
-        path=detection.path,
-        size=detection.size,
-        facts=detection.facts,
-        provenance=provenance,
-    )
-    return store.add_lora(lora)
-
-
-def _offer(library, detection: Detection) -> str:
-    if detection.kind == Kind.LORA:
-        arch = detection.facts.architecture or detection.facts.base_model
-        fits = [m.name for m in library.store.list_models() if arch and m.facts.architecture == arch]
-        hint = f" (in the library: {', '.join(fits)})" if fits else ""
-        return (
-            f"{detection.path} is a LoRA adapter for {arch or 'an unknown base'}. Bind it to its base "
-            f"model{hint}: corral lora add BASE {detection.path}   (or pull again with --base BASE)"
-        )
-    kind = detection.component or detection.kind
-    return f"{detection.path} is a {kind} component. Attach it: corral component add MODEL {kind} {detection.path}"
+    name = name or library.unique_name(default_name(detection.path), store.lora_name_taken)
+    return store.add_lora(lora_record(detection, base, name, provenance=provenance))

@@ -38,6 +38,7 @@ _EXPORTS = {
     "write_foreign_paths": "corral.testing.files",
     "write_tiny_gguf": "corral.testing.files",
     "write_tiny_safetensors": "corral.testing.files",
+    "scan": "corral.adopt",
 }
 
 __all__ = sorted(_EXPORTS)

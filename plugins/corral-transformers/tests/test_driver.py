@@ -302,11 +302,13 @@ def test_a_model_in_the_hugging_face_cache_loads_offline(library, tiny, tiny_dir
     import attrs
     from transformers_factories import write_hf_cache
 
+    from corral.testing import scan
+
     with library.open_model("tiny") as handle:
         expected = handle.complete(PROMPT, temperature=0, max_tokens=8).text
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     snapshot = write_hf_cache(tmp_path / "hub", "corral-tests/tiny-llama", tiny_dir)
-    adopted = [e for e in library.scan(layout="hf-cache") if e.status == "added"]
+    adopted = [e for e in scan(library, layout="hf-cache") if e.status == "added"]
     assert len(adopted) == 1 and adopted[0].path == snapshot
     model = library.store.find_model_by_path(snapshot)
     assert model.provenance.repo == "corral-tests/tiny-llama"
