@@ -1,4 +1,4 @@
-"""Embed plugin_template/ in core/corral/testing/template_files.py, so an installed Corral (a wheel
+"""Embed plugin_template/ in core/corral/cli/template_files.py, so an installed Corral (a wheel
 without the source tree) renders the same template with ``corral plugin new``.
 
 Run it after changing anything in plugin_template/::
@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "plugin_template"
-TARGET = ROOT / "core" / "corral" / "testing" / "template_files.py"
+TARGET = ROOT / "core" / "corral" / "cli" / "template_files.py"
 
 HEADER = '''"""The plugin template that ``corral plugin new`` renders: plugin_template/ of Corral's source tree,
 embedded so that an installed Corral has it too.

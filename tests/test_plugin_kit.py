@@ -57,7 +57,7 @@ def outcomes(report: str) -> dict[str, str]:
 
 def test_embedded_template_matches_plugin_template():
     sync = load_script("sync_plugin_template")
-    from corral.testing.template_files import FILES
+    from corral.cli.template_files import FILES
 
     assert FILES == sync.template_files(), "run: python scripts/sync_plugin_template.py"
     assert sync.main(["--check"]) == 0, "run: python scripts/sync_plugin_template.py"

@@ -1,7 +1,7 @@
 """``corral plugin new NAME --out DIR``: render the plugin template into a new plugin package.
 
 The template is plugin_template/ of Corral's source tree, embedded in
-:mod:`corral.testing.template_files` so an installed Corral renders it as well. Placeholders:
+:mod:`corral.cli.template_files` so an installed Corral renders it as well. Placeholders:
 ``corral_NAME`` becomes the module name, ``NAME`` before a capital letter (``NAMEDriver``) the class
 prefix, and any other ``NAME`` the plugin's short name (entry point, driver name, ``corral-NAME``).
 """
@@ -62,7 +62,7 @@ class PluginNames:
 def render_plugin(name: str, out: Path, files: dict[str, str] | None = None) -> tuple[PluginNames, list[Path]]:
     """Write the rendered template into ``out`` (which must not exist or be empty); all or nothing."""
     if files is None:
-        from corral.testing.template_files import FILES as files
+        from corral.cli.template_files import FILES as files
     names = PluginNames.parse(name)
     out = Path(out).expanduser().absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
