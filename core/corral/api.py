@@ -11,7 +11,9 @@ What is here, by purpose:
   :class:`Exporter`, :class:`GpuVendor`;
 * records and their enums (:class:`Model`, :class:`Detection`, :class:`Category`, ...);
 * every error class (plugins subclass them instead of inventing exit codes);
-* settings and sampling helpers, torch helpers, header readers for detection;
+* settings and sampling helpers, torch helpers, header readers for detection; the checks llama.cpp-based
+  drivers run before llama.cpp reads a GGUF (:func:`preflight_gguf`, :func:`gguf_lora`,
+  :func:`gguf_projector`);
 * a small CLI kit for plugins that add commands (:class:`App`, :func:`pass_app`, :func:`emit_json`, ...);
 * what plugins that add kinds of model register: :class:`CategorySpec`, :class:`FormatSpec`; another
   tool's model store: :class:`StoreLayout` yielding :class:`Found`;
@@ -52,6 +54,17 @@ from corral.driver import (
     torch_threads,
 )
 from corral.ext.categories import CategorySpec, FormatSpec
+from corral.ext.gguf import (
+    CACHE_TYPES,
+    LLAMA_CPP_SETTINGS,
+    NUMA_STRATEGIES,
+    ROPE_SCALING,
+    SPLIT_MODES,
+    gguf_lora,
+    gguf_projector,
+    preflight_gguf,
+)
+from corral.ext.images import MAX_IMAGE_BYTES, image_url, parts, read_image
 from corral.ext.layout import Found, StoreLayout
 from corral.errors import (
     Busy,

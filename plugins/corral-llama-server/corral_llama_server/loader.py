@@ -27,105 +27,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from corral.api import Category, ComponentKind, Format, Kind, LoraRequest, Model
+from corral.api import Category, LoraRequest, Model
 from corral.api import CorralError, DetectionError, Incompatible, InvalidSetting
+from corral.api import gguf_lora, gguf_projector, preflight_gguf
 
 from corral_llama_server.options import common_params, context_length, parallel
 from corral_llama_server.templates import choose_template
 
-#: Hyperparameters that llama.cpp divides by or sizes buffers with: zero or absent means a broken header.
-_POSITIVE_HPARAMS = ("block_count", "embedding_length", "attention.head_count")
 #: One load at a time captures the process's stderr.
 _capture_lock = threading.Lock()
-
-
-def preflight(model: Model) -> Any:
-    """Check every file of ``model`` the way llama.cpp will need it; returns the first part's header.
-
-    Raises :class:`DetectionError` naming the file for a truncated or malformed GGUF, an adapter or
-    projector imported as a model, or hyperparameters that would crash llama.cpp.
-    """
-    from corral.api import read_gguf_header
-
-    if model.format != Format.GGUF:
-        raise Incompatible(f"{model.name} is {model.format}; llama.cpp loads GGUF files only")
-    parts = model.paths or (model.path,)
-    first = None
-    for part in parts:
-        if not Path(part).is_file():
-            raise DetectionError(f"{part}: the model file is gone; re-import it or fix the path")
-        header = read_gguf_header(part)
-        if first is not None:
-            continue  # later parts of a split GGUF carry tensors, not the model's metadata
-        first = header
-        meta = header.metadata
-        if meta.get("general.type") in ("adapter", "mmproj") or header.architecture == "clip":
-            raise DetectionError(f"{part} is a LoRA adapter or a projector, not a model llama.cpp can run")
-        if not header.tensors:
-            raise DetectionError(f"{part}: a GGUF without tensors, not a model")
-        arch = header.architecture
-        if not arch:
-            raise DetectionError(f"{part}: no general.architecture in the GGUF metadata; convert the model again")
-        for key in _POSITIVE_HPARAMS:
-            value = header.arch_value(key)
-            if value is None and key == "attention.head_count":
-                continue  # recurrent architectures (Mamba, RWKV) have no attention heads
-            values = value if isinstance(value, tuple) else (value,)
-            if not (
-                values
-                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
-                and max(values) > 0
-            ):
-                raise DetectionError(
-                    f"{part}: {arch}.{key} is {value!r}; llama.cpp cannot run a model with that "
-                    "(the file is broken or hostile)"
-                )
-        context = header.arch_value("context_length")
-        if context is not None and (not isinstance(context, int) or context <= 0):
-            raise DetectionError(f"{part}: {arch}.context_length is {context!r}, not a context length")
-    return first
-
-
-def check_lora(model: Model, loras: Sequence[LoraRequest]) -> tuple[str, float] | None:
-    """The one GGUF adapter to apply, as (path, scale), after checking it fits ``model``."""
-    from corral.api import check_lora_fits, detect_gguf
-
-    if not loras:
-        return None
-    if len(loras) > 1:
-        raise Incompatible(f"{model.name}: llama.cpp applies one LoRA per load, {len(loras)} were asked")
-    request = loras[0]
-    lora = request.lora
-    if lora.format != Format.GGUF:
-        raise Incompatible(
-            f"LoRA {lora.name} is {lora.format}; llama.cpp needs a GGUF adapter "
-            "(convert it with llama.cpp's convert_lora_to_gguf.py)"
-        )
-    detection = detect_gguf(Path(lora.path))
-    if detection.kind != Kind.LORA:
-        raise Incompatible(f"{lora.path} is not a LoRA adapter (detected a {detection.kind})")
-    check_lora_fits(model, detection)
-    return str(lora.path), float(request.weight)
-
-
-def check_projector(model: Model) -> Path | None:
-    """The model's mmproj file, after checking its header and that its output width fits the model."""
-    from corral.api import detect_gguf
-
-    component = model.component(ComponentKind.MMPROJ)
-    if component is None:
-        return None
-    detection = detect_gguf(Path(component.path))
-    if detection.kind != Kind.COMPONENT or detection.component != ComponentKind.MMPROJ:
-        raise Incompatible(f"{component.path} is not an mmproj projector (detected a {detection.kind})")
-    width = detection.facts.extra.get("projection_dim")
-    hidden = model.facts.hidden_size
-    if isinstance(width, int) and hidden and width != hidden:
-        raise Incompatible(
-            f"mmproj {Path(component.path).name} projects to {width} dimensions, but {model.name} is {hidden} wide; "
-            "attach the projector made for this model"
-        )
-    return Path(component.path)
 
 
 def check_draft(model: Model, settings: Mapping[str, Any]) -> Path | None:
@@ -200,9 +110,9 @@ def load(model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest]
 
     from corral_llama_server.loaded import LlamaServerModel
 
-    header = preflight(model)
-    lora = check_lora(model, loras)
-    mmproj = check_projector(model)
+    header = preflight_gguf(model)
+    lora = gguf_lora(model, loras)
+    mmproj = gguf_projector(model)
     draft = check_draft(model, settings)
     params = common_params(model, settings)
     params.model.path = str(model.path)

@@ -12,17 +12,14 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from corral.api import DEFAULT_SETTINGS
+from corral.api import CACHE_TYPES, LLAMA_CPP_SETTINGS, NUMA_STRATEGIES, ROPE_SCALING, SPLIT_MODES
 from corral.api import InvalidSetting
 from corral.api import Model, SettingSpec
 
 #: Requests one loaded model decodes together when its ``parallel`` setting is unset.
 DEFAULT_PARALLEL = 4
-CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 #: Cache types that store the V cache quantized, which llama.cpp only allows with flash attention.
 _QUANTIZED_CACHE = frozenset(CACHE_TYPES) - {"f32", "f16", "bf16"}
-NUMA_STRATEGIES = ("off", "distribute", "isolate", "numactl", "mirror")
-SPLIT_MODES = ("none", "layer", "row")
-ROPE_SCALING = ("none", "linear", "yarn", "longrope")
 
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("driver", str, "the driver that loads this model when several can (llama-server, llamacpp)", None),
@@ -35,25 +32,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 minimum=0),
     SettingSpec("draft_model", str, "a small GGUF of the same vocabulary for speculative decoding", None),
     SettingSpec("draft_max", int, "tokens the draft model proposes per step", 16, minimum=1, maximum=64),
-    SettingSpec("threads_batch", int, "CPU threads for prompt processing; 0 = all cores", 0, minimum=0),
-    SettingSpec("n_batch", int, "logical batch size for prompt processing", 512, minimum=1),
-    SettingSpec("n_ubatch", int, "physical batch size (at most n_batch)", 512, minimum=1),
-    SettingSpec("use_mmap", bool, "memory-map the model file instead of reading it", True),
-    SettingSpec("use_mlock", bool, "lock the model in RAM so the OS cannot swap it out", False),
-    SettingSpec("numa", str, "NUMA strategy", "off", NUMA_STRATEGIES),
-    SettingSpec("tensor_split", list, "share of the model per GPU, e.g. 3,1", None),
-    SettingSpec("main_gpu", int, "GPU for the whole model (split_mode none) or scratch buffers", 0, minimum=0),
-    SettingSpec("split_mode", str, "how to spread the model over several GPUs", "layer", SPLIT_MODES),
-    SettingSpec("rope_freq_base", float, "RoPE base frequency; 0 = the model's", 0.0, minimum=0),
-    SettingSpec("rope_freq_scale", float, "RoPE frequency scale (context extension); 0 = the model's", 0.0, minimum=0),
-    SettingSpec("rope_scaling_type", str, "RoPE scaling; unset = the model's", None, ROPE_SCALING),
-    SettingSpec("flash_attn", bool, "use flash attention", False),
-    SettingSpec("cache_type_k", str, "KV cache type for K", "f16", CACHE_TYPES),
-    SettingSpec("cache_type_v", str, "KV cache type for V (quantized types need flash_attn)", "f16", CACHE_TYPES),
-    SettingSpec("offload_kqv", bool, "keep the KV cache on the GPU with offloaded layers", True),
-    SettingSpec("swa_full", bool, "sliding-window layers keep a cache as long as the context (off: only "
-                "the window, less memory, no prompt-cache reuse across turns)", True),
-    SettingSpec("chat_template", str, "a Jinja chat template, or a built-in name (gemma, chatml, llama3, ...)", None),
+    *LLAMA_CPP_SETTINGS,
     SettingSpec("verbose", bool, "show llama.cpp's own log on stderr", False),
     *DEFAULT_SETTINGS,  # the model's own system prompt and sampling defaults
 )  # fmt: skip

@@ -17,102 +17,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from corral.api import CorralError, DetectionError, Incompatible, InvalidSetting
-from corral.api import ComponentKind, Format, Kind, LoraRequest, Model
+from corral.api import gguf_lora, gguf_projector, preflight_gguf
+from corral.api import LoraRequest, Model
 
 from corral_llamacpp import logs
 from corral_llamacpp.options import llama_kwargs
 from corral_llamacpp.templates import Renderer, choose_template
 
-#: Hyperparameters that llama.cpp divides by or sizes buffers with: zero or absent in a model file means
-#: a hostile or broken header.
-_POSITIVE_HPARAMS = ("block_count", "embedding_length", "attention.head_count")
-
-
-def preflight(model: Model) -> None:
-    """Check every file of ``model`` the way llama.cpp will need it, before llama.cpp reads it.
-
-    Raises :class:`DetectionError` naming the file for a truncated or malformed GGUF, an adapter or
-    projector imported as a model, or hyperparameters that would crash llama.cpp.
-    """
-    from corral.api import read_gguf_header
-
-    if model.format != Format.GGUF:
-        raise Incompatible(f"{model.name} is {model.format}; llama.cpp loads GGUF files only")
-    for part in model.paths or (model.path,):
-        if not Path(part).is_file():
-            raise DetectionError(f"{part}: the model file is gone; re-import it or fix the path")
-        header = read_gguf_header(part)
-        if part != (model.paths or (model.path,))[0]:
-            continue  # later parts of a split GGUF carry tensors, not the model's metadata
-        meta = header.metadata
-        if meta.get("general.type") in ("adapter", "mmproj") or header.architecture == "clip":
-            raise DetectionError(f"{part} is a LoRA adapter or a projector, not a model llama.cpp can chat with")
-        if not header.tensors:
-            raise DetectionError(f"{part}: a GGUF without tensors, not a model")
-        arch = header.architecture
-        if not arch:
-            raise DetectionError(f"{part}: no general.architecture in the GGUF metadata; convert the model again")
-        for key in _POSITIVE_HPARAMS:
-            value = header.arch_value(key)
-            if value is None and key == "attention.head_count":
-                continue  # recurrent architectures (Mamba, RWKV) have no attention heads
-            # Per-layer arrays may hold 0 for layers without attention; one of them must be positive.
-            values = value if isinstance(value, tuple) else (value,)
-            if not (
-                values
-                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
-                and max(values) > 0
-            ):
-                raise DetectionError(
-                    f"{part}: {arch}.{key} is {value!r}; llama.cpp cannot run a model with that "
-                    "(the file is broken or hostile)"
-                )
-        context = header.arch_value("context_length")
-        if context is not None and (not isinstance(context, int) or context <= 0):
-            raise DetectionError(f"{part}: {arch}.context_length is {context!r}, not a context length")
-
-
-def check_lora(model: Model, loras: Sequence[LoraRequest]) -> tuple[str, float] | None:
-    """The one GGUF adapter to apply, as (path, scale), after checking it fits ``model``."""
-    from corral.api import check_lora_fits
-    from corral.api import detect_gguf
-
-    if not loras:
-        return None
-    if len(loras) > 1:
-        raise Incompatible(f"{model.name}: llama.cpp applies one LoRA per load, {len(loras)} were asked")
-    request = loras[0]
-    lora = request.lora
-    if lora.format != Format.GGUF:
-        raise Incompatible(
-            f"LoRA {lora.name} is {lora.format}; llama.cpp needs a GGUF adapter "
-            "(convert it with llama.cpp's convert_lora_to_gguf.py)"
-        )
-    detection = detect_gguf(Path(lora.path))
-    if detection.kind != Kind.LORA:
-        raise Incompatible(f"{lora.path} is not a LoRA adapter (detected a {detection.kind})")
-    check_lora_fits(model, detection)
-    return str(lora.path), float(request.weight)
-
-
-def check_projector(model: Model) -> Path | None:
-    """The model's mmproj file, after checking its header and that its output width fits the model."""
-    from corral.api import detect_gguf
-
-    component = model.component(ComponentKind.MMPROJ)
-    if component is None:
-        return None
-    detection = detect_gguf(Path(component.path))
-    if detection.kind != Kind.COMPONENT or detection.component != ComponentKind.MMPROJ:
-        raise Incompatible(f"{component.path} is not an mmproj projector (detected a {detection.kind})")
-    width = detection.facts.extra.get("projection_dim")
-    hidden = model.facts.hidden_size
-    if isinstance(width, int) and hidden and width != hidden:
-        raise Incompatible(
-            f"mmproj {Path(component.path).name} projects to {width} dimensions, but {model.name} is {hidden} wide; "
-            "attach the projector made for this model"
-        )
-    return Path(component.path)
 
 
 def _rss() -> int:
@@ -128,9 +39,9 @@ def load(model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest]
     from corral_llamacpp import devices
     from corral_llamacpp.loaded import LlamaCppModel
 
-    preflight(model)
-    lora = check_lora(model, loras)
-    mmproj = check_projector(model)
+    preflight_gguf(model)
+    lora = gguf_lora(model, loras)
+    mmproj = gguf_projector(model)
     kwargs = llama_kwargs(model, settings)
     chat_template, chat_format = settings.get("chat_template"), settings.get("chat_format")
     if chat_template and chat_format:
