@@ -20,6 +20,7 @@ import pytest
 
 from fakehub import CHAT, Q8
 from fakehub.fixtures import hub  # noqa: F401 - fixture
+from test_runtime import lib, models, probe, probe_host  # noqa: F401 - fixtures
 from test_server import start_serve, stop_serve
 
 ollama = pytest.importorskip("ollama")
@@ -265,3 +266,37 @@ def test_library_copy_links_the_same_files(library, tmp_path):
         library.copy("tiny", "tiny")
     library.remove("tiny:copy")
     assert Path(model.path).exists() and library.store.get_model("tiny").id == model.id
+
+
+# --- the queue: the same 503 as every surface -----------------------------------------------------------
+
+
+def test_a_full_queue_is_503_with_retry_after_in_ollamas_shape(lib, models, probe):  # noqa: F811
+    """The test drivers of test_runtime hold a request open; the queue (1 waiting) then refuses the next."""
+    from corral.runtime import Runtime
+    from corral.server.serve import ServerThread
+    from test_runtime import WAIT, in_thread
+
+    runtime = Runtime(lib, max_waiting=1, drain_timeout=WAIT)
+    body = {"model": "a", "messages": [{"role": "user", "content": "hello"}], "stream": False}
+    try:
+        with ServerThread(runtime) as server:
+            probe.gate.clear()
+            try:
+                first = in_thread(httpx.post, server.url + "/api/chat", json=body, timeout=WAIT)
+                assert probe.entered.wait(WAIT)
+                second = in_thread(httpx.post, server.url + "/api/chat", json=body, timeout=WAIT)
+                wait_until(lambda: runtime.find("a").queue.waiting == 1, "the second request to queue")
+                refused = httpx.post(server.url + "/api/generate", json={"model": "a", "prompt": "x"}, timeout=WAIT)
+                assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+                assert isinstance(refused.json()["error"], str) and refused.json()["error"]
+                client = ollama.Client(host=server.url, timeout=WAIT)
+                assert status_of(lambda: client.chat("a", messages=body["messages"]))[0] == 503
+            finally:
+                probe.gate.set()
+            for thread, box in (first, second):
+                thread.join(WAIT)
+                assert box["value"].status_code == 200, box
+                assert box["value"].json()["message"]["content"] == "a heard hello"
+    finally:
+        runtime.close()
