@@ -86,6 +86,7 @@ def write_tiny_gguf(
     tokens, scores, types = tiny_vocab()
     n_vocab = len(tokens)
     head_dim = n_embd // n_head
+    n_q = head_dim * n_head  # n_embd, unless n_head does not divide it (a broken conversion)
     n_kv = head_dim * n_head_kv
     mat = np.float16 if file_type == 1 else np.float32
     rng = np.random.default_rng(seed)
@@ -120,10 +121,10 @@ def write_tiny_gguf(
     for i in range(n_layers):
         p = f"blk.{i}."
         w.add_tensor(p + "attn_norm.weight", np.ones(n_embd, dtype=np.float32))
-        w.add_tensor(p + "attn_q.weight", _rand(rng, (n_embd, n_embd), mat))
+        w.add_tensor(p + "attn_q.weight", _rand(rng, (n_q, n_embd), mat))
         w.add_tensor(p + "attn_k.weight", _rand(rng, (n_kv, n_embd), mat))
         w.add_tensor(p + "attn_v.weight", _rand(rng, (n_kv, n_embd), mat))
-        w.add_tensor(p + "attn_output.weight", _rand(rng, (n_embd, n_embd), mat))
+        w.add_tensor(p + "attn_output.weight", _rand(rng, (n_embd, n_q), mat))
         w.add_tensor(p + "ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
         w.add_tensor(p + "ffn_gate.weight", _rand(rng, (n_ff, n_embd), mat))
         w.add_tensor(p + "ffn_up.weight", _rand(rng, (n_ff, n_embd), mat))
@@ -139,8 +140,8 @@ def tiny_parameter_count(
 ) -> int:
     """The exact parameter count of :func:`write_tiny_gguf` with the same arguments."""
     n_vocab = len(tiny_vocab()[0])
-    n_kv = n_embd // n_head * n_head_kv
-    per_layer = 2 * n_embd + n_embd * n_embd * 2 + 2 * n_kv * n_embd + 3 * n_ff * n_embd
+    n_q, n_kv = n_embd // n_head * n_head, n_embd // n_head * n_head_kv
+    per_layer = 2 * n_embd + 2 * n_q * n_embd + 2 * n_kv * n_embd + 3 * n_ff * n_embd
     return 2 * n_vocab * n_embd + n_embd + n_layers * per_layer
 
 

@@ -26,7 +26,7 @@ from corral.records import ChatResult
 from corral.runtime import Runtime
 from corral.runtime.executor import InProcess, RunnerProcesses, describe_exit, log_tail
 from corral.runtime.wire import MAX_FRAME, Channel, WireError, decode, decode_error, encode, encode_error
-from factories import tiny_vocab, write_tiny_gguf
+from factories import write_tiny_gguf
 
 psutil = pytest.importorskip("psutil")
 
@@ -385,52 +385,7 @@ def write_broken_gguf(path: Path) -> Path:
     """A llama GGUF whose 3 heads do not divide its width of 64, each tensor shaped the way llama.cpp
     expects from those numbers (what a broken conversion writes): it loads, and llama.cpp's RoPE asserts
     on the odd head size (21) at the first token."""
-    import gguf
-    import numpy as np
-
-    n_embd, n_head, n_ff = 64, 3, 128
-    heads = n_embd // n_head * n_head
-    tokens, scores, types = tiny_vocab()
-    rng = np.random.default_rng(0)
-
-    def weights(*shape):
-        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
-
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_name("broken")
-    w.add_file_type(0)
-    w.add_context_length(256)
-    w.add_embedding_length(n_embd)
-    w.add_block_count(1)
-    w.add_feed_forward_length(n_ff)
-    w.add_head_count(n_head)
-    w.add_head_count_kv(n_head)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_rope_freq_base(10000.0)
-    w.add_tokenizer_model("llama")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_unk_token_id(0)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_tensor("token_embd.weight", weights(len(tokens), n_embd))
-    w.add_tensor("blk.0.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
-    for name in ("attn_q", "attn_k", "attn_v"):
-        w.add_tensor(f"blk.0.{name}.weight", weights(heads, n_embd))
-    w.add_tensor("blk.0.attn_output.weight", weights(n_embd, heads))
-    w.add_tensor("blk.0.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
-    w.add_tensor("blk.0.ffn_gate.weight", weights(n_ff, n_embd))
-    w.add_tensor("blk.0.ffn_up.weight", weights(n_ff, n_embd))
-    w.add_tensor("blk.0.ffn_down.weight", weights(n_embd, n_ff))
-    w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
-    w.add_tensor("output.weight", weights(len(tokens), n_embd))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return write_tiny_gguf(path, n_layers=1, n_head=3, n_head_kv=3, context_length=256, file_type=0, name="broken")
 
 
 @pytest.mark.slow
