@@ -17,151 +17,171 @@ What is here, by purpose:
 * a small CLI kit for plugins that add commands (:class:`App`, :func:`pass_app`, :func:`emit_json`, ...);
 * what plugins that add kinds of model register: :class:`CategorySpec`, :class:`FormatSpec`; another
   tool's model store: :class:`StoreLayout` yielding :class:`Found`;
-* for routes added with ``register_routes`` (imported on first use, so importing this module never
-  imports the server): :func:`service_of` (the request's :class:`Service`: ``await
+* for routes added with ``register_routes``: :func:`service_of` (the request's :class:`Service`: ``await
   service_of(request).run(model, task, call)`` runs a model under the load rules and queue) and
   :func:`http_endpoint` (turns Corral errors into their HTTP answer).
 
-Importing this module is cheap: nothing heavy (torch, llama_cpp, ...) and no server code is imported.
+Importing this module is cheap: every name is imported on first use (``from corral.api import Model``
+imports what ``Model`` needs, nothing else), so a plugin's registration module costs little at start-up.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from corral import hookimpl
-from corral.adopt.hf_cache import default_roots as hf_cache_roots
-from corral.cli.base import App, emit_json, human_count, human_size, json_option, pass_app, table
-from corral.detect import check_lora_fits, detect_path
-from corral.detect.gguf import detect_gguf, quantization_name, read_gguf_header
-from corral.detect.bounded import read_json
-from corral.detect.kokoro import kokoro_layout
-from corral.detect.safetensors import read_header as read_safetensors_header
-from corral.detect.safetensors import shapes_of
-from corral.detect.tensors import FLUX, IMAGE_TAGS, SD, SD3, SDXL, VIDEO_TAGS, WAN
-from corral.driver import (
-    Driver,
-    Exporter,
-    GpuVendor,
-    LoadedModel,
-    Progress,
-    Source,
-    TorchDriver,
-    backend_status,
-    drain,
-    free_torch_memory,
-    torch_acceleration,
-    torch_device,
-    torch_memory,
-    torch_threads,
-)
-from corral.ext.categories import CategorySpec, FormatSpec
-from corral.ext.gguf import (
-    CACHE_TYPES,
-    LLAMA_CPP_SETTINGS,
-    NUMA_STRATEGIES,
-    ROPE_SCALING,
-    SPLIT_MODES,
-    gguf_lora,
-    gguf_projector,
-    preflight_gguf,
-)
-from corral.ext.images import MAX_IMAGE_BYTES, image_url, parts, read_image
-from corral.ext.layout import Found, StoreLayout
-from corral.errors import (
-    Busy,
-    CatalogError,
-    ConfirmationNeeded,
-    Conflict,
-    CorralError,
-    DetectionError,
-    DownloadError,
-    Incompatible,
-    InsufficientMemory,
-    IntegrityError,
-    InvalidInput,
-    InvalidRequest,
-    InvalidSetting,
-    NoSpace,
-    NotFound,
-    OutputNotWritable,
-    Paused,
-    PluginMissing,
-    QueueFull,
-    ServerUnavailable,
-    StoreError,
-    TokenizerError,
-    Truncated,
-    UnsafeFile,
-    UnsafeName,
-    Unsupported,
-)
-from corral.pull.names import inside
-from corral.records import (
-    BackendStatus,
-    CatalogEntry,
-    CatalogQuant,
-    ChatResult,
-    Component,
-    ComponentKind,
-    Detection,
-    Facts,
-    Format,
-    GpuInfo,
-    Kind,
-    Lora,
-    LoraRequest,
-    Model,
-    Provenance,
-    RemoteFile,
-    RepoSummary,
-    SettingSpec,
-    Snapshot,
-    Transfer,
-    Category,
-)
-from corral.sampling import DEFAULT_SETTINGS, read_sampling, with_defaults, with_system_prompt
-from corral.settings import read_settings
-from corral.tools import (
-    AnswerShape,
-    Delta,
-    OutputFormat,
-    THINKING,
-    TokenLogprob,
-    ToolCall,
-    ToolCallDelta,
-    ToolRequest,
-    call_schema,
-    check_schema,
-    family_of,
-    opens_thought,
-    parse_tool_calls,
-    plain_tool_messages,
-    read_effort,
-    read_response_format,
-    read_tools,
-    split_reasoning,
-    template_messages,
-    template_switch,
-    thinking_off,
-    with_tools_prompt,
-)
-from corral.templates import components_in_file
 
-
-#: Server helpers, imported on first use (name -> (module, attribute)).
-_LAZY = {
-    "Service": ("corral.server.service", "Service"),
-    "service_of": ("corral.server.service", "service_of"),
+#: Public name -> the core module it comes from (or (module, attribute) where the names differ).
+_EXPORTS: dict[str, Any] = {
+    "hf_cache_roots": ("corral.adopt.hf_cache", "default_roots"),
+    "App": "corral.cli.base",
+    "emit_json": "corral.cli.base",
+    "human_count": "corral.cli.base",
+    "human_size": "corral.cli.base",
+    "json_option": "corral.cli.base",
+    "pass_app": "corral.cli.base",
+    "table": "corral.cli.base",
+    "check_lora_fits": "corral.detect",
+    "detect_path": "corral.detect",
+    "detect_gguf": "corral.detect.gguf",
+    "quantization_name": "corral.detect.gguf",
+    "read_gguf_header": "corral.detect.gguf",
+    "read_json": "corral.detect.bounded",
+    "kokoro_layout": "corral.detect.kokoro",
+    "read_safetensors_header": ("corral.detect.safetensors", "read_header"),
+    "shapes_of": "corral.detect.safetensors",
+    "FLUX": "corral.detect.tensors",
+    "IMAGE_TAGS": "corral.detect.tensors",
+    "SD": "corral.detect.tensors",
+    "SD3": "corral.detect.tensors",
+    "SDXL": "corral.detect.tensors",
+    "VIDEO_TAGS": "corral.detect.tensors",
+    "WAN": "corral.detect.tensors",
+    "Driver": "corral.driver",
+    "Exporter": "corral.driver",
+    "GpuVendor": "corral.driver",
+    "LoadedModel": "corral.driver",
+    "Progress": "corral.driver",
+    "Source": "corral.driver",
+    "TorchDriver": "corral.driver",
+    "backend_status": "corral.driver",
+    "drain": "corral.driver",
+    "free_torch_memory": "corral.driver",
+    "torch_acceleration": "corral.driver",
+    "torch_device": "corral.driver",
+    "torch_memory": "corral.driver",
+    "torch_threads": "corral.driver",
+    "CategorySpec": "corral.ext.categories",
+    "FormatSpec": "corral.ext.categories",
+    "CACHE_TYPES": "corral.ext.gguf",
+    "LLAMA_CPP_SETTINGS": "corral.ext.gguf",
+    "NUMA_STRATEGIES": "corral.ext.gguf",
+    "ROPE_SCALING": "corral.ext.gguf",
+    "SPLIT_MODES": "corral.ext.gguf",
+    "gguf_lora": "corral.ext.gguf",
+    "gguf_projector": "corral.ext.gguf",
+    "preflight_gguf": "corral.ext.gguf",
+    "MAX_IMAGE_BYTES": "corral.ext.images",
+    "image_url": "corral.ext.images",
+    "parts": "corral.ext.images",
+    "read_image": "corral.ext.images",
+    "Found": "corral.ext.layout",
+    "StoreLayout": "corral.ext.layout",
+    "Busy": "corral.errors",
+    "CatalogError": "corral.errors",
+    "ConfirmationNeeded": "corral.errors",
+    "Conflict": "corral.errors",
+    "CorralError": "corral.errors",
+    "DetectionError": "corral.errors",
+    "DownloadError": "corral.errors",
+    "Incompatible": "corral.errors",
+    "InsufficientMemory": "corral.errors",
+    "IntegrityError": "corral.errors",
+    "InvalidInput": "corral.errors",
+    "InvalidRequest": "corral.errors",
+    "InvalidSetting": "corral.errors",
+    "NoSpace": "corral.errors",
+    "NotFound": "corral.errors",
+    "OutputNotWritable": "corral.errors",
+    "Paused": "corral.errors",
+    "PluginMissing": "corral.errors",
+    "QueueFull": "corral.errors",
+    "ServerUnavailable": "corral.errors",
+    "StoreError": "corral.errors",
+    "TokenizerError": "corral.errors",
+    "Truncated": "corral.errors",
+    "UnsafeFile": "corral.errors",
+    "UnsafeName": "corral.errors",
+    "Unsupported": "corral.errors",
+    "inside": "corral.pull.names",
+    "BackendStatus": "corral.records",
+    "CatalogEntry": "corral.records",
+    "CatalogQuant": "corral.records",
+    "Category": "corral.records",
+    "ChatResult": "corral.records",
+    "Component": "corral.records",
+    "ComponentKind": "corral.records",
+    "Detection": "corral.records",
+    "Facts": "corral.records",
+    "Format": "corral.records",
+    "GpuInfo": "corral.records",
+    "Kind": "corral.records",
+    "Lora": "corral.records",
+    "LoraRequest": "corral.records",
+    "Model": "corral.records",
+    "Provenance": "corral.records",
+    "RemoteFile": "corral.records",
+    "RepoSummary": "corral.records",
+    "SettingSpec": "corral.records",
+    "Snapshot": "corral.records",
+    "Transfer": "corral.records",
+    "DEFAULT_SETTINGS": "corral.sampling",
+    "read_sampling": "corral.sampling",
+    "with_defaults": "corral.sampling",
+    "with_system_prompt": "corral.sampling",
+    "read_settings": "corral.settings",
+    "AnswerShape": "corral.tools",
+    "Delta": "corral.tools",
+    "OutputFormat": "corral.tools",
+    "THINKING": "corral.tools",
+    "TokenLogprob": "corral.tools",
+    "ToolCall": "corral.tools",
+    "ToolCallDelta": "corral.tools",
+    "ToolRequest": "corral.tools",
+    "call_schema": "corral.tools",
+    "check_schema": "corral.tools",
+    "family_of": "corral.tools",
+    "opens_thought": "corral.tools",
+    "parse_tool_calls": "corral.tools",
+    "plain_tool_messages": "corral.tools",
+    "read_effort": "corral.tools",
+    "read_response_format": "corral.tools",
+    "read_tools": "corral.tools",
+    "split_reasoning": "corral.tools",
+    "template_messages": "corral.tools",
+    "template_switch": "corral.tools",
+    "thinking_off": "corral.tools",
+    "with_tools_prompt": "corral.tools",
+    "components_in_file": "corral.templates",
+    "Service": "corral.server.service",
+    "service_of": "corral.server.service",
     "http_endpoint": ("corral.server.responses", "endpoint"),
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'corral.api' has no attribute {name!r}")
+    module, attr = (target, name) if isinstance(target, str) else target
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
 
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'corral.api' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in ("annotations",)] + list(_LAZY)
+__all__ = ["hookimpl", *_EXPORTS]
