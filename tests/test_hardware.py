@@ -113,7 +113,7 @@ def test_gpus_from_vendor_plugins_with_warnings(run, host):
 
 def test_env_without_plugins_names_every_install(run):
     data = json.loads(run("env", "--json").stdout)
-    assert [p["name"] for p in data["plugins"]] == ["corral.detect.builtin"]
+    assert [p["name"] for p in data["plugins"]] == ["corral.builtin", "corral.detect.builtin"]
     assert data["gpus"] == []
     for row in data["categories"]:
         assert row["usable"] is False

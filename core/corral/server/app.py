@@ -24,7 +24,14 @@ def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: s
     from starlette.exceptions import HTTPException
     from starlette.responses import JSONResponse
 
-    from corral.server import anthropic_routes, manage_routes, ollama_routes, openai_routes, responses_routes
+    from corral.server import (
+        anthropic_routes,
+        manage_routes,
+        ollama_generate,
+        ollama_routes,
+        openai_routes,
+        responses_routes,
+    )
     from corral.server.guards import guard_stack
 
     service = Service(runtime, watchdog)
@@ -50,7 +57,8 @@ def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: s
     middleware, guard_routes, metrics = guard_stack(runtime, watchdog, api_key=api_key, options=guards)
     app = Starlette(
         routes=openai_routes.routes() + anthropic_routes.routes() + responses_routes.routes()
-        + ollama_routes.routes() + manage_routes.routes() + guard_routes + plugin_routes(runtime.host),
+        + ollama_routes.routes() + ollama_generate.routes() + manage_routes.routes() + guard_routes
+        + plugin_routes(runtime.host),
         middleware=middleware,
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

@@ -433,8 +433,6 @@ async def pull(request: Any) -> Any:
 def routes() -> list:
     from starlette.routing import Route
 
-    from corral.server import ollama_generate
-
     return [
         Route("/api/version", version, methods=["GET"]),
         Route("/api/tags", tags, methods=["GET"]),
@@ -443,5 +441,4 @@ def routes() -> list:
         Route("/api/pull", pull, methods=["POST"]),
         Route("/api/delete", delete, methods=["DELETE"]),
         Route("/api/copy", copy, methods=["POST"]),
-        *ollama_generate.routes(),
     ]
