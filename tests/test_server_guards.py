@@ -311,12 +311,17 @@ def test_pull_and_import_bodies_name_hub_refs_and_allowed_paths_only(server, rea
         assert refused.status_code == 403, body
     create = post("/api/create", {"model": "x", "modelfile": "FROM /etc/shadow\n"})
     assert create.status_code == 403
-    # What passes the guard reaches the route (none is there yet in this server: 404, never 403).
-    for path, body in (("/api/pull", {"model": "llama3.2:1b"}), ("/api/pull", {"model": "hf.co/org/repo:Q4_K_M"}),
-                       ("/api/pull", {"model": "https://huggingface.co/org/repo"}),
-                       ("/corral/import", {"path": str(home / "models" / "a.gguf")}),
+    # What passes the guard reaches the route and gets the route's own answer, never 403.
+    not_a_hub = post("/api/pull", {"model": "llama3.2:1b"})
+    assert not_a_hub.status_code == 400
+    assert "'llama3.2:1b' is not a hub repository" in not_a_hub.json()["error"]
+    for body in ({"model": "hf.co/org/repo:Q4_K_M"}, {"model": "https://huggingface.co/org/repo"}):
+        no_plugin = post("/api/pull", body)  # this server's host has no hub plugin
+        assert no_plugin.status_code == 501, body
+        assert "pip install corral-huggingface" in no_plugin.json()["error"]
+    for path, body in (("/corral/import", {"path": str(home / "models" / "a.gguf")}),
                        ("/api/create", {"model": "x", "from": "tiny"})):
-        assert post(path, body).status_code == 404, (path, body)
+        assert post(path, body).status_code == 404, (path, body)  # no such route in this server yet
 
 
 def test_hub_ref_and_path_checks():
