@@ -35,6 +35,7 @@ from corral import hookimpl
 #: Public name -> the core module it comes from (or (module, attribute) where the names differ).
 _EXPORTS: dict[str, Any] = {
     "hf_cache_roots": ("corral.adopt.hf_cache", "default_roots"),
+    "scan": "corral.adopt",
     "App": "corral.cli.base",
     "emit_json": "corral.cli.base",
     "human_count": "corral.cli.base",
@@ -42,6 +43,7 @@ _EXPORTS: dict[str, Any] = {
     "json_option": "corral.cli.base",
     "pass_app": "corral.cli.base",
     "table": "corral.cli.base",
+    "to_data": "corral.convert",
     "check_lora_fits": "corral.detect",
     "detect_path": "corral.detect",
     "detect_gguf": "corral.detect.gguf",
@@ -87,6 +89,8 @@ _EXPORTS: dict[str, Any] = {
     "parts": "corral.ext.images",
     "read_image": "corral.ext.images",
     "Found": "corral.ext.layout",
+    "estimate_memory": "corral.estimate",
+    "system_status": "corral.monitor",
     "StoreLayout": "corral.ext.layout",
     "Busy": "corral.errors",
     "CatalogError": "corral.errors",
@@ -141,6 +145,7 @@ _EXPORTS: dict[str, Any] = {
     "with_defaults": "corral.sampling",
     "with_system_prompt": "corral.sampling",
     "read_settings": "corral.settings",
+    "merged_specs": "corral.settings",
     "AnswerShape": "corral.tools",
     "Delta": "corral.tools",
     "OutputFormat": "corral.tools",
@@ -167,6 +172,7 @@ _EXPORTS: dict[str, Any] = {
     "Service": "corral.server.service",
     "service_of": "corral.server.service",
     "http_endpoint": ("corral.server.responses", "endpoint"),
+    "connect_or_start": "corral.server.client",
 }
 
 
