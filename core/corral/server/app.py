@@ -96,7 +96,8 @@ def plugin_routes(host: Any) -> list:
     for plugin in host.call_each("register_routes", kwargs_for):
         for route, scope, bodies in added[plugin]:
             prefix = (getattr(route, "path", "") or "/").split("{")[0]
-            scopes.set_route_scope(prefix, scope)
+            # A route at / declares the root page alone: as a prefix it would cover every route.
+            scopes.set_route_scope(prefix, scope, exact=prefix == "/")
             if bodies:
                 scopes.accept_bodies(prefix, *bodies)
             routes.append(route)

@@ -38,6 +38,10 @@ ROUTE_SCOPES: dict[str, str] = {
     "/corral/health": INFERENCE,
 }
 
+#: Exact path -> scope, looked up before the prefixes: a page a plugin serves at ``/`` (a prefix ``/``
+#: would cover every route of the server).
+EXACT_SCOPES: dict[str, str] = {}
+
 #: Path prefix -> (content types accepted, largest body in bytes or None for the server's limit, 0 for no
 #: limit). Prefixes not listed take ``application/json`` only. ``*`` accepts any content type.
 BODY_TYPES: dict[str, tuple[tuple[str, ...], int | None]] = {
@@ -48,13 +52,14 @@ BODY_TYPES: dict[str, tuple[tuple[str, ...], int | None]] = {
 }
 
 
-def set_route_scope(prefix: str, scope: str) -> None:
-    """Declare the scope of the routes under ``prefix`` (``management``, ``inference`` or ``public``)."""
+def set_route_scope(prefix: str, scope: str, *, exact: bool = False) -> None:
+    """Declare the scope of the routes under ``prefix`` (``management``, ``inference`` or ``public``);
+    ``exact``: of the path ``prefix`` only, not what lies below it."""
     if scope not in SCOPE_NAMES:
         raise ValueError(f"scope {scope!r} is not one of {', '.join(SCOPE_NAMES)}")
     if not prefix.startswith("/"):
         raise ValueError(f"route prefix {prefix!r} must start with '/'")
-    ROUTE_SCOPES[prefix] = scope
+    (EXACT_SCOPES if exact else ROUTE_SCOPES)[prefix] = scope
     _lookup.cache_clear()
 
 
@@ -86,11 +91,13 @@ def _candidates(path: str):
 
 @functools.lru_cache(maxsize=2048)
 def _lookup(path: str) -> tuple[str, tuple[tuple[str, ...], int | None] | None]:
-    scope = INFERENCE
-    for candidate in _candidates(path):
-        if candidate in ROUTE_SCOPES:
-            scope = ROUTE_SCOPES[candidate]
-            break
+    scope = EXACT_SCOPES.get(path)
+    if scope is None:
+        scope = INFERENCE
+        for candidate in _candidates(path):
+            if candidate in ROUTE_SCOPES:
+                scope = ROUTE_SCOPES[candidate]
+                break
     body = None
     for candidate in _candidates(path):
         if candidate in BODY_TYPES:
