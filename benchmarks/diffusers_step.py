@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from corral.testing import open_model
 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 
@@ -87,7 +88,7 @@ def main() -> None:
         raw.set_progress_bar_config(disable=True)
         size = {"width": args.size, "height": args.size}
 
-        with library.open_model("bench") as handle:
+        with open_model(library, "bench") as handle:
             def corral_run():
                 start = time.perf_counter()
                 image = handle.imagine(PROMPT, steps=args.steps, seed=1, **size)[0]

@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from corral.testing import open_model
 
 SUBJECTS = ["the cat", "a small dog", "the market", "our team", "the old bridge", "a red bird", "the river",
             "my neighbour", "the new library", "a quiet train"]
@@ -69,7 +70,7 @@ def main() -> None:
         raw = SentenceTransformer(str(folder), device=args.device, local_files_only=True,
                                   model_kwargs={"dtype": torch.float32})
 
-        with library.open_model("bench") as handle:
+        with open_model(library, "bench") as handle:
             ours = np.array(handle.embed(texts[:64]))
             theirs = raw.encode(texts[:64], batch_size=args.batch_size, show_progress_bar=False)
             max_diff = float(np.abs(ours - theirs).max())

@@ -23,6 +23,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from corral.testing import open_model
 
 ENGLISH = ("The old lighthouse keeper climbed the spiral stairs every evening, trimmed the wick, and watched "
            "the ships slide past the rocks. Nobody had thanked him in years, but the sea remembered.")
@@ -70,7 +71,7 @@ def main() -> None:
         model = library.import_path(folder, name="bench").model
         library.update_settings("bench", {"device": args.device})
         results = {}
-        with library.open_model("bench") as handle:
+        with open_model(library, "bench") as handle:
             # The raw side gets its own KModel from the same files, as a kokoro user would build it.
             from corral_kokoro.loading import model_files
 

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from corral.testing import open_model
 
 PROMPTS = [
     "The history of the printing press begins",
@@ -69,7 +70,7 @@ def single_stream(path: Path, args) -> tuple[float, float]:
         model = library.import_path(path).model
         settings = {"n_ctx": args.n_ctx, "threads": args.threads, "threads_batch": args.threads,
                     "parallel": args.requests}
-        with library.open_model(model.name, overrides=settings) as handle:
+        with open_model(library, model.name, overrides=settings) as handle:
             for i, prompt in enumerate(PROMPTS[: args.rounds]):
                 for side in ("raw", "ours") if i % 2 == 0 else ("ours", "raw"):
                     start = time.perf_counter()

@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from corral.testing import open_model
 
 PROMPT = "The history of the printing press begins"
 QUESTION = [{"role": "user", "content": "Tell me about the history of the printing press."}]
@@ -58,7 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         library = open_library(Path(home), build_host(entry_points=False, plugins=[corral_llamacpp]))
         model = library.import_path(path).model
-        with library.open_model(model.name, overrides=settings) as handle:
+        with open_model(library, model.name, overrides=settings) as handle:
             chat_prompt = handle.renderer.render(QUESTION) if handle.renderer else None
             # Same greedy output on both sides, so equal token counts; count them once, outside the timing.
             n_complete = handle.complete(PROMPT, temperature=0, max_tokens=args.tokens).completion_tokens

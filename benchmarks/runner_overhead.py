@@ -24,6 +24,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from corral.testing import plan_load
 
 PROMPT = "The history of the printing press begins"
 
@@ -89,7 +90,7 @@ def main() -> None:
         host = build_host(entry_points=False, plugins=[corral_llamacpp])
         library = open_library(Path(home), host)
         model = library.import_path(path).model
-        plan = library.plan_load(model, overrides=settings)
+        plan = plan_load(library, model, overrides=settings)
         before = rss()
         local = InProcess().load(plan, lost=print)
         local_bytes = rss() - before

@@ -27,6 +27,7 @@ from pathlib import Path
 from corral import hookimpl
 from corral.driver import Driver, LoadedModel
 from corral.records import Category, ChatResult, Format
+from corral.testing import open_model
 
 PROMPT = "Once upon a time, in a small village by the sea, there lived"
 
@@ -166,7 +167,7 @@ def tokens_per_s(home: Path, gguf: Path, tokens: int, rounds: int, n_ctx: int) -
     process, url = start_server(home / "real")
     llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx, n_gpu_layers=0, verbose=False)
     try:
-        with library.open_model("gemma") as handle:
+        with open_model(library, "gemma") as handle:
             httpx.post(url + "/corral/load", json={"model": "gemma"}, timeout=600).raise_for_status()
             paths = {
                 "raw": lambda: raw_pieces(llm, tokens),

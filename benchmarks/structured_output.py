@@ -14,6 +14,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from corral.testing import open_model
 
 #: A schema whose answer runs long: a list of strings the model keeps filling until the budget ends.
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
@@ -37,7 +38,7 @@ def main() -> None:
         library = open_library(Path(tmp) / "home", build_host(entry_points=False, plugins=[corral_llamacpp]))
         library.import_path(path, name="gemma")
         settings = {"n_ctx": 1024, "threads": args.threads, "threads_batch": args.threads}
-        with library.open_model("gemma", overrides=settings) as handle:
+        with open_model(library, "gemma", overrides=settings) as handle:
             fmt = {"type": "json_schema", "json_schema": {"name": "cat", "schema": SCHEMA}}
             # Stop strings and the end of turn are blocked so both answers run the whole budget.
             common = {"temperature": 0, "max_tokens": args.tokens, "seed": 0,

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from corral.testing import open_model
 
 PROMPT = "The history of the printing press begins"
 QUESTION = [{"role": "user", "content": "Tell me about the history of the printing press."}]
@@ -75,7 +76,7 @@ def main() -> None:
         raw_args = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tokenizer.eos_token_id)
         corral_args = dict(temperature=0, max_tokens=n)
 
-        with library.open_model(model.name, overrides=settings) as handle:
+        with open_model(library, model.name, overrides=settings) as handle:
             handle.lm.generation_config.min_new_tokens = n  # Corral's requests inherit the model's defaults
             chat_prompt = handle.render(QUESTION)
             plain_ids = tokenizer(PROMPT, return_tensors="pt")

@@ -23,6 +23,7 @@ from factories import (
 )
 from corral.store import Store
 from corral.testing.cli import as_json, assert_clean_error
+from corral.testing import driver_for
 
 
 def count_models(run) -> int:
@@ -284,7 +285,7 @@ def test_missing_backend_gives_install_message(library, minilm_path):
     library.host = build_host(entry_points=False, plugins=[tp.missing_plugin])
     library.import_path(minilm_path, name="minilm")
     with pytest.raises(PluginMissing, match="pip install corral-missing"):
-        library.driver_for(library.store.get_model("minilm"))
+        driver_for(library.host, library.store.get_model("minilm"))
 
 
 def test_in_process_chat_through_a_driver(home, tiny):

@@ -36,6 +36,7 @@ from corral.api import (
     pass_app,
     service_of,
 )
+from corral.testing import open_model
 
 TRANSCRIPTION = Category("transcription")
 TALLY = Format("tally")
@@ -110,7 +111,7 @@ def register_commands(cli):
     @pass_app
     def transcribe_cmd(app: App, model: str, audio: Path, as_json: bool) -> None:
         """Write what MODEL hears in the WAV file AUDIO."""
-        with app.library.open_model(model) as handle:
+        with open_model(app.library, model) as handle:
             text = handle.transcribe(audio.read_bytes())
         emit_json({"text": text}) if as_json else click.echo(text)
 

@@ -1,7 +1,7 @@
-"""Library operations shared by the CLI and the server: import, edit, remove, LoRAs, components,
-settings, and choosing the driver that loads a model. Scanning folders and other tools' stores is
-:func:`corral.adopt.scan`; the naming and attachment rules all three intake paths share are in
-:mod:`corral.intake`.
+"""Library operations shared by the CLI and the server: import, edit, remove, LoRAs, components and
+settings: the records. Loading a model (driver choice, the checks before a load) is
+:mod:`corral.loading`; scanning folders and other tools' stores is :func:`corral.adopt.scan`; the
+naming and attachment rules all three intake paths share are in :mod:`corral.intake`.
 
 Every operation either completes or leaves the store as it was: records are written in one transaction
 only after detection and every check succeeded.
@@ -10,15 +10,13 @@ only after detection and every check succeeded.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import attrs
 
 from corral import known
-from corral.driver import Driver, LoadedModel
-from corral.errors import Conflict, DetectionError, Incompatible, NotFound, PluginMissing, UnsafeFile
+from corral.errors import Conflict, DetectionError, Incompatible, NotFound, UnsafeFile
 from corral.intake import ImportResult, default_name, lora_record, offer, unique_name, with_component
 from corral.plugins import PluginHost
 from corral.records import (
@@ -29,8 +27,6 @@ from corral.records import (
     Format,
     Kind,
     Lora,
-    LoraRequest,
-    Measurement,
     Model,
 )
 from corral.settings import apply_updates, merged_specs
@@ -38,16 +34,6 @@ from corral.store import Store, new_id
 
 #: Components that image models take; mmproj belongs to GGUF chat/multimodal models.
 IMAGE_COMPONENTS = frozenset({ComponentKind.VAE, ComponentKind.CLIP_L, ComponentKind.CLIP_G, ComponentKind.T5XXL})
-
-
-@attrs.frozen
-class LoadPlan:
-    """A checked load: the model, the driver class that loads it, its LoRA requests and settings."""
-
-    model: Model
-    driver: type[Driver]
-    loras: tuple[LoraRequest, ...]
-    settings: Mapping[str, Any]
 
 
 class Library:
@@ -135,6 +121,8 @@ class Library:
             tags=tags,
             components=components,
             unsafe=detection.unsafe,
+            confidence=detection.confidence,
+            reasons=tuple(detection.reasons),
         )
 
     def import_path(
@@ -302,9 +290,14 @@ class Library:
         """Delete the record (its LoRA records and its manifest); the files stay where they are."""
         from corral.manifests import library_home, remove_manifest
 
+        from corral.store.leases import describe_holders, is_server
+
         model = self.store.get_model(ref)
-        if model.id in self.store.loaded_ids():
-            raise Conflict(f"{model.name} is loaded; unload it first (`corral unload {model.name}`)")
+        holders = self.store.lease_holders(model.id)  # leases of processes gone are cleared here
+        if holders:
+            served = any(is_server(pid) for pid, _ in holders)
+            fix = f"`corral unload {model.name}` first" if served else "end it (or let it finish) first"
+            raise Conflict(f"{model.name} is loaded by {describe_holders(holders)}; {fix}")
         loras = self.store.list_loras(model.id)
         self.store.delete_model(model.id)
         remove_manifest(library_home(self), model.id)
@@ -370,7 +363,7 @@ class Library:
     ) -> Model:
         """Save load settings for a model; they apply at its next load."""
         model = self.store.get_model(ref)
-        drivers = self.candidate_drivers(model)
+        drivers = self.host.drivers_for(model)
         specs = merged_specs(s for d in drivers for s in d.settings)
         hint = ""
         if not drivers:
@@ -381,131 +374,6 @@ class Library:
         if settings == dict(model.settings):
             return model
         return self.store.update_model(attrs.evolve(model, settings=settings))
-
-    # --- drivers ---------------------------------------------------------------------------------
-
-    def candidate_drivers(self, model: Model) -> list[type[Driver]]:
-        matching = [d for d in self.host.drivers if d.handles(model)]
-        return sorted(matching, key=lambda d: -d.priority)
-
-    def choose_driver(self, model: Model) -> type[Driver] | None:
-        """The driver that would load ``model`` (its ``driver`` setting, else the ``select_driver`` hook,
-        else the highest priority), without checking its backend; None when no installed driver can."""
-        candidates = self.candidate_drivers(model)
-        if not candidates:
-            return None
-        wanted = model.settings.get("driver")  # the model's own choice, when several drivers can load it
-        named = [d for d in candidates if d.name == wanted]
-        if wanted and not named:
-            raise PluginMissing(
-                f"{model.name}: its driver setting names {wanted!r}, which cannot load it here (drivers that can: "
-                f"{', '.join(d.name for d in candidates)}); corral settings {model.name} --unset driver"
-            )
-        return named[0] if named else (
-            self.host.first_result("select_driver", model=model, drivers=candidates) or candidates[0]
-        )
-
-    def driver_for(self, model: Model) -> type[Driver]:
-        """The driver that loads ``model``; a missing plugin or backend raises the install message."""
-        chosen = self.choose_driver(model)
-        if chosen is None:
-            dist = known.driver_distribution(model.category, model.format)
-            needs = f"the {dist} plugin: pip install {dist}" if dist else "a plugin for it"
-            raise PluginMissing(
-                f"{model.name} is a {model.category} model in {model.format} format; "
-                f"loading it needs {needs}",
-                distribution=dist,
-            )
-        status = chosen.check()
-        if not status.available:
-            raise PluginMissing(
-                f"{model.name}: the {chosen.name} backend is not usable ({status.problem}); "
-                f"fix: {status.install or 'pip install ' + chosen.distribution}",
-                distribution=chosen.distribution,
-            )
-        return chosen
-
-    def plan_load(
-        self, ref: str | Model, *, loras: Sequence[str] = (), overrides: Mapping[str, Any] | None = None
-    ) -> LoadPlan:
-        """Everything checked before a load: the model, its driver (environment check), the LoRAs (bound
-        to it, within the driver's limit) and the settings (saved ones, then ``overrides``)."""
-        from corral.runtime.rules import check_lora_count
-
-        model = ref if isinstance(ref, Model) else self.store.get_model(ref)
-        driver = self.driver_for(model)
-        self._check_components(model)
-        requests = tuple(self._lora_request(model, r) for r in loras)
-        check_lora_count(model, driver.name, driver.max_loras, len(requests))
-        checked = apply_updates({}, overrides or {}, (), merged_specs(driver.settings), model.name)
-        settings = {**model.settings, **checked}
-        return LoadPlan(model=model, driver=driver, loras=requests, settings=settings)
-
-    def check_memory(self, plan: LoadPlan, *, force: bool = False, reclaimable: tuple[int, int] = (0, 0)) -> None:
-        """Refuse a load whose memory estimate does not fit (with numbers) unless ``force``;
-        ``reclaimable`` is the ``(ram, vram)`` that models unloaded first give back."""
-        from corral.runtime.memory import check_fits
-
-        check_fits(plan.model, plan.settings, loras=plan.loras, force=force, reclaimable=reclaimable)
-
-    def record_load(self, plan: LoadPlan, handle: LoadedModel) -> dict[str, int]:
-        """After a load: record what it really took and tell plugins (``model_loaded``)."""
-        memory = {k: int(v) for k, v in (handle.memory() or {}).items()}
-        if memory:
-            self.store.record_measurement(
-                Measurement(
-                    model_id=plan.model.id,
-                    settings=plan.settings,
-                    ram=memory.get("ram", 0),
-                    vram=memory.get("vram", 0),
-                )
-            )
-        self.host.notify("model_loaded", model=plan.model, loras=[r.lora for r in plan.loras], memory=memory)
-        return memory
-
-    @contextmanager
-    def open_model(
-        self,
-        ref: str,
-        *,
-        loras: Sequence[str] = (),
-        overrides: Mapping[str, Any] | None = None,
-        force: bool = False,
-    ) -> Iterator[LoadedModel]:
-        """Load a model in this process for one job, holding a lease so it cannot be deleted meanwhile."""
-        plan = self.plan_load(ref, loras=loras, overrides=overrides)
-        self.check_memory(plan, force=force)
-        model = plan.model
-        self.store.acquire_lease(model.id)
-        try:
-            handle = plan.driver().load(model, plan.settings, plan.loras)
-            try:
-                self.record_load(plan, handle)
-                yield handle
-            finally:
-                handle.unload()
-                self.host.notify("model_unloaded", model=model)
-        finally:
-            self.store.release_lease(model.id)
-
-    @staticmethod
-    def _check_components(model: Model) -> None:
-        """Refuse to load a model whose template needs a component it lacks, listing every missing one."""
-        from corral.templates import missing_components, model_template
-
-        missing = missing_components(model)
-        if missing:
-            template = model_template(model)
-            attach = "; ".join(f"corral component add {model.name} {k} PATH" for k in missing)
-            raise Incompatible(f"{model.name}: its {template.name} template needs {', '.join(map(str, missing))}, "
-                               f"which {'are' if len(missing) > 1 else 'is'} missing; attach: {attach}")
-
-    def _lora_request(self, model: Model, ref: str) -> LoraRequest:
-        name, _, weight = ref.partition("=")
-        lora = self.store.get_lora(name)
-        if lora.base_id != model.id:
-            raise Incompatible(f"LoRA {lora.name!r} is bound to another base model, not {model.name}")
-        return LoraRequest(lora=lora, weight=float(weight) if weight else lora.weight)
 
 
 def open_library(home: Path | None = None, host: PluginHost | None = None) -> Library:

@@ -11,12 +11,14 @@ is recorded (``corral plugins`` shows it) and the others keep working. Environme
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import importlib
 import importlib.metadata
 import logging
 import os
 import sys
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
 import pluggy
@@ -55,6 +57,22 @@ SPEC_REGISTRIES = frozenset({"categories", "formats"})
 #: Registries where a name may be registered once (the first plugin in hook order keeps it).
 UNIQUE_REGISTRIES = SPEC_REGISTRIES | {"store_layouts"}
 _SINGULAR = {"categories": "category", "formats": "format", "store_layouts": "store layout"}
+
+
+def _raised(hook_name: str, exc: BaseException) -> str:
+    return f"{hook_name} raised {_describe(exc)}"
+
+
+#: What the guarded implementations raise during one :meth:`PluginHost.call_one`.
+_caught: contextvars.ContextVar[list[BaseException] | None] = contextvars.ContextVar("corral_caught", default=None)
+
+#: Hooks whose implementation raising is a problem of its plugin (kept, shown by ``corral plugins``)
+#: rather than a failure that drops it: observers, and the catalog's entries. Each maps to the problem's text.
+_PROBLEM_HOOKS: dict[str, Callable[[str, BaseException], str]] = {
+    "model_loaded": _raised,
+    "model_unloaded": _raised,
+    "register_catalog": lambda _hook, exc: f"failed to add catalog entries: {exc}",
+}
 
 
 def _env_list(name: str) -> list[str] | None:
@@ -131,28 +149,71 @@ class PluginHost:
     def exporter(self, name: str) -> type[Exporter] | None:
         return next((e for e in self.exporters if e.name == name), None)
 
+    def drivers_for(self, model: Any) -> list[type[Driver]]:
+        """The installed drivers that can load ``model``, highest priority first."""
+        return sorted((d for d in self.drivers if d.handles(model)), key=lambda d: -d.priority)
+
     def first_result(self, hook_name: str, **kwargs: Any) -> Any:
-        """Call a ``firstresult`` hook plugin by plugin, in pluggy's order.
+        """Call a ``firstresult`` dispatch hook through pluggy: the first plugin, in pluggy's order, that
+        answers something other than None decides.
 
         A plugin that raises something other than a :class:`CorralError` is recorded as failed and
         skipped, so one broken plugin never breaks detection for the others.
         """
+        return self.hook(hook_name)(**kwargs)
+
+    def hook(self, hook_name: str) -> Any:
+        """pluggy's caller for ``hook_name``, each implementation guarded (see :meth:`_guard`)."""
         caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
-            args = {name: kwargs[name] for name in impl.argnames}
-            _trace(hook_name, impl.plugin_name, args)
+        for impl in caller.get_hookimpls():
+            if not getattr(impl.function, "corral_guarded", False):
+                impl.function = self._guard(hook_name, impl.plugin_name, impl.function)
+        return caller
+
+    def call_one(self, hook_name: str, plugin: str, **kwargs: Any) -> BaseException | None:
+        """Call one plugin's implementation of ``hook_name`` through pluggy (traced and guarded like
+        every call); returns what it raised (recorded in :attr:`failures` or :attr:`problems`), else None."""
+        self.hook(hook_name)
+        others = [p for name, p in self.pm.list_name_plugin() if name != plugin and p is not None]
+        caught: list[BaseException] = []
+        token = _caught.set(caught)
+        try:
+            self.pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
+        finally:
+            _caught.reset(token)
+        return caught[0] if caught else None
+
+    def implementers(self, hook_name: str) -> list[str]:
+        """The plugins implementing ``hook_name``, in the order pluggy calls them."""
+        return [impl.plugin_name for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls())]
+
+    def _guard(self, hook_name: str, plugin: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        """``function`` (a plugin's hook implementation) made safe for the others: what it raises is
+        recorded — as a failure that drops the plugin, or for an observer hook or the catalog as a problem
+        of the plugin — and the call goes on as if it had answered None. A dispatch hook's
+        :class:`CorralError` (a detector's refusal of an unsafe file, say) is the answer, and is raised."""
+        dispatch = bool(getattr(self.pm.hook, hook_name).spec.opts.get("firstresult"))
+        problem = _PROBLEM_HOOKS.get(hook_name)
+
+        @functools.wraps(function)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
-                result = impl.function(**args)
-            except CorralError:
-                raise
+                return function(*args, **kwargs)
             except Exception as exc:
-                if _strict():
+                if _strict() or (dispatch and isinstance(exc, CorralError)):
                     raise
-                self._fail(impl.plugin_name, f"{hook_name} raised {_describe(exc)}")
-                continue
-            if result is not None:
-                return result
-        return None
+                seen = _caught.get()
+                if seen is not None:
+                    seen.append(exc)
+                if problem is None:
+                    self._fail(plugin, f"{hook_name} raised {_describe(exc)}")
+                else:
+                    log.warning("plugin %s: %s raised %s", plugin, hook_name, _describe(exc), exc_info=True)
+                    self.report_problem(plugin, problem(hook_name, exc))
+                return None
+
+        guarded.corral_guarded = True  # type: ignore[attr-defined]
+        return guarded
 
     def plugin_infos(self) -> list[PluginInfo]:
         """Every plugin, loaded or failed, as ``corral plugins`` lists it."""
@@ -224,44 +285,29 @@ class PluginHost:
     def collect_registrations(self) -> None:
         """Run every registration hook, plugin by plugin; a plugin whose hook raises is dropped whole."""
         for hook_name, (attr, base) in REGISTRATION_HOOKS.items():
-            caller = getattr(self.pm.hook, hook_name)
-            for impl in reversed(caller.get_hookimpls()):
-                registered: list[Any] = []
-                _trace(hook_name, impl.plugin_name, {})
-                try:
-                    impl.function(register=_checked_register(registered, base, impl.plugin_name))
-                except Exception as exc:
-                    if _strict():
-                        raise
-                    self._fail(impl.plugin_name, f"{hook_name} raised {_describe(exc)}")
+            for plugin in self.implementers(hook_name):
+                if plugin in self.failures:
                     continue
-                if impl.plugin_name in self.failures:
+                registered: list[Any] = []
+                if self.call_one(hook_name, plugin, register=_checked_register(registered, base, plugin)):
                     continue
                 registry = getattr(self, attr)
                 for item in registered:
                     if attr in UNIQUE_REGISTRIES and any(r.name == item.name for r in registry):
                         owner = next(self.owners[r] for r in registry if r.name == item.name)
-                        self.report_problem(impl.plugin_name, f"{_SINGULAR[attr]} {item.name!r} is already registered "
-                                                              f"by {owner}; this one is ignored")
+                        self.report_problem(plugin, f"{_SINGULAR[attr]} {item.name!r} is already registered "
+                                                    f"by {owner}; this one is ignored")
                         continue
-                    self.owners[item] = impl.plugin_name
+                    self.owners[item] = plugin
                     registry.append(item)
 
     def call_each(self, hook_name: str, kwargs_for: Callable[[str], dict[str, Any]]) -> list[str]:
         """Call ``hook_name`` plugin by plugin with ``kwargs_for(plugin_name)``; a plugin that raises is
         recorded as failed and dropped, the others still run. Returns the plugins that answered."""
         answered = []
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
-            kwargs = kwargs_for(impl.plugin_name)
-            _trace(hook_name, impl.plugin_name, kwargs)
-            try:
-                impl.function(**{name: kwargs[name] for name in impl.argnames})
-            except Exception as exc:
-                if _strict():
-                    raise
-                self._fail(impl.plugin_name, f"{hook_name} raised {_describe(exc)}")
-                continue
-            answered.append(impl.plugin_name)
+        for plugin in self.implementers(hook_name):
+            if self.call_one(hook_name, plugin, **kwargs_for(plugin)) is None:
+                answered.append(plugin)
         return answered
 
     def add_commands(self, cli: Any) -> None:
@@ -269,18 +315,10 @@ class PluginHost:
         self.call_each("register_commands", lambda _plugin: {"cli": cli})
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
-        """Tell every observer (``model_loaded``, ``model_unloaded``). An observer that raises is recorded
-        as a problem of its plugin (``corral plugins`` shows it) and logged; it never fails the caller."""
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
-            args = {name: kwargs[name] for name in impl.argnames}
-            _trace(hook_name, impl.plugin_name, args)
-            try:
-                impl.function(**args)
-            except Exception as exc:
-                if _strict():
-                    raise
-                log.warning("plugin %s: %s raised %s", impl.plugin_name, hook_name, _describe(exc), exc_info=True)
-                self.report_problem(impl.plugin_name, f"{hook_name} raised {_describe(exc)}")
+        """Tell every observer (``model_loaded``, ``model_unloaded``) through pluggy. An observer that
+        raises is recorded as a problem of its plugin (``corral plugins`` shows it) and logged; it never
+        fails the caller."""
+        self.hook(hook_name)(**kwargs)
 
 
 def _checked_register(into: list[Any], base: type, plugin: str) -> Callable[[Any], None]:
@@ -302,20 +340,20 @@ def _trace_enabled() -> bool:
     return os.environ.get("CORRAL_TRACE_HOOKS", "") not in ("", "0")
 
 
-def _trace(hook_name: str, plugin: str, args: dict[str, Any]) -> None:
-    """Hooks the host calls plugin by plugin bypass pluggy's tracer, so they trace here."""
-    if _trace_enabled():
-        shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
-        print(f"corral hook: {plugin}.{hook_name}({shown})", file=sys.stderr)
+def _trace_call(hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """pluggy's hook-call monitor: one stderr line per implementation a call will reach."""
+    for impl in reversed(hook_impls):
+        shown = ", ".join(f"{k}={kwargs[k]!r}" for k in impl.argnames if k in kwargs)
+        print(f"corral hook: {impl.plugin_name}.{hook_name}({shown})", file=sys.stderr)
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
-    """A plugin manager with Corral's hookspecs and nothing registered."""
+    """A plugin manager with Corral's hookspecs and nothing registered; with ``CORRAL_TRACE_HOOKS``
+    set, every hook call is printed through pluggy's ``add_hookcall_monitoring``."""
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     if _trace_enabled():
-        pm.trace.root.setwriter(lambda msg: print(msg, end="", file=sys.stderr))
-        pm.enable_tracing()
+        pm.add_hookcall_monitoring(_trace_call, lambda *_: None)
     return pm
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import attrs
 
-from corral.errors import CatalogError, Conflict, CorralError, NotFound
+from corral.errors import CatalogError, Conflict, NotFound
 from corral.records import CatalogEntry, Category, Format
 
 if TYPE_CHECKING:
@@ -165,25 +165,18 @@ def builtin_entries() -> list[CatalogEntry]:
 
 def plugin_entries(host: PluginHost) -> list[CatalogEntry]:
     """Entries plugins add through ``register_catalog``; a plugin whose entries are broken is reported."""
-    from corral.plugins import _strict, _trace
-
     found: list[CatalogEntry] = []
-    for impl in reversed(host.pm.hook.register_catalog.get_hookimpls()):
+    for plugin in host.implementers("register_catalog"):
         added: list[CatalogEntry] = []
 
-        def register(entry: CatalogEntry, _into: list = added, _plugin: str = impl.plugin_name) -> None:
+        def register(entry: CatalogEntry, _into: list = added, _plugin: str = plugin) -> None:
             if not isinstance(entry, CatalogEntry):
                 raise TypeError(f"plugin {_plugin!r} registered {entry!r}, which is not a CatalogEntry")
             _into.append(check_entry(attrs.evolve(entry, origin=_plugin), f"plugin {_plugin!r}"))
 
-        _trace("register_catalog", impl.plugin_name, {})
-        try:
-            impl.function(register=register)
-        except Exception as exc:  # a broken plugin must not break the catalog
-            if _strict():
-                raise
-            host.report_problem(impl.plugin_name, f"failed to add catalog entries: {exc}")
-            print(f"corral: plugin {impl.plugin_name!r} failed to add catalog entries: {exc}", file=sys.stderr)
+        failed = host.call_one("register_catalog", plugin, register=register)  # a problem of the plugin
+        if failed is not None:  # a broken plugin must not break the catalog
+            print(f"corral: plugin {plugin!r} failed to add catalog entries: {failed}", file=sys.stderr)
             continue
         found.extend(added)
     return found

@@ -146,21 +146,18 @@ def fit_report(library, ref: str, overrides: dict, lora_refs=()) -> dict:
     """The estimate for ``ref`` with its saved settings plus ``overrides``, beside free and measured memory."""
     from corral.convert import to_data
     from corral.estimate import estimate_memory, free_memory
+    from corral.loading.fit import shortfalls
     from corral.settings import apply_updates, merged_specs
 
     model = library.store.get_model(ref)
-    specs = merged_specs(s for d in library.candidate_drivers(model) for s in d.settings)
+    specs = merged_specs(s for d in library.host.drivers_for(model) for s in d.settings)
     settings = apply_updates(model.settings, overrides, (), specs, model.name)
     loras = [library.store.get_lora(r) for r in lora_refs]
     estimate = estimate_memory(model, settings, loras=loras)
     free_ram, free_vram = free_memory()
-    problems = []
-    if estimate.ram_bytes > free_ram:
-        problems.append(f"needs {human_size(estimate.ram_bytes)} of RAM, {human_size(free_ram)} free")
-    if estimate.vram_bytes and free_vram is None:
-        problems.append(f"needs {human_size(estimate.vram_bytes)} of GPU memory and no GPU was found")
-    elif estimate.vram_bytes and estimate.vram_bytes > free_vram:
-        problems.append(f"needs {human_size(estimate.vram_bytes)} of GPU memory, {human_size(free_vram)} free")
+    problems = shortfalls(estimate, free_ram, free_vram)
+    if estimate.vram_bytes and free_vram is None:  # the load would run it from system memory instead
+        problems.insert(0, f"asks for {human_size(estimate.vram_bytes)} of GPU memory and no GPU was found")
     measured = next((m for m in library.store.measurements(model.id) if _same_settings(m.settings, settings)), None)
     return {
         "model": model.name,

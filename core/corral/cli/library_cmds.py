@@ -9,6 +9,7 @@ import click
 
 from corral.cli.base import CATEGORY, App, emit_json, human_count, human_size, json_option, pass_app, table
 from corral.errors import CorralError
+from corral.loading import choose_driver
 
 
 
@@ -50,10 +51,27 @@ def print_model(model, detection=None) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"  {key.ljust(width)}  {value}")
-    if detection is not None:
-        click.echo(f"  confidence {detection.confidence:.2f}; because:")
-        for reason in detection.reasons:
+    # Detection's verdict: the import's own, else what the record kept of it.
+    confidence = detection.confidence if detection is not None else model.confidence
+    reasons = detection.reasons if detection is not None else model.reasons
+    if confidence is not None or reasons:
+        shown = f"confidence {confidence:.2f}" if confidence is not None else "detected"
+        click.echo(f"  {shown}; because:" if reasons else f"  {shown}")
+        for reason in reasons:
             click.echo(f"    - {reason}")
+
+
+def model_document(app: App, record, **extra) -> dict:
+    """The one JSON shape of a model that ``show``, ``edit`` and ``import`` print: the record under
+    ``model``, its LoRA records and the driver that would load it (``extra`` adds a command's own keys)."""
+    if record is None:
+        return {"model": None, "loras": [], "driver": None, **extra}
+    loras = app.library.store.list_loras(record.id)
+    try:
+        driver = getattr(choose_driver(app.library.host, record), "name", None)
+    except CorralError as exc:  # a driver setting naming a driver that cannot load it
+        driver = f"none ({exc})"
+    return {"model": record, "loras": loras, "driver": driver, **extra}
 
 
 @click.command("import")
@@ -96,7 +114,8 @@ def import_cmd(app: App, path, category, name, description, allow_unsafe, templa
         tags=tags or None,
     )
     if as_json:
-        emit_json(result)
+        emit_json(model_document(app, result.model, detection=result.detection, offer=result.offer,
+                                 candidates=result.candidates))
         return
     if result.model is None:
         click.echo(result.offer)
@@ -128,15 +147,20 @@ def scan_cmd(app: App, directory, layout, dry_run, allow_unsafe, as_json) -> Non
     from corral.adopt import scan
 
     entries = scan(app.library, directory, layout=layout, dry_run=dry_run, allow_unsafe=allow_unsafe)
+    added = sum(e.status in ("added", "would-add") for e in entries)
+    missing = sum(e.status == "missing" for e in entries)
     if as_json:
-        emit_json(entries)
+        counts: dict[str, int] = {}
+        for e in entries:
+            counts[e.status] = counts.get(e.status, 0) + 1
+        emit_json({"summary": {"added": added, "missing": missing, "looked_at": len(entries), "dry_run": dry_run,
+                               "statuses": counts},
+                   "entries": entries})
         return
     table([(e.status, e.name or "", e.category or "", e.path) for e in entries], ["STATUS", "NAME", "CATEGORY", "PATH"])
     for e in entries:
         if e.message:
             click.echo(f"{e.path}: {e.message}", err=True)
-    added = sum(e.status in ("added", "would-add") for e in entries)
-    missing = sum(e.status == "missing" for e in entries)
     gone = f", {missing} missing" if missing else ""
     click.echo(f"{added} model(s) {'would be added' if dry_run else 'added'}{gone}, {len(entries)} path(s) looked at.")
 
@@ -177,17 +201,13 @@ def ls_cmd(app: App, category, as_json) -> None:
 def show_cmd(app: App, model, as_json) -> None:
     """Show everything the library knows about MODEL (id or name)."""
     record = app.library.check_files(app.library.store.get_model(model))
-    loras = app.library.store.list_loras(record.id)
-    try:
-        driver = getattr(app.library.choose_driver(record), "name", None)
-    except CorralError as exc:  # a driver setting naming a driver that cannot load it
-        driver = f"none ({exc})"
+    document = model_document(app, record)
     if as_json:
-        emit_json({"model": record, "loras": loras, "driver": driver})
+        emit_json(document)
         return
     print_model(record)
-    click.echo(f"  driver: {driver or 'none installed for it'}")
-    for lora in loras:
+    click.echo(f"  driver: {document['driver'] or 'none installed for it'}")
+    for lora in document["loras"]:
         click.echo(f"  lora {lora.name}  {lora.path}  (weight {lora.weight})")
 
 
@@ -205,7 +225,7 @@ def edit_cmd(app: App, model, name, description, tags, untag, as_json) -> None:
     if tags or untag:
         record = app.library.retag(record.id, add=tags, remove=untag)
     if as_json:
-        emit_json(record)
+        emit_json(model_document(app, record))
     else:
         click.echo(f"Saved {record.name}.")
 

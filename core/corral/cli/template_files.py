@@ -170,7 +170,7 @@ FILES: dict[str, str] = {
         '\n'
         'import pytest\n'
         '\n'
-        'from corral.testing import write_tiny_gguf\n'
+        'from corral.testing import open_model, write_tiny_gguf\n'
         '\n'
         '\n'
         '@pytest.fixture\n'
@@ -181,7 +181,7 @@ FILES: dict[str, str] = {
         'def test_answers_with_the_saved_greeting(corral_library, tmp_path):\n'
         '    model = corral_library.import_path(write_tiny_gguf(tmp_path / "tiny.gguf")).model\n'
         '    corral_library.update_settings(model.name, {"greeting": "Howdy"})\n'
-        '    with corral_library.open_model(model.name) as handle:\n'
+        '    with open_model(corral_library, model.name) as handle:\n'
         '        answer = handle.chat([{"role": "user", "content": "how are you?"}])\n'
         '    assert answer.text == "Howdy, how are you?"\n'
     ),

@@ -8,7 +8,7 @@ The seam is one method and a close::
         def load(self, plan, *, lost) -> LoadedModel: ...
         def close(self) -> None: ...
 
-``plan`` is the checked :class:`corral.library.LoadPlan` (model, driver class, LoRAs, settings). ``lost``
+``plan`` is the checked :class:`corral.loading.LoadPlan` (model, driver class, LoRAs, settings). ``lost``
 is a callback the executor calls, once, from any thread, with the cause in words when the model goes
 away by itself (its process died, it was killed after ignoring a cancel); the runtime then marks it
 unloaded. The handle's tasks raise :class:`corral.errors.RunnerFailed` once it is gone, and
@@ -48,7 +48,7 @@ from corral.settings import CORE_SETTINGS
 
 if TYPE_CHECKING:
     from corral.ext.gpu import GpuVendor
-    from corral.library import LoadPlan
+    from corral.loading import LoadPlan
 
 log = logging.getLogger("corral.runtime")
 

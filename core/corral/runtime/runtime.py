@@ -1,8 +1,8 @@
-"""The runtime: the models this process holds loaded, under the load rules (:mod:`corral.runtime.rules`),
+"""The runtime: the models this process holds loaded, under the load rules (:mod:`corral.loading.rules`),
 each with its request queue (:mod:`corral.runtime.queue`). Where a model lives is its executor's business
 (:mod:`corral.runtime.executor`: this process, or a runner process of its own).
 
-Thread-safe. Loads within one slot (see :func:`corral.runtime.rules.slot`) are serialised, so two
+Thread-safe. Loads within one slot (see :func:`corral.loading.rules.slot`) are serialised, so two
 clients asking for the same model at once load it once, and two language models never end up loaded
 together. The library database is opened once per thread (SQLite connections stay in their thread).
 """
@@ -21,11 +21,12 @@ import attrs
 
 from corral.ext.driver import LoadedModel
 from corral.errors import Busy, NotFound
-from corral.library import Library, LoadPlan
-from corral.records import Category, LoraRequest, Model
+from corral.library import Library
+from corral.loading import LoadPlan, check_memory, plan_load, record_load
+from corral.loading.rules import config_key, same_slot, slot
+from corral.records import Category, LoraRequest, Model, byte_count
 from corral.runtime.executor import Executor, InProcess
 from corral.runtime.queue import MAX_WAITING, QueueClosed, RequestQueue, Turn
-from corral.runtime.rules import config_key, same_slot, slot
 
 log = logging.getLogger("corral.runtime")
 
@@ -43,8 +44,8 @@ class LoadedInfo:
     driver: str
     loras: tuple[str, ...]
     settings: Mapping[str, Any]
-    ram: int
-    vram: int
+    ram: int = byte_count("ram_bytes")
+    vram: int = byte_count("vram_bytes")
     loaded_at: float
     last_used: float
     expires_in: float | None
@@ -224,7 +225,7 @@ class Runtime:
         model = lib.store.get_model(ref)
         with self._slot_lock(model.category):
             # Read again under the lock: saved settings may have changed while waiting for it.
-            plan = with_slots(lib.plan_load(lib.store.get_model(model.id), loras=loras, overrides=settings))
+            plan = with_slots(plan_load(lib, lib.store.get_model(model.id), loras=loras, overrides=settings))
             key = config_key(model.id, plan.loras, plan.settings)
             with self._state:
                 victims = [e for e in self._loaded.values() if same_slot(e.model.category, model.category, self.host)]
@@ -238,7 +239,7 @@ class Runtime:
                 return current
             reclaimable = (sum(v.current_memory().get("ram", 0) for v in victims),
                            sum(v.current_memory().get("vram", 0) for v in victims))
-            lib.check_memory(plan, force=force, reclaimable=reclaimable)
+            check_memory(plan, force=force, reclaimable=reclaimable)
             if self._closed:  # shutdown began while this load waited for the slot
                 raise Busy("the server is shutting down")
             for victim in victims:
@@ -264,7 +265,7 @@ class Runtime:
             lib.store.release_lease(model.id, self.pid)
             raise
         try:
-            memory = lib.record_load(plan, handle)
+            memory = record_load(lib, plan, handle)
         except BaseException:
             handle.unload()
             lib.store.release_lease(model.id, self.pid)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import CorralError, InvalidRequest
+from corral.loading import choose_driver
 from corral.records import ChatResult
 from corral.server.bodies import (
     CHAT_FIELDS,
@@ -59,7 +60,7 @@ def _served_by(service: Service, model: Any) -> str | None:
     if entry is not None:
         return entry.driver
     try:
-        return getattr(service.runtime.lib().choose_driver(model), "name", None)
+        return getattr(choose_driver(service.runtime.lib().host, model), "name", None)
     except CorralError:
         return None
 

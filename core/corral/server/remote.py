@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from corral.loading import open_model
 from corral.records import ChatResult
 from corral.server.client import Client, connect
 
@@ -126,7 +127,7 @@ def use_model(
     """The model ``ref`` on the running server (loaded there as asked), or loaded in this process."""
     client = connect()
     if client is None:
-        with app.library.open_model(ref, loras=loras, overrides=overrides, force=force) as handle:
+        with open_model(app.library, ref, loras=loras, overrides=overrides, force=force) as handle:
             yield handle
         return
     if loras or overrides or force:

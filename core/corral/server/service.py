@@ -101,7 +101,7 @@ class Service:
         """Library models that an installed plugin can serve (this thread's database connection)."""
         library = self.runtime.lib()
         for model in library.store.list_models():
-            if any(self.usable(d) for d in library.candidate_drivers(model)):
+            if any(self.usable(d) for d in library.host.drivers_for(model)):
                 yield model
 
 

@@ -27,6 +27,7 @@ import pytest
 
 from corral.driver import Driver, GpuVendor
 from corral.errors import CorralError
+from corral.loading import driver_for, open_model
 from corral.plugins import REGISTRATION_HOOKS, PluginHost
 from corral.records import BackendStatus, Category, Format, GpuInfo, SettingSpec
 from corral.testing.sample import (
@@ -192,7 +193,7 @@ class Conformance:
             self._driver(corral_library, corral_plugin, model)
             task = sample.task_for(model.category)
             for _ in range(2):
-                with corral_library.open_model(model.id, overrides=sample.settings) as handle:
+                with open_model(corral_library, model.id, overrides=sample.settings) as handle:
                     answer = call_task(handle, task, sample.params)
                     check_answer(task, answer)
                     if task in ("chat", "complete"):
@@ -281,7 +282,7 @@ class Conformance:
                 for d in owned(library.host, plugin, "drivers")
             )
         )
-        return library.driver_for(model)
+        return driver_for(library.host, model)
 
     @staticmethod
     def _import(library: Any, sample: Sample) -> Any:

@@ -8,6 +8,7 @@ import torch
 
 from corral.api import CorralError, InvalidRequest, NotFound
 from tiny_pipelines import same
+from corral.testing import open_model
 
 PROMPT = "a red square on a white field"
 
@@ -26,7 +27,7 @@ def test_image_of_asked_size_equal_to_raw_diffusers(request, library, which, siz
     files = request.getfixturevalue(which)
     model = library.import_path(files.folder).model
     width, height = size
-    with library.open_model(model.id) as handle:
+    with open_model(library, model.id) as handle:
         images = handle.imagine(PROMPT, steps=2, width=width, height=height, seed=7, guidance=3.0)
     assert len(images) == 1 and images[0].size == size
     raw = _raw(files.folder, PROMPT, seed=7, num_inference_steps=2, width=width, height=height, guidance_scale=3.0)
@@ -35,7 +36,7 @@ def test_image_of_asked_size_equal_to_raw_diffusers(request, library, which, siz
 
 def test_same_seed_same_image_other_seed_other_image(library, sdxl):
     model = library.import_path(sdxl.folder).model
-    with library.open_model(model.id) as handle:
+    with open_model(library, model.id) as handle:
         first = handle.imagine(PROMPT, steps=2, width=64, height=64, seed=1)[0]
         again = handle.imagine(PROMPT, steps=2, width=64, height=64, seed=1)[0]
         other = handle.imagine(PROMPT, steps=2, width=64, height=64, seed=2)[0]
@@ -56,7 +57,7 @@ def test_image_to_image_from_a_file_and_a_pil_image(request, library, tmp_path, 
     path = tmp_path / "input.png"
     source.save(path)
     width, height = size
-    with library.open_model(model.id) as handle:
+    with open_model(library, model.id) as handle:
         text = handle.imagine(PROMPT, steps=2, width=width, height=height, seed=5)[0]
         light = handle.imagine(PROMPT, image=path, strength=0.3, steps=4, width=width, height=height, seed=5)[0]
         again = handle.imagine(PROMPT, image=source, strength=0.3, steps=4, width=width, height=height, seed=5)[0]
@@ -78,7 +79,7 @@ def test_bad_requests_are_corral_errors(library, sdxl, tmp_path):
     model = library.import_path(sdxl.folder).model
     garbage = tmp_path / "not-an-image.png"
     garbage.write_text("hello")
-    with library.open_model(model.id) as handle:
+    with open_model(library, model.id) as handle:
         with pytest.raises(InvalidRequest, match="multiples of 2"):
             handle.imagine(PROMPT, width=63, height=64)
         with pytest.raises(InvalidRequest, match="both width and height"):
@@ -103,12 +104,12 @@ def test_the_wrong_task_and_a_missing_folder_are_corral_errors(library, sdxl, tm
     copy = tmp_path / "copy"
     shutil.copytree(sdxl.folder, copy)
     model = library.import_path(copy).model
-    with library.open_model(model.id) as handle:
+    with open_model(library, model.id) as handle:
         with pytest.raises(CorralError, match="cannot chat"):
             handle.chat([{"role": "user", "content": "hi"}])
     shutil.rmtree(copy / "unet")
     with pytest.raises(CorralError, match="unet") as err:
-        with library.open_model(model.id):
+        with open_model(library, model.id):
             pass
     assert model.name in str(err.value)
 
@@ -118,7 +119,7 @@ def test_image_to_image_with_no_step_left_is_refused(library, sdxl, tmp_path):
 
     model = library.import_path(sdxl.folder).model
     source = Image.new("RGB", (64, 64), (10, 10, 200))
-    with library.open_model(model.id) as handle:
+    with open_model(library, model.id) as handle:
         with pytest.raises(InvalidRequest, match="1 steps at strength 0.3 leave no step to run"):
             handle.imagine(PROMPT, image=source, steps=1)
         assert handle.imagine(PROMPT, image=source, steps=1, strength=1.0)[0].size == (64, 64)

@@ -9,6 +9,7 @@ import io
 import pytest
 
 from tiny_pipelines import same
+from corral.testing import open_model
 
 httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
@@ -29,7 +30,7 @@ def test_images_over_http_equal_in_process_ones(server, library, flux, run, tmp_
     from PIL import Image
 
     model = library.import_path(flux.folder, name="tiny-flux").model
-    with library.open_model(model.id) as handle:
+    with open_model(library, model.id) as handle:
         expected = handle.imagine("a red square", steps=2, width=32, height=16, seed=4)[0]
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
     answer = client.images.generate(model="tiny-flux", prompt="a red square", size="32x16",

@@ -7,12 +7,13 @@ import pytest
 
 from corral.api import Incompatible
 from tiny_pipelines import pixels, same
+from corral.testing import open_model
 
 PROMPT = "a red square on a white field"
 
 
 def _image(library, ref, loras=(), size=(32, 32)):
-    with library.open_model(ref, loras=loras) as handle:
+    with open_model(library, ref, loras=loras) as handle:
         return handle.imagine(PROMPT, steps=2, width=size[0], height=size[1], seed=4)[0]
 
 

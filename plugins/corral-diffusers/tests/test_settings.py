@@ -7,13 +7,14 @@ import torch
 
 from corral.api import InvalidSetting
 from tiny_pipelines import pixels
+from corral.testing import open_model
 
 PROMPT = "a red square on a white field"
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def _run(library, ref, **settings):
-    with library.open_model(ref, overrides=settings) as handle:
+    with open_model(library, ref, overrides=settings) as handle:
         image = handle.imagine(PROMPT, steps=2, width=64, height=64, seed=6)[0]
         return image, handle.memory(), handle
 

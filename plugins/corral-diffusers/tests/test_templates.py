@@ -12,6 +12,7 @@ import pytest
 from corral.api import Incompatible, NotFound
 from corral.api import Category, ComponentKind, Format
 from tiny_pipelines import same
+from corral.testing import open_model
 
 VAE, CLIP_L, CLIP_G, T5XXL = ComponentKind.VAE, ComponentKind.CLIP_L, ComponentKind.CLIP_G, ComponentKind.T5XXL
 PROMPT = "a red square on a white field"
@@ -28,7 +29,7 @@ def _flux_parts(files):
 
 
 def _image(library, ref, size, **settings):
-    with library.open_model(ref, overrides=settings) as handle:
+    with open_model(library, ref, overrides=settings) as handle:
         return handle.imagine(PROMPT, steps=2, width=size[0], height=size[1], seed=9)[0]
 
 
@@ -82,7 +83,7 @@ def test_an_sdxl_all_in_one_checkpoint_loads_its_own_parts(library, tmp_path):
     # Every weight, buffer and config equals the folder's; the pooled CLIP-G embedding still differs by
     # about 3e-7 (float rounding of the in-memory OpenCLIP conversion), at most one level in a pixel.
     assert same_but_rounding(image, reference)
-    with library.open_model(folder.id) as handle:  # while another seed is far more than rounding away
+    with open_model(library, folder.id) as handle:  # while another seed is far more than rounding away
         other = handle.imagine(PROMPT, steps=2, width=64, height=64, seed=10)[0]
     assert not same_but_rounding(image, other)
 
@@ -154,7 +155,7 @@ def test_a_removed_component_refuses_the_load_listing_what_is_missing(library, f
     library.remove_component(model.id, CLIP_L)
     library.remove_component(model.id, T5XXL)
     with pytest.raises(Incompatible) as err:
-        with library.open_model(model.id):
+        with open_model(library, model.id):
             pass
     assert "needs clip-l, t5xxl" in str(err.value)
     assert f"corral component add {model.name} t5xxl PATH" in str(err.value)
@@ -188,7 +189,7 @@ def test_config_found_in_the_hugging_face_cache_or_clearly_not(library, flux, tm
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(cache))
     model = library.import_path(flux.parts["transformer"], template="flux", components=_flux_parts(flux)).model
     with pytest.raises(NotFound) as err:
-        with library.open_model(model.id):
+        with open_model(library, model.id):
             pass
     assert "black-forest-labs/FLUX.1-dev" in str(err.value) and "config=DIR" in str(err.value)
     # The cache layout huggingface_hub writes: refs/main names the snapshot folder.
@@ -204,7 +205,7 @@ def test_component_kinds_without_a_place_are_refused_at_load(library, sdxl, flux
     model = library.import_path(flux.folder).model
     library.add_component(model.id, CLIP_G, sdxl.parts["clip_g"])
     with pytest.raises(Incompatible, match="a clip-g component has no place in a FluxPipeline"):
-        with library.open_model(model.id):
+        with open_model(library, model.id):
             pass
 
 

@@ -12,6 +12,7 @@ from corral.api import Unsupported
 from corral.api import Incompatible
 from corral.api import ComponentKind
 from tiny_pipelines import same
+from corral.testing import open_model
 
 PROMPT = "a dancing square"
 
@@ -21,7 +22,7 @@ def test_frames_from_a_pipeline_folder_equal_raw_diffusers(library, wan):
 
     model = library.import_path(wan.folder).model
     assert {"video", "text-to-video"} <= set(model.tags)
-    with library.open_model(model.id) as handle:
+    with open_model(library, model.id) as handle:
         frames = handle.imagine(PROMPT, steps=2, width=16, height=16, num_frames=5, seed=2, guidance=4.0)
         with pytest.raises(Unsupported, match="not tagged for image-to-video"):
             handle.imagine(PROMPT, image=frames[0], steps=2)
@@ -49,14 +50,14 @@ def test_video_template_from_separate_files(library, wan):
     assert model.tags == ("video",) and model.facts.architecture == "wan"
     folder = library.import_path(wan.folder).model
     settings = {"config": str(wan.config)}
-    with library.open_model(model.id, overrides=settings) as handle:
+    with open_model(library, model.id, overrides=settings) as handle:
         mine = handle.imagine(PROMPT, steps=2, width=16, height=16, num_frames=5, seed=3)
-    with library.open_model(folder.id) as handle:
+    with open_model(library, folder.id) as handle:
         reference = handle.imagine(PROMPT, steps=2, width=16, height=16, num_frames=5, seed=3)
     assert len(mine) == 5 and all(same(a, b) for a, b in zip(mine, reference))
     library.remove_component(model.id, ComponentKind.T5XXL)
     with pytest.raises(Incompatible, match="the pipeline needs t5xxl, found neither attached nor in") as err:
-        with library.open_model(model.id, overrides=settings):
+        with open_model(library, model.id, overrides=settings):
             pass
     assert "corral component add" in str(err.value)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import corral_kokoro
+from corral.testing import driver_for
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +45,7 @@ def speech(kokoro_dir, tmp_path_factory):
         patch.setenv("HF_HUB_OFFLINE", "1")
         library = open_library(tmp_path_factory.mktemp("home"), build_host(entry_points=False, plugins=[corral_kokoro]))
         model = library.import_path(kokoro_dir, name="tiny").model
-        handle = library.driver_for(model)().load(model, {"device": "cpu"})
+        handle = driver_for(library.host, model)().load(model, {"device": "cpu"})
         yield handle
         handle.unload()
         library.store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from corral.testing import open_model
 
 torch = pytest.importorskip("torch")
 
@@ -13,7 +14,7 @@ def test_speaks_on_the_gpu(library, kokoro_dir):
     model = library.import_path(kokoro_dir, name="tiny").model
     lengths = {}
     for device in ("cpu", "cuda"):
-        with library.open_model(model.id, overrides={"device": device}) as handle:
+        with open_model(library, model.id, overrides={"device": device}) as handle:
             assert handle.kmodel.device.type == device
             samples, rate = handle.speak("Hello there, friend.", voice="af_heart")
             zh, _ = handle.speak("你好，朋友。", speed=2.0)
@@ -30,7 +31,7 @@ def test_speaks_on_the_gpu(library, kokoro_dir):
 
 def test_default_device_is_the_gpu(library, kokoro_dir):
     model = library.import_path(kokoro_dir, name="tiny").model
-    with library.open_model(model.id) as handle:
+    with open_model(library, model.id) as handle:
         assert handle.device == "cuda" and handle.kmodel.device.type == "cuda"
         samples, rate = handle.speak("Hi.", lang="a")
         assert rate == 24000 and len(samples) > 0

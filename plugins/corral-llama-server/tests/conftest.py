@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from corral.testing import open_model
 
 #: corral-llamacpp's test files: a runnable tiny LLaVA projector and small PNGs, reused here.
 LLAMACPP_TESTS = Path(__file__).resolve().parents[2] / "corral-llamacpp" / "tests"
@@ -58,5 +59,5 @@ def gemma_library(tmp_path_factory, gemma_path):
 @pytest.fixture(scope="module")
 def gemma(gemma_library):
     """The real Gemma 3 270M, loaded once per module through Corral with 8 slots."""
-    with gemma_library.open_model("gemma", overrides=GEMMA_SETTINGS) as handle:
+    with open_model(gemma_library, "gemma", overrides=GEMMA_SETTINGS) as handle:
         yield handle

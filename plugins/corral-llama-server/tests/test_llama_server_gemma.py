@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from corral.api import ChatResult, drain
+from corral.testing import open_model
 
 pytestmark = pytest.mark.slow
 
@@ -71,17 +72,17 @@ def test_eight_concurrent_requests_each_get_their_own_answer(gemma):
 def test_quantized_kv_cache_answers(gemma_library):
     quantized = {"n_ctx": 256, "threads": 1, "parallel": 2, "flash_attn": True, "cache_type_k": "q8_0",
                  "cache_type_v": "q8_0"}
-    with gemma_library.open_model("gemma", overrides=quantized) as handle:
+    with open_model(gemma_library, "gemma", overrides=quantized) as handle:
         answer = handle.complete("The three primary colours are", temperature=0, seed=1, max_tokens=8)
     assert answer.text.strip() and answer.completion_tokens == 8
 
 
 def test_speculative_decoding_with_a_draft_model_keeps_the_greedy_answer(gemma_library, gemma_path):
     plain = {"n_ctx": 256, "threads": 1, "parallel": 1}
-    with gemma_library.open_model("gemma", overrides=plain) as handle:
+    with open_model(gemma_library, "gemma", overrides=plain) as handle:
         alone = handle.complete("1, 2, 3, 4, 5,", temperature=0, seed=1, max_tokens=16)
         ram = handle.memory()["ram"]
     drafted = {**plain, "draft_model": str(gemma_path), "draft_max": 8}
-    with gemma_library.open_model("gemma", overrides=drafted) as handle:
+    with open_model(gemma_library, "gemma", overrides=drafted) as handle:
         assert handle.memory()["ram"] > ram  # the draft model is loaded beside it
         assert handle.complete("1, 2, 3, 4, 5,", temperature=0, seed=1, max_tokens=16).text == alone.text

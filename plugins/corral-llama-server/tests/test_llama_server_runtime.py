@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from corral.api import QueueFull
+from corral.testing import driver_for
 
 FAST = {"threads": 1, "n_ctx": 256}
 WAIT = 60
@@ -111,9 +112,9 @@ def test_driver_setting_picks_this_driver_over_llamacpp(tmp_path, tiny_path):
     with installed_host(corral_llamacpp, corral_llama_server) as host:
         library = open_library(tmp_path / "home", host)
         model = library.import_path(tiny_path).model
-        assert library.driver_for(model).name == "llamacpp"
+        assert driver_for(library.host, model).name == "llamacpp"
         library.update_settings(model.name, {"driver": "llama-server", **FAST})
-        assert library.driver_for(library.store.get_model(model.name)).name == "llama-server"
+        assert driver_for(library.host, library.store.get_model(model.name)).name == "llama-server"
         shown = as_json(CliRunner(env={"CORRAL_HOME": str(tmp_path / "home")}).invoke(
             build_cli(), ["show", model.name, "--json"]))
         assert shown["driver"] == "llama-server"
@@ -127,5 +128,5 @@ def test_driver_setting_picks_this_driver_over_llamacpp(tmp_path, tiny_path):
             assert runtime.ps()[0].driver == "llama-server"
         library.update_settings(model.name, {"driver": "nonesuch"})
         with pytest.raises(Exception, match="driver setting names 'nonesuch'.*drivers that can: llamacpp, llama-server"):
-            library.driver_for(library.store.get_model(model.name))
+            driver_for(library.host, library.store.get_model(model.name))
         library.store.close()

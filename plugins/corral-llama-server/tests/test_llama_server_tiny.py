@@ -14,6 +14,7 @@ from corral.api import CorralError, DetectionError, Incompatible, InvalidSetting
 from corral.api import Category, ComponentKind, Format, LoraRequest
 from corral_llama_server import LlamaServerDriver
 from factories import truncate_copy, write_lora_gguf
+from corral.testing import open_model
 
 FAST = {"threads": 1, "n_ctx": 256, "parallel": 2}
 GREEDY = {"temperature": 0, "max_tokens": 4}
@@ -57,7 +58,7 @@ def test_check_reports_version_and_devices():
 
 
 def test_chat_completion_and_stream_on_slots(library, tiny):
-    with library.open_model(tiny.name, overrides=FAST) as handle:
+    with open_model(library, tiny.name, overrides=FAST) as handle:
         assert handle.parallel == 2 and handle.context_length == 256
         assert (handle.template.name, handle.template.origin) == ("llama2", "built-in for architecture llama")
         answer = handle.chat([{"role": "user", "content": "hello world"}], seed=3, **GREEDY)
@@ -81,14 +82,14 @@ def test_chat_completion_and_stream_on_slots(library, tiny):
 
 def test_settings_reach_llama_cpp(library, tiny):
     with pytest.raises(InvalidSetting, match="cache_type_v=q8_0 needs flash attention"):
-        library.open_model(tiny.name, overrides={**FAST, "cache_type_v": "q8_0"}).__enter__()
+        open_model(library, tiny.name, overrides={**FAST, "cache_type_v": "q8_0"}).__enter__()
     with pytest.raises(InvalidSetting, match="n_ubatch .* cannot be larger than n_batch"):
-        library.open_model(tiny.name, overrides={**FAST, "n_batch": 64, "n_ubatch": 128}).__enter__()
-    with library.open_model(tiny.name, overrides=FAST) as handle:
+        open_model(library, tiny.name, overrides={**FAST, "n_batch": 64, "n_ubatch": 128}).__enter__()
+    with open_model(library, tiny.name, overrides=FAST) as handle:
         plain = first_logprobs(handle)
-    with library.open_model(tiny.name, overrides={**FAST, "rope_freq_base": 500.0}) as handle:
+    with open_model(library, tiny.name, overrides={**FAST, "rope_freq_base": 500.0}) as handle:
         assert first_logprobs(handle) != plain
-    with library.open_model(tiny.name, overrides={**FAST, "n_ctx": 128, "parallel": 3}) as handle:
+    with open_model(library, tiny.name, overrides={**FAST, "n_ctx": 128, "parallel": 3}) as handle:
         assert (handle.parallel, handle.context_length) == (3, 128)
 
 
@@ -96,7 +97,7 @@ def test_no_tcp_port_is_opened(library, tiny):
     import psutil
 
     before = {c.laddr for c in psutil.Process().net_connections(kind="inet")}
-    with library.open_model(tiny.name, overrides=FAST) as handle:
+    with open_model(library, tiny.name, overrides=FAST) as handle:
         handle.complete("hello", **GREEDY)
         during = {c.laddr for c in psutil.Process().net_connections(kind="inet")}
         sockets = [c.laddr for c in psutil.Process().net_connections(kind="unix") if "corral-llama-server" in str(c.laddr)]
@@ -106,9 +107,9 @@ def test_no_tcp_port_is_opened(library, tiny):
 
 def test_lora_is_applied_and_a_mismatched_one_refused(library, tiny, tmp_path):
     lora = library.add_lora(tiny.name, write_lora_gguf(tmp_path / "fit.gguf", alpha=64.0))
-    with library.open_model(tiny.name, overrides=FAST) as handle:
+    with open_model(library, tiny.name, overrides=FAST) as handle:
         plain = first_logprobs(handle)
-    with library.open_model(tiny.name, loras=[f"{lora.name}=4"], overrides=FAST) as handle:
+    with open_model(library, tiny.name, loras=[f"{lora.name}=4"], overrides=FAST) as handle:
         assert handle.loras == (LoraRequest(lora=lora, weight=4.0),)
         adapted = first_logprobs(handle)
     assert adapted != plain
@@ -117,7 +118,7 @@ def test_lora_is_applied_and_a_mismatched_one_refused(library, tiny, tmp_path):
     # A file swapped after binding is checked again at load.
     write_lora_gguf(tmp_path / "fit.gguf", n_embd=32)
     with pytest.raises(Incompatible, match="LoRA expects 32 inputs, base has 64"):
-        library.open_model(tiny.name, loras=[lora.name], overrides=FAST).__enter__()
+        open_model(library, tiny.name, loras=[lora.name], overrides=FAST).__enter__()
 
 
 def test_images_reach_the_model_through_the_projector(library, tiny, tmp_path):
@@ -131,14 +132,14 @@ def test_images_reach_the_model_through_the_projector(library, tiny, tmp_path):
         content = [*({"type": "image_url", "image_url": {"url": u}} for u in urls), {"type": "text", "text": "hi"}]
         return handle.chat([{"role": "user", "content": content}], logprobs=True, seed=0, **GREEDY)
 
-    with library.open_model(tiny.name, overrides=FAST) as handle:
+    with open_model(library, tiny.name, overrides=FAST) as handle:
         with pytest.raises(Unsupported, match="no mmproj component; attach one with `corral component add tiny-chat"):
             ask(handle, url(0))
     vision = library.add_component(tiny.name, ComponentKind.MMPROJ, write_llava_mmproj(tmp_path / "mmproj.gguf"))
     assert vision.category == Category.MULTIMODAL
     picture = tmp_path / "picture.png"
     picture.write_bytes(png_bytes(seed=0))
-    with library.open_model(vision.name, overrides=FAST) as handle:
+    with open_model(library, vision.name, overrides=FAST) as handle:
         one, two, other = ask(handle, url(0)), ask(handle, url(0), url(0)), ask(handle, url(5))
         from_file, from_uri = ask(handle, str(picture)), ask(handle, picture.as_uri())
         assert two.prompt_tokens > one.prompt_tokens  # each image is embeddings in the prompt
@@ -160,14 +161,14 @@ def test_embeddings_and_rerank(library, tmp_path, tiny_path):
     embedder = library.import_path(rewrite_gguf(tiny_path, tmp_path / "embed.gguf", set_uint32={"llama.pooling_type": 1}))
     ranker = library.import_path(rewrite_gguf(tiny_path, tmp_path / "rank.gguf", set_uint32={"llama.pooling_type": 4}))
     assert (embedder.model.category, ranker.model.category) == (Category.EMBEDDING, Category.RERANK)
-    with library.open_model(embedder.model.name, overrides=FAST) as handle:
+    with open_model(library, embedder.model.name, overrides=FAST) as handle:
         vectors = handle.embed(["hello world", "the cat", "hello world"])
         assert len(vectors) == 3 and {len(v) for v in vectors} == {64}
         assert vectors[0] == pytest.approx(vectors[2], abs=1e-5) and vectors[0] != pytest.approx(vectors[1], abs=1e-3)
         assert sum(x * x for x in vectors[0]) == pytest.approx(1.0, abs=1e-3)  # normalised
         with pytest.raises(Unsupported):
             handle.chat([{"role": "user", "content": "hi"}])
-    with library.open_model(ranker.model.name, overrides=FAST) as handle:
+    with open_model(library, ranker.model.name, overrides=FAST) as handle:
         ranked = handle.rerank("hello", ["a b", "hello world", "c"])
         assert sorted(i for i, _ in ranked) == [0, 1, 2]
         assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
@@ -179,14 +180,14 @@ def test_broken_files_are_refused_with_the_file_named(library, tiny, tiny_path, 
 
     missing = library.import_path(rewrite_gguf(tiny_path, tmp_path / "missing.gguf", drop_tensor="blk.0.attn_q.weight"))
     with pytest.raises(DetectionError, match=r"missing.gguf: llama.cpp could not load this GGUF: .*blk.0.attn_q.weight"):
-        library.open_model(missing.model.name, overrides=FAST).__enter__()
+        open_model(library, missing.model.name, overrides=FAST).__enter__()
     import attrs
 
     truncate_copy(tiny_path, tmp_path / "cut.gguf", 200_000)
     moved = attrs.evolve(tiny, path=tmp_path / "cut.gguf", paths=(tmp_path / "cut.gguf",))
     with pytest.raises(DetectionError, match="cut.gguf"):
         LlamaServerDriver().load(moved, FAST)
-    with library.open_model(tiny.name, overrides=FAST) as handle:  # this process is fine
+    with open_model(library, tiny.name, overrides=FAST) as handle:  # this process is fine
         assert handle.complete("hello", **GREEDY).completion_tokens == 4
 
 

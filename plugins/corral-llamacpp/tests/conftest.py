@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # llamacpp_factories
 
 from llamacpp_factories import GEMMA_SETTINGS  # noqa: E402
+from corral.testing import open_model
 
 
 @pytest.fixture
@@ -53,5 +54,5 @@ def gemma_library(tmp_path_factory, gemma_path):
 @pytest.fixture(scope="module")
 def gemma(gemma_library):
     """The real Gemma 3 270M, loaded once per module through Corral (small context, one thread)."""
-    with gemma_library.open_model("gemma", overrides=GEMMA_SETTINGS) as handle:
+    with open_model(gemma_library, "gemma", overrides=GEMMA_SETTINGS) as handle:
         yield handle

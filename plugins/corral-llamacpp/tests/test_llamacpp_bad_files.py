@@ -17,6 +17,7 @@ import pytest
 from corral.api import DetectionError
 from factories import truncate_copy, write_tiny_gguf
 from llamacpp_factories import rewrite_gguf
+from corral.testing import open_model
 
 FAST = {"threads": 1, "n_ctx": 256}
 
@@ -25,7 +26,7 @@ FAST = {"threads": 1, "n_ctx": 256}
 def held(library, tmp_path):
     """A good model, loaded and kept loaded while the tests break other ones."""
     model = library.import_path(write_tiny_gguf(tmp_path / "good" / "held.gguf"), name="held").model
-    with library.open_model(model.name, overrides=FAST) as handle:
+    with open_model(library, model.name, overrides=FAST) as handle:
         yield handle
 
 
@@ -45,7 +46,7 @@ def assert_still_serving(held):
 
 
 def load(library, name):
-    with library.open_model(name, overrides=FAST):
+    with open_model(library, name, overrides=FAST):
         pass
 
 

@@ -13,6 +13,7 @@ import pytest
 from llamacpp_factories import GEMMA_SETTINGS
 from corral.api import CorralError
 from corral.api import ChatResult
+from corral.testing import open_model
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +42,7 @@ def test_naive_fallback_answers_empty_where_corrals_template_answers(gemma_libra
         raw.close()
     assert naive["choices"][0]["message"]["content"] == ""
     # The same format chosen through Corral's chat_format setting: still empty.
-    with gemma_library.open_model("gemma", overrides={**GEMMA_SETTINGS, "chat_format": "llama-2"}) as handle:
+    with open_model(gemma_library, "gemma", overrides={**GEMMA_SETTINGS, "chat_format": "llama-2"}) as handle:
         assert handle.template is None
         assert handle.chat(QUESTION, **GREEDY).text == ""
     assert gemma.chat(QUESTION, **GREEDY).text.strip()
@@ -72,12 +73,12 @@ def test_streaming_yields_pieces_while_generating(gemma):
 
 def test_n_ctx_is_honoured(gemma_library, gemma):
     assert gemma.context_length == GEMMA_SETTINGS["n_ctx"]
-    with gemma_library.open_model("gemma", overrides={**GEMMA_SETTINGS, "n_ctx": 512}) as small:
+    with open_model(gemma_library, "gemma", overrides={**GEMMA_SETTINGS, "n_ctx": 512}) as small:
         assert small.context_length == 512
         with pytest.raises(CorralError, match=r"the prompt is \d+ tokens but the context holds 512"):
             small.chat([{"role": "user", "content": "Paris is lovely. " * 200}])
     model = gemma_library.store.get_model("gemma")
-    with gemma_library.open_model("gemma", overrides={**GEMMA_SETTINGS, "n_ctx": 0}) as own:
+    with open_model(gemma_library, "gemma", overrides={**GEMMA_SETTINGS, "n_ctx": 0}) as own:
         assert own.context_length == model.facts.context_length == 32768
 
 
@@ -121,12 +122,12 @@ def test_chat_template_setting_overrides_the_choice(gemma_library, gemma):
     )
     gemma_library.update_settings("gemma", {"chat_template": turns})
     try:
-        with gemma_library.open_model("gemma", overrides=GEMMA_SETTINGS) as custom:
+        with open_model(gemma_library, "gemma", overrides=GEMMA_SETTINGS) as custom:
             assert (custom.template.name, custom.template.origin) == ("custom", "chat_template setting")
             assert custom.template.stops == ("<end_of_turn>", "<start_of_turn>")
             assert custom.chat(QUESTION, **GREEDY).text == gemma.chat(QUESTION, **GREEDY).text
         gemma_library.update_settings("gemma", {"chat_template": "chatml"})
-        with gemma_library.open_model("gemma", overrides=GEMMA_SETTINGS) as chatml:
+        with open_model(gemma_library, "gemma", overrides=GEMMA_SETTINGS) as chatml:
             assert chatml.template.name == "chatml"
     finally:
         gemma_library.update_settings("gemma", {}, unset=["chat_template"])
@@ -138,7 +139,7 @@ def test_saved_system_prompt_and_sampling_defaults_apply(gemma_library, gemma):
     system = {"role": "system", "content": "You answer in one word."}
     gemma_library.update_settings("gemma", {"system_prompt": system["content"], "max_tokens": 3, "temperature": 0})
     try:
-        with gemma_library.open_model("gemma", overrides=GEMMA_SETTINGS) as tuned:
+        with open_model(gemma_library, "gemma", overrides=GEMMA_SETTINGS) as tuned:
             told = tuned.chat(QUESTION, seed=0)  # no sampling parameters: the saved ones
             explicit = gemma.chat([system, *QUESTION], temperature=0, max_tokens=3, seed=0)
             assert (told.text, told.prompt_tokens, told.completion_tokens) == (

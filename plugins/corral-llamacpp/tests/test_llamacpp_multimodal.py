@@ -12,6 +12,7 @@ from corral.api import CorralError, Incompatible, InvalidSetting
 from corral.api import Category, ComponentKind
 from factories import write_mmproj_gguf
 from llamacpp_factories import png_bytes, write_llava_mmproj
+from corral.testing import open_model
 
 FAST = {"threads": 1, "n_ctx": 512}
 GREEDY = {"temperature": 0, "max_tokens": 8}
@@ -37,7 +38,7 @@ def vision(library, tiny, tmp_path):
 
 
 def test_image_goes_through_the_projector_into_the_answer(library, vision, tmp_path):
-    with library.open_model(vision.name, overrides=FAST) as handle:
+    with open_model(library, vision.name, overrides=FAST) as handle:
         one = handle.chat([{"role": "user", "content": [image(data_url()), TEXT]}], **GREEDY)
         two = handle.chat([{"role": "user", "content": [image(data_url()), image(data_url()), TEXT]}], **GREEDY)
         other = handle.chat([{"role": "user", "content": [image(data_url(seed=5)), TEXT]}], **GREEDY)
@@ -57,7 +58,7 @@ def test_image_goes_through_the_projector_into_the_answer(library, vision, tmp_p
 
 
 def test_image_input_errors_are_clear(library, vision):
-    with library.open_model(vision.name, overrides=FAST) as handle:
+    with open_model(library, vision.name, overrides=FAST) as handle:
         with pytest.raises(CorralError, match="remote image URLs are not fetched"):
             handle.chat([{"role": "user", "content": [image("https://example.com/cat.png"), TEXT]}])
         with pytest.raises(CorralError, match="not valid base64"):
@@ -73,7 +74,7 @@ def test_image_input_errors_are_clear(library, vision):
 
 
 def test_image_to_a_model_without_projector_says_how_to_attach_one(library, tiny):
-    with library.open_model(tiny.name, overrides=FAST) as handle:
+    with open_model(library, tiny.name, overrides=FAST) as handle:
         attach = r"no mmproj component; attach one with `corral component add tiny-chat mmproj PATH`"
         with pytest.raises(Unsupported, match=attach):
             handle.chat([{"role": "user", "content": [image(data_url()), TEXT]}])
@@ -83,10 +84,10 @@ def test_projector_llama_cpp_cannot_run_is_refused_at_load(library, tiny, tmp_pa
     # factories.write_mmproj_gguf writes a header-only projector: detection accepts it, libmtmd cannot run it.
     library.add_component(tiny.name, ComponentKind.MMPROJ, write_mmproj_gguf(tmp_path / "stub-mmproj.gguf"))
     with pytest.raises(Incompatible, match=r"mmproj .*stub-mmproj.gguf: llama.cpp could not load this projector"):
-        with library.open_model(tiny.name, overrides=FAST):
+        with open_model(library, tiny.name, overrides=FAST):
             pass
     library.remove_component(tiny.name, ComponentKind.MMPROJ)
-    with library.open_model(tiny.name, overrides=FAST) as handle:  # this process is fine
+    with open_model(library, tiny.name, overrides=FAST) as handle:  # this process is fine
         assert handle.complete("hello", max_tokens=2).completion_tokens >= 2
 
 
@@ -94,12 +95,12 @@ def test_projector_of_the_wrong_width_is_refused_before_loading(library, tiny, t
     narrow = write_llava_mmproj(tmp_path / "narrow.gguf", projection_dim=32)
     library.add_component(tiny.name, ComponentKind.MMPROJ, narrow)
     with pytest.raises(Incompatible, match="projects to 32 dimensions, but tiny-chat is 64 wide"):
-        with library.open_model(tiny.name, overrides=FAST):
+        with open_model(library, tiny.name, overrides=FAST):
             pass
 
 
 def test_chat_format_is_for_text_only_models(library, vision):
     library.update_settings(vision.name, {"chat_format": "chatml"})
     with pytest.raises(InvalidSetting, match="chat_format applies to text-only models"):
-        with library.open_model(vision.name, overrides=FAST):
+        with open_model(library, vision.name, overrides=FAST):
             pass

@@ -14,6 +14,7 @@ from corral.api import CorralError, Incompatible, InvalidSetting
 from corral.api import Category, Format, Lora, LoraRequest
 from corral_llamacpp import LlamaCppDriver
 from factories import write_lora_gguf, write_tiny_gguf
+from corral.testing import open_model
 
 FAST = {"threads": 1}
 # Counts are "at least": the random tiny model often emits byte tokens, and llama-cpp-python finishes an
@@ -67,7 +68,7 @@ def test_check_reports_version_and_acceleration():
 
 
 def test_tiny_model_loads_answers_and_reports_memory(library, tiny):
-    with library.open_model(tiny.name, overrides=FAST) as handle:
+    with open_model(library, tiny.name, overrides=FAST) as handle:
         result = handle.complete("hello world", max_tokens=6, temperature=0)
         assert result.completion_tokens >= 6 and result.finish_reason == "length"
         assert result.prompt_tokens == len(handle.llama.tokenize(b"hello world"))
@@ -82,15 +83,15 @@ def test_tiny_model_loads_answers_and_reports_memory(library, tiny):
 
 
 def test_n_ctx_zero_is_the_models_own_and_a_saved_change_applies_at_next_load(library, tiny):
-    with library.open_model(tiny.name, overrides=FAST) as handle:
+    with open_model(library, tiny.name, overrides=FAST) as handle:
         assert handle.context_length == tiny.facts.context_length == 2048
     library.update_settings(tiny.name, {"n_ctx": "256", "threads": "1"})
-    with library.open_model(tiny.name) as handle:
+    with open_model(library, tiny.name) as handle:
         assert handle.context_length == 256
         with pytest.raises(CorralError, match=r"the prompt is \d+ tokens but the context holds 256"):
             handle.complete("hello world " * 200)
     library.update_settings(tiny.name, {"n_ctx": "512"})
-    with library.open_model(tiny.name) as handle:
+    with open_model(library, tiny.name) as handle:
         assert handle.context_length == 512
 
 
@@ -105,7 +106,7 @@ def test_every_llama_option_is_accepted_saved_and_loads(library, tmp_path):
         "swa_full": "false",
     })  # fmt: skip
     assert model.settings["tensor_split"] == [1.0] and model.settings["flash_attn"] is True
-    with library.open_model(wide.name) as handle:
+    with open_model(library, wide.name) as handle:
         llm = handle.llama
         assert (llm.context_params.n_batch, llm.context_params.n_ubatch) == (256, 128)
         assert llm.context_params.rope_freq_base == 20000 and llm.context_params.rope_freq_scale == 0.5
@@ -118,7 +119,7 @@ def test_settings_llama_cpp_refuses_are_explained(library, tiny):
     # The tiny model's heads are 16 wide; llama.cpp's q8_0 cache needs multiples of 32 and says so in its log.
     library.update_settings(tiny.name, {"cache_type_k": "q8_0", "flash_attn": "true"})
     with pytest.raises(CorralError, match="K cache type q8_0 with block size 32 does not divide") as err:
-        with library.open_model(tiny.name):
+        with open_model(library, tiny.name):
             pass
     assert "corral settings tiny-chat" in str(err.value)
 
@@ -128,20 +129,20 @@ def test_settings_llama_cpp_would_refuse_are_refused_clearly(library, tiny):
         library.update_settings(tiny.name, {"cache_type_v": "q3"})
     library.update_settings(tiny.name, {"cache_type_v": "q4_0", "flash_attn": "false"})
     with pytest.raises(InvalidSetting, match="cache_type_v=q4_0 needs flash attention"):
-        with library.open_model(tiny.name):
+        with open_model(library, tiny.name):
             pass
     library.update_settings(tiny.name, {"cache_type_v": "f16", "chat_format": "no-such-format"})
     with pytest.raises(InvalidSetting, match="chat_format 'no-such-format' is not one of llama-cpp-python's"):
-        with library.open_model(tiny.name):
+        with open_model(library, tiny.name):
             pass
     library.update_settings(tiny.name, {"chat_format": "chatml", "chat_template": "gemma"})
     with pytest.raises(InvalidSetting, match="not both"):
-        with library.open_model(tiny.name):
+        with open_model(library, tiny.name):
             pass
 
 
 def test_seeded_sampling_repeats_and_params_apply(library, tiny):
-    with library.open_model(tiny.name, overrides=FAST) as handle:
+    with open_model(library, tiny.name, overrides=FAST) as handle:
         a = handle.complete("hello", max_tokens=12, temperature=1.5, seed=11)
         b = handle.complete("hello", max_tokens=12, temperature=1.5, seed=11)
         assert a.text == b.text
@@ -167,14 +168,14 @@ def test_seeded_sampling_repeats_and_params_apply(library, tiny):
 
 def test_matching_lora_loads_and_changes_the_logits(library, tiny, tmp_path):
     lora = library.add_lora(tiny.name, write_lora_gguf(tmp_path / "fits.gguf", alpha=64.0))
-    with library.open_model(tiny.name, overrides=FAST) as base:
+    with open_model(library, tiny.name, overrides=FAST) as base:
         plain = last_logits(base, "hello world")
-    with library.open_model(tiny.name, loras=[lora.name], overrides=FAST) as handle:
+    with open_model(library, tiny.name, loras=[lora.name], overrides=FAST) as handle:
         assert handle.llama.lora_path == str(lora.path)
         assert [r.lora.id for r in handle.loras] == [lora.id]
         adapted = last_logits(handle, "hello world")
         assert handle.complete("hello", max_tokens=3).completion_tokens >= 3
-    with library.open_model(tiny.name, loras=[f"{lora.name}=0"], overrides=FAST) as handle:
+    with open_model(library, tiny.name, loras=[f"{lora.name}=0"], overrides=FAST) as handle:
         muted = last_logits(handle, "hello world")
     assert not np.allclose(plain, adapted)  # the adapter really applies...
     np.testing.assert_allclose(plain, muted, atol=1e-4)  # ...scaled by its weight
@@ -196,7 +197,7 @@ def test_one_lora_per_load(library, tiny, tmp_path):
     first = library.add_lora(tiny.name, write_lora_gguf(tmp_path / "a.gguf"))
     second = library.add_lora(tiny.name, write_lora_gguf(tmp_path / "b.gguf", seed=5))
     with pytest.raises(Incompatible, match="at most 1 LoRA"):
-        with library.open_model(tiny.name, loras=[first.name, second.name]):
+        with open_model(library, tiny.name, loras=[first.name, second.name]):
             pass
     with pytest.raises(Incompatible, match="one LoRA per load"):
         LlamaCppDriver().load(tiny, FAST, [LoraRequest(first), LoraRequest(second)])
@@ -207,12 +208,12 @@ import sys
 from pathlib import Path
 import corral_llamacpp
 from corral.library import open_library
-from corral.testing import build_host
+from corral.testing import build_host, open_model
 home, model_path = Path(sys.argv[1]), Path(sys.argv[2])
 lib = open_library(home, build_host(entry_points=False, plugins=[corral_llamacpp]))
 model = lib.import_path(model_path).model
 for verbose in (False, True):
-    with lib.open_model(model.name, overrides={"threads": 1, "verbose": verbose}) as handle:
+    with open_model(lib, model.name, overrides={"threads": 1, "verbose": verbose}) as handle:
         print("ANSWER", handle.complete("hello", max_tokens=2).completion_tokens >= 2, flush=True)
         sys.stderr.write("LOAD-DONE\\n")
 """

@@ -13,6 +13,7 @@ import json
 import pytest
 
 from corral.api import InvalidRequest
+from corral.testing import open_model
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city",
@@ -35,7 +36,7 @@ def family_model(request, library, tmp_path):
     template, shown, result = FAMILIES[request.param]
     path = write_tiny_gguf(tmp_path / f"{request.param}.gguf", chat_template=template, context_length=8192)
     model = library.import_path(path).model
-    with library.open_model(model.id, overrides={"n_ctx": 8192}) as handle:
+    with open_model(library, model.id, overrides={"n_ctx": 8192}) as handle:
         yield request.param, handle, shown, result
 
 
@@ -56,7 +57,7 @@ def test_family_templates_render_tools_and_results(family_model):
 
 
 def test_unsupported_schema_keyword_is_named(tiny, library):
-    with library.open_model(tiny.id, overrides={"n_ctx": 256}) as handle:
+    with open_model(library, tiny.id, overrides={"n_ctx": 256}) as handle:
         fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "integer", "minimum": 1}}}
         with pytest.raises(InvalidRequest, match="'minimum'"):
             handle.chat([{"role": "user", "content": "x"}], response_format=fmt)

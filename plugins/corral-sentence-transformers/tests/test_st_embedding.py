@@ -16,6 +16,7 @@ from st_test_models import write_trained_embedding_model
 from corral.api import Unsupported
 from corral.api import CorralError, DetectionError, InvalidSetting, NotFound
 from corral_sentence_transformers.inputs import EmptyInput
+from corral.testing import open_model
 
 CAT, KITTEN, STOCKS = "a cat sits on the mat", "a kitten rests on a rug", "stock prices fell"
 
@@ -46,7 +47,7 @@ def raw_encoder(path):
 
 def test_minilm_vectors_are_384_wide_and_meaningful(library, minilm):
     assert minilm.facts.embedding_dims == 384
-    with library.open_model("minilm") as handle:
+    with open_model(library, "minilm") as handle:
         assert handle.dimensions == 384
         cat, kitten, stocks = handle.embed([CAT, KITTEN, STOCKS])
         memory = handle.memory()
@@ -59,7 +60,7 @@ def test_minilm_vectors_are_384_wide_and_meaningful(library, minilm):
 def test_minilm_matches_sentence_transformers(library, minilm, minilm_path):
     texts = [CAT, KITTEN, STOCKS, "the quick brown fox jumps over the lazy dog"]
     expected = raw_encoder(minilm_path).encode(texts, batch_size=32)
-    with library.open_model("minilm") as handle:
+    with open_model(library, "minilm") as handle:
         got = np.array(handle.embed(texts))
         one_at_a_time = np.array(handle.embed(texts, batch_size=1))
         short = handle.embed(texts, dimensions=64, normalize=True)
@@ -70,7 +71,7 @@ def test_minilm_matches_sentence_transformers(library, minilm, minilm_path):
 
 
 def test_a_lone_string_is_one_text(library, minilm):
-    with library.open_model("minilm") as handle:
+    with open_model(library, "minilm") as handle:
         (vector,) = handle.embed(CAT)
         assert vector == handle.embed([CAT])[0]
 
@@ -80,14 +81,14 @@ def test_a_lone_string_is_one_text(library, minilm):
 
 def test_normalize_param_and_setting(library, tiny):
     texts = [CAT, STOCKS]
-    with library.open_model("tiny") as handle:
+    with open_model(library, "tiny") as handle:
         raw = handle.embed(texts)
         unit = handle.embed(texts, normalize=True)
     assert all(abs(np.linalg.norm(v) - 1) > 1e-3 for v in raw)  # no Normalize module in this model
     assert all(abs(np.linalg.norm(v) - 1) < 1e-5 for v in unit)
     np.testing.assert_allclose(unit[0], np.array(raw[0]) / np.linalg.norm(raw[0]), atol=1e-5)
     library.update_settings("tiny", {"normalize": "true"})
-    with library.open_model("tiny") as handle:
+    with open_model(library, "tiny") as handle:
         assert all(abs(np.linalg.norm(v) - 1) < 1e-5 for v in handle.embed(texts))
         assert all(abs(np.linalg.norm(v) - 1) > 1e-3 for v in handle.embed(texts, normalize=False))
 
@@ -98,7 +99,7 @@ def test_threads_setting_sizes_torchs_pool(library, tiny):
     before = torch.get_num_threads()
     try:
         library.update_settings("tiny", {"threads": "1"})
-        with library.open_model("tiny") as handle:
+        with open_model(library, "tiny") as handle:
             assert torch.get_num_threads() == 1
             assert len(handle.embed([CAT])[0]) == handle.dimensions
     finally:
@@ -107,10 +108,10 @@ def test_threads_setting_sizes_torchs_pool(library, tiny):
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_lower_precision_loads_and_stays_close(library, minilm, dtype):
-    with library.open_model("minilm") as handle:
+    with open_model(library, "minilm") as handle:
         full = handle.embed([CAT, STOCKS])
     library.update_settings("minilm", {"dtype": dtype})
-    with library.open_model("minilm") as handle:
+    with open_model(library, "minilm") as handle:
         assert str(next(handle.encoder.parameters()).dtype) == f"torch.{dtype}"
         low = handle.embed([CAT, STOCKS])
         assert handle.memory()["ram"] < 50_000_000  # half of the float32 weights
@@ -120,7 +121,7 @@ def test_lower_precision_loads_and_stays_close(library, minilm, dtype):
 def test_max_seq_length_truncates(library, minilm):
     library.update_settings("minilm", {"max_seq_length": 8})
     shared = "the weather in the mountains was cold"
-    with library.open_model("minilm") as handle:
+    with open_model(library, "minilm") as handle:
         assert handle.encoder.max_seq_length == 8
         a, b = handle.embed([shared + " and windy all week", shared + " but the soup was warm"])
     np.testing.assert_allclose(a, b, atol=1e-6)  # both cut to the same first tokens
@@ -129,7 +130,7 @@ def test_max_seq_length_truncates(library, minilm):
 def test_max_seq_length_past_the_positions_is_refused(library, minilm):
     library.update_settings("minilm", {"max_seq_length": 4096})
     with pytest.raises(InvalidSetting, match="512 positions"):
-        with library.open_model("minilm"):
+        with open_model(library, "minilm"):
             pass
 
 
@@ -137,13 +138,13 @@ def test_cpu_device_and_missing_gpu(library, minilm):
     import torch
 
     library.update_settings("minilm", {"device": "cpu"})
-    with library.open_model("minilm") as handle:
+    with open_model(library, "minilm") as handle:
         assert handle.encoder.device.type == "cpu"
     if torch.cuda.is_available():
         return
     library.update_settings("minilm", {"device": "cuda"})
     with pytest.raises(InvalidSetting, match="no CUDA GPU.*device=cpu"):
-        with library.open_model("minilm"):
+        with open_model(library, "minilm"):
             pass
 
 
@@ -151,7 +152,7 @@ def test_dense_layer_width_is_detected_and_served(library, tmp_path):
     folder = write_trained_embedding_model(tmp_path / "dense", dense=16)
     model = library.import_path(folder, name="dense").model
     assert model.facts.embedding_dims == 16
-    with library.open_model("dense") as handle:
+    with open_model(library, "dense") as handle:
         assert handle.dimensions == 16
         assert [len(v) for v in handle.embed([CAT, KITTEN])] == [16, 16]
 
@@ -162,7 +163,7 @@ def test_changed_dimension_after_import_is_refused(library, tmp_path):
     shutil.rmtree(folder)
     write_trained_embedding_model(folder, dense=8)  # same place, now 8 wide
     with pytest.raises(DetectionError, match="8-dimensional output, but 32 dimensions"):
-        with library.open_model("changing"):
+        with open_model(library, "changing"):
             pass
 
 
@@ -170,7 +171,7 @@ def test_width_short_read_at_import_gives_way_to_the_model(library, tmp_path):
     """Mean and max pooling concatenated: 64 wide, where the Pooling config names the 32-wide tokens."""
     folder = write_trained_embedding_model(tmp_path / "mean-max", pooling=("mean", "max"))
     model = library.import_path(folder, name="mean-max").model
-    with library.open_model("mean-max") as handle:
+    with open_model(library, "mean-max") as handle:
         assert handle.dimensions == 64
         assert [len(v) for v in handle.embed([CAT])] == [64]
     if model.facts.embedding_dims != 64:  # the import-time reading stays what it was; the load goes on
@@ -187,7 +188,7 @@ def test_lone_safetensors_file_loads_with_its_folder(library, tmp_path, embeddin
     model = library.import_path(folder / "tiny-weights.safetensors", name="lone").model
     assert (str(model.format), str(model.category)) == ("safetensors", "embedding")
     expected = raw_encoder(embedding_dir).encode([CAT, STOCKS])
-    with library.open_model("lone") as handle:
+    with open_model(library, "lone") as handle:
         np.testing.assert_allclose(handle.embed([CAT, STOCKS]), expected, atol=1e-5)
 
 
@@ -195,7 +196,7 @@ def test_minilm_weights_file_loads_its_folder(library, minilm_path):
     model = library.import_path(minilm_path / "model.safetensors", name="minilm-file").model
     assert (str(model.format), model.facts.embedding_dims) == ("safetensors", 384)
     expected = raw_encoder(minilm_path).encode([CAT, STOCKS])
-    with library.open_model("minilm-file") as handle:
+    with open_model(library, "minilm-file") as handle:
         np.testing.assert_allclose(handle.embed([CAT, STOCKS]), expected, atol=1e-5)
 
 
@@ -212,7 +213,7 @@ def test_bare_encoder_folder_gets_mean_pooling(library, tmp_path):
     tokenizer.save_pretrained(tmp_path / "bare-bert")
     model = library.import_path(tmp_path / "bare-bert", name="bare-bert").model
     assert (str(model.category), model.facts.embedding_dims) == ("embedding", 32)
-    with library.open_model("bare-bert") as handle:
+    with open_model(library, "bare-bert") as handle:
         got = handle.embed([CAT, "a much longer sentence about the stock market falling"])
     batch = tokenizer([CAT, "a much longer sentence about the stock market falling"], padding=True,
                       return_tensors="pt")
@@ -227,7 +228,7 @@ def test_lone_safetensors_file_without_config_is_refused(library, tmp_path, embe
     shutil.copy(embedding_dir / "model.safetensors", tmp_path / "bare.safetensors")
     library.import_path(tmp_path / "bare.safetensors", name="bare")
     with pytest.raises(DetectionError, match="no config.json or tokenizer beside it"):
-        with library.open_model("bare"):
+        with open_model(library, "bare"):
             pass
 
 
@@ -244,7 +245,7 @@ def test_load_and_embed_never_touch_the_network(library, minilm, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # as without HF_HUB_OFFLINE set
-    with library.open_model("minilm") as handle:
+    with open_model(library, "minilm") as handle:
         assert len(handle.embed([CAT])[0]) == 384
     # Offline for the load only: downloads in the same process still work afterwards.
     assert "HF_HUB_OFFLINE" not in os.environ
@@ -260,12 +261,12 @@ def test_offline_state_is_restored_in_a_fresh_process(tmp_path, minilm_path):
 import os
 os.environ.pop("HF_HUB_OFFLINE", None)
 from corral.library import open_library
-from corral.testing import build_host
+from corral.testing import build_host, open_model
 import corral_sentence_transformers
 from pathlib import Path
 library = open_library(Path({str(tmp_path)!r}), build_host(entry_points=False, plugins=[corral_sentence_transformers]))
 library.import_path({str(minilm_path)!r}, name="minilm")
-with library.open_model("minilm") as handle:
+with open_model(library, "minilm") as handle:
     handle.embed(["hello"])
 import huggingface_hub
 print("offline after load:", huggingface_hub.is_offline_mode(), os.environ.get("HF_HUB_OFFLINE"))
@@ -284,7 +285,7 @@ print("offline after load:", huggingface_hub.is_offline_mode(), os.environ.get("
     (["fine", 3], CorralError, "input 1 is a int, not text"),
 ])
 def test_bad_texts(library, tiny, texts, error, message):
-    with library.open_model("tiny") as handle:
+    with open_model(library, "tiny") as handle:
         with pytest.raises(error, match=message):
             handle.embed(texts)
 
@@ -295,13 +296,13 @@ def test_bad_texts(library, tiny, texts, error, message):
     ({"normalize": "maybe"}, "normalize wants true or false"),
 ])
 def test_bad_params(library, tiny, params, message):
-    with library.open_model("tiny") as handle:
+    with open_model(library, "tiny") as handle:
         with pytest.raises(InvalidSetting, match=message):
             handle.embed([CAT], **params)
 
 
 def test_embedding_model_cannot_rerank(library, tiny):
-    with library.open_model("tiny") as handle:
+    with open_model(library, "tiny") as handle:
         with pytest.raises(Unsupported, match="'tiny' is an embedding model and cannot rerank"):
             handle.rerank("query", ["a document"])
 
@@ -311,7 +312,7 @@ def test_weights_gone_since_import(library, tmp_path, embedding_dir):
     library.import_path(folder, name="vanishing")
     (folder / "model.safetensors").unlink()
     with pytest.raises(NotFound, match="model.safetensors is missing"):
-        with library.open_model("vanishing"):
+        with open_model(library, "vanishing"):
             pass
 
 
@@ -356,7 +357,7 @@ def test_remote_code_stays_off_by_default(library, tmp_path, embedding_dir):
     folder = write_custom_code_model(tmp_path / "custom", embedding_dir, marker)
     library.import_path(folder, name="custom")
     with pytest.raises(CorralError, match="needs its own Python code.*--set trust_remote_code=true"):
-        with library.open_model("custom"):
+        with open_model(library, "custom"):
             pass
     assert not marker.exists()
 

@@ -9,6 +9,7 @@ from st_test_models import write_trained_cross_encoder
 from corral.api import Unsupported
 from corral.api import CorralError, Incompatible, InvalidSetting
 from corral_sentence_transformers.inputs import EmptyInput
+from corral.testing import open_model
 
 QUERY = "where does the cat sit"
 DOCUMENTS = [
@@ -42,7 +43,7 @@ def direct_scores(folder, query, documents, labels=1):
 
 def test_cross_encoder_imports_as_rerank_and_scores_every_document(library, reranker, cross_encoder_dir):
     assert str(reranker.category) == "rerank"
-    with library.open_model("reranker") as handle:
+    with open_model(library, "reranker") as handle:
         ranked = handle.rerank(QUERY, DOCUMENTS)
         assert handle.memory()["ram"] > 0
     assert len(ranked) == len(DOCUMENTS)
@@ -57,7 +58,7 @@ def test_cross_encoder_imports_as_rerank_and_scores_every_document(library, rera
 
 
 def test_scores_follow_the_documents_when_they_are_reordered(library, reranker):
-    with library.open_model("reranker") as handle:
+    with open_model(library, "reranker") as handle:
         forward = {DOCUMENTS[i]: s for i, s in handle.rerank(QUERY, DOCUMENTS)}
         shuffled = DOCUMENTS[::-1]
         backward = {shuffled[i]: s for i, s in handle.rerank(QUERY, shuffled, batch_size=2)}
@@ -67,7 +68,7 @@ def test_scores_follow_the_documents_when_they_are_reordered(library, reranker):
 
 
 def test_top_n(library, reranker):
-    with library.open_model("reranker") as handle:
+    with open_model(library, "reranker") as handle:
         everything = handle.rerank(QUERY, DOCUMENTS)
         assert handle.rerank(QUERY, DOCUMENTS, top_n=2) == everything[:2]
         assert handle.rerank(QUERY, DOCUMENTS, top_n=50) == everything
@@ -78,7 +79,7 @@ def test_top_n(library, reranker):
 def test_two_label_cross_encoder_scores_the_relevant_label(library, tmp_path):
     folder = write_trained_cross_encoder(tmp_path / "two-labels", labels=2, seed=3)
     library.import_path(folder, name="two")
-    with library.open_model("two") as handle:
+    with open_model(library, "two") as handle:
         ranked = handle.rerank(QUERY, DOCUMENTS)
     expected = direct_scores(folder, QUERY, DOCUMENTS, labels=2)
     assert {i: pytest.approx(expected[i], abs=1e-5) for i in range(len(DOCUMENTS))} == dict(ranked)
@@ -87,13 +88,13 @@ def test_two_label_cross_encoder_scores_the_relevant_label(library, tmp_path):
 def test_many_label_classifier_is_not_a_reranker(library, tmp_path):
     library.import_path(write_trained_cross_encoder(tmp_path / "nli", labels=3), name="nli")
     with pytest.raises(Unsupported, match="3 labels, not a reranker"):
-        with library.open_model("nli"):
+        with open_model(library, "nli"):
             pass
 
 
 def test_max_seq_length_setting_reaches_the_cross_encoder(library, reranker):
     library.update_settings("reranker", {"max_seq_length": 16})
-    with library.open_model("reranker") as handle:
+    with open_model(library, "reranker") as handle:
         assert handle.cross_encoder.max_seq_length == 16
         long_doc = " ".join(DOCUMENTS * 4)  # far past 64 positions: truncation keeps it working
         assert len(handle.rerank(QUERY, [long_doc, DOCUMENTS[0]])) == 2
@@ -109,13 +110,13 @@ def test_max_seq_length_setting_reaches_the_cross_encoder(library, reranker):
     (QUERY, ["fine", None], CorralError, "document 1 is a NoneType, not text"),
 ])
 def test_bad_rerank_input(library, reranker, query, documents, error, message):
-    with library.open_model("reranker") as handle:
+    with open_model(library, "reranker") as handle:
         with pytest.raises(error, match=message):
             handle.rerank(query, documents)
 
 
 def test_reranker_cannot_embed(library, reranker):
-    with library.open_model("reranker") as handle:
+    with open_model(library, "reranker") as handle:
         with pytest.raises(Unsupported, match="'reranker' is a rerank .* cannot embed"):
             handle.embed(["text"])
 
@@ -123,7 +124,7 @@ def test_reranker_cannot_embed(library, reranker):
 def test_embedding_model_imported_as_rerank_is_refused_at_load(library, minilm_path):
     library.import_path(minilm_path, name="forced", category=library.detect(minilm_path).category.RERANK)
     with pytest.raises(Incompatible, match="not a cross-encoder .*BertModel"):
-        with library.open_model("forced"):
+        with open_model(library, "forced"):
             pass
 
 
@@ -132,6 +133,6 @@ def test_equal_scores_keep_the_documents_order(library, tmp_path):
     from factories import write_cross_encoder
 
     library.import_path(write_cross_encoder(tmp_path / "flat"), name="flat")
-    with library.open_model("flat") as handle:
+    with open_model(library, "flat") as handle:
         ranked = handle.rerank(QUERY, DOCUMENTS)
     assert ranked == [(i, pytest.approx(0.5)) for i in range(len(DOCUMENTS))]

@@ -13,6 +13,7 @@ import pytest
 from corral.api import Unsupported, drain
 from corral.api import CorralError, DetectionError, InvalidSetting, NotFound
 from corral.api import Category
+from corral.testing import driver_for, open_model
 
 PROMPT = "The quick brown fox jumps over the lazy dog. The corral"
 #: Seeded sampling: a random-weight model's greedy answer repeats one token, sampling gives words.
@@ -32,7 +33,7 @@ def cuda_available() -> bool:
 def test_loads_on_the_cpu_in_the_asked_precision(library, tiny, dtype):
     import torch
 
-    with library.open_model("tiny", overrides={"dtype": dtype, "device": "cpu"}) as handle:
+    with open_model(library, "tiny", overrides={"dtype": dtype, "device": "cpu"}) as handle:
         assert handle.lm.dtype == getattr(torch, dtype)
         assert {p.device.type for p in handle.lm.parameters()} == {"cpu"}
         answer = handle.complete(PROMPT, max_tokens=6, temperature=0)
@@ -42,7 +43,7 @@ def test_loads_on_the_cpu_in_the_asked_precision(library, tiny, dtype):
 
 
 def test_driver_is_chosen_and_declares_its_settings(library, tiny, run):
-    assert library.driver_for(tiny).name == "transformers"
+    assert driver_for(library.host, tiny).name == "transformers"
     result = run("settings", "tiny", "--set", "quantization=nf4", "--set", "max_memory=0=20GiB,cpu=8GiB",
                  "--set", "device_map=auto", "--set", "dtype=bfloat16")
     assert result.exit_code == 0, result.output
@@ -56,7 +57,7 @@ def test_driver_is_chosen_and_declares_its_settings(library, tiny, run):
 
 
 def test_a_seed_makes_sampling_repeat(library, tiny):
-    with library.open_model("tiny", overrides={"dtype": "float32"}) as handle:
+    with open_model(library, "tiny", overrides={"dtype": "float32"}) as handle:
         sample = dict(temperature=1.0, top_k=0, top_p=1.0, max_tokens=16)
         first = handle.complete(PROMPT, seed=7, **sample)
         again = handle.complete(PROMPT, seed=7, **sample)
@@ -70,13 +71,13 @@ def test_a_seed_makes_sampling_repeat(library, tiny):
 
 def test_the_seed_setting_seeds_every_request(library, tiny):
     sample = dict(temperature=1.0, top_k=0, max_tokens=12)
-    with library.open_model("tiny", overrides={"seed": 3}) as handle:
+    with open_model(library, "tiny", overrides={"seed": 3}) as handle:
         assert handle.complete(PROMPT, **sample) == handle.complete(PROMPT, **sample)
         assert handle.complete(PROMPT, seed=3, **sample) == handle.complete(PROMPT, **sample)
 
 
 def test_streaming_yields_the_same_text_in_pieces(library, tiny):
-    with library.open_model("tiny") as handle:
+    with open_model(library, "tiny") as handle:
         whole = handle.complete(PROMPT, max_tokens=24, **SAMPLED)
         pieces, ended = drain(handle.complete(PROMPT, max_tokens=24, stream=True, **SAMPLED))
         assert len(pieces) > 1 and all(isinstance(p, str) for p in pieces)
@@ -92,7 +93,7 @@ def test_streaming_yields_the_same_text_in_pieces(library, tiny):
 
 
 def test_stop_strings_end_the_answer_before_them(library, tiny):
-    with library.open_model("tiny") as handle:
+    with open_model(library, "tiny") as handle:
         whole = handle.complete(PROMPT, max_tokens=24, **SAMPLED).text
         words = whole.split()
         assert len(words) > 3, whole
@@ -106,7 +107,7 @@ def test_stop_strings_end_the_answer_before_them(library, tiny):
 
 
 def test_max_tokens_context_and_finish_reason(library, tiny):
-    with library.open_model("tiny", overrides={"n_ctx": 40}) as handle:
+    with open_model(library, "tiny", overrides={"n_ctx": 40}) as handle:
         assert handle.context_length == 40
         answer = handle.complete(PROMPT, temperature=0, max_tokens=5)
         assert (answer.completion_tokens, answer.finish_reason) == (5, "length")
@@ -119,7 +120,7 @@ def test_max_tokens_context_and_finish_reason(library, tiny):
 
 
 def test_bad_request_parameters_are_refused(library, tiny):
-    with library.open_model("tiny") as handle:
+    with open_model(library, "tiny") as handle:
         with pytest.raises(InvalidSetting, match="temperature cannot be negative"):
             handle.complete(PROMPT, temperature=-1)
         with pytest.raises(InvalidSetting, match="top_k must be an integer"):
@@ -136,7 +137,7 @@ def test_bad_request_parameters_are_refused(library, tiny):
 
 def test_chat_applies_the_tokenizers_template(library, tiny_chat):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]
-    with library.open_model("tiny-chat") as handle:
+    with open_model(library, "tiny-chat") as handle:
         bos = handle.tokenizer.bos_token
         assert handle.render(messages) == f"{bos}<|system|>\nBe brief.<|end|>\n<|user|>\nHello there<|end|>\n<|assistant|>\n"
         answer = handle.chat(messages, temperature=0, max_tokens=8)
@@ -158,7 +159,7 @@ def test_saved_system_prompt_and_sampling_defaults_apply(library, tiny_chat):
     library.update_settings("tiny-chat", {"system_prompt": "Be brief.", "max_tokens": 5, "temperature": 0})
     hello = [{"role": "user", "content": "Hello there"}]
     briefed = [{"role": "system", "content": "Be brief."}, *hello]
-    with library.open_model("tiny-chat") as handle:
+    with open_model(library, "tiny-chat") as handle:
         told = handle.chat(hello)  # no request parameters: the saved ones
         assert told.prompt_tokens == len(handle.tokenizer(handle.render(briefed), add_special_tokens=False)["input_ids"])
         assert told.completion_tokens == 5 and told.text == handle.chat(briefed, temperature=0, max_tokens=5).text
@@ -169,7 +170,7 @@ def test_saved_system_prompt_and_sampling_defaults_apply(library, tiny_chat):
 
 
 def test_chat_without_a_template_is_refused_clearly(library, tiny):
-    with library.open_model("tiny") as handle:
+    with open_model(library, "tiny") as handle:
         with pytest.raises(Unsupported, match=r"tiny: its tokenizer has no chat template.*corral settings tiny --set chat_template="):
             handle.chat([{"role": "user", "content": "Hi"}])
         assert handle.complete(PROMPT, max_tokens=2).completion_tokens == 2  # completion still works
@@ -179,11 +180,11 @@ def test_the_chat_template_setting_replaces_the_tokenizers(library, tiny, tmp_pa
     template = tmp_path / "plain.jinja"
     template.write_text("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:")
     for value in (str(template), template.read_text()):
-        with library.open_model("tiny", overrides={"chat_template": value}) as handle:
+        with open_model(library, "tiny", overrides={"chat_template": value}) as handle:
             assert handle.render([{"role": "user", "content": "Hi"}]) == "user: Hi\nassistant:"
             assert handle.chat([{"role": "user", "content": "Hi"}], max_tokens=3).completion_tokens == 3
     broken = "{% for m in messages %}{{ raise_exception('no ' + m['role'] + ' here') }}{% endfor %}"
-    with library.open_model("tiny", overrides={"chat_template": broken}) as handle:
+    with open_model(library, "tiny", overrides={"chat_template": broken}) as handle:
         with pytest.raises(CorralError, match=r"the chat_template setting could not render these messages \(no user here\)"):
             handle.chat([{"role": "user", "content": "Hi"}])
 
@@ -193,7 +194,7 @@ def test_corral_chat_through_the_cli(run, library, tiny_chat):
     assert result.exit_code == 0, result.output
     again = run("chat", "tiny-chat", "Hello there", "--max-tokens", "6", "--seed", "1", "--temperature", "0.9")
     assert result.stdout.strip() and result.stdout == again.stdout
-    with library.open_model("tiny-chat") as handle:
+    with open_model(library, "tiny-chat") as handle:
         expected = handle.chat([{"role": "user", "content": "Hello there"}], max_tokens=6, seed=1, temperature=0.9)
     assert result.stdout == expected.text + "\n"
 
@@ -213,7 +214,7 @@ def test_quantization_without_cuda_is_refused(library, tiny, kind):
     if cuda_available():
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(InvalidSetting) as caught:
-        with library.open_model("tiny", overrides={"quantization": kind}):
+        with open_model(library, "tiny", overrides={"quantization": kind}):
             pass
     assert str(caught.value).startswith(f"tiny: quantization={kind} uses bitsandbytes, which needs an NVIDIA GPU")
     assert "corral settings tiny --unset quantization" in str(caught.value)
@@ -256,21 +257,21 @@ def test_a_missing_gpu_is_refused_with_the_fix(library, tiny):
     if cuda_available():
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(InvalidSetting, match=r"tiny: device=cuda:1 but torch .* sees no CUDA GPU; corral settings tiny --set device=cpu"):
-        with library.open_model("tiny", overrides={"device": "cuda:1"}):
+        with open_model(library, "tiny", overrides={"device": "cuda:1"}):
             pass
     with pytest.raises(InvalidSetting, match="device 'gpu' is not auto, cpu, cuda, cuda:N or mps"):
-        with library.open_model("tiny", overrides={"device": "gpu"}):
+        with open_model(library, "tiny", overrides={"device": "gpu"}):
             pass
     with pytest.raises(InvalidSetting, match="max_memory entry 'cpu:4GB' is not DEVICE=SIZE"):
-        with library.open_model("tiny", overrides={"max_memory": "cpu:4GB"}):
+        with open_model(library, "tiny", overrides={"max_memory": "cpu:4GB"}):
             pass
 
 
 def test_weights_past_the_memory_limit_are_offloaded_and_answer_the_same(library, tiny, tmp_path):
-    with library.open_model("tiny") as handle:
+    with open_model(library, "tiny") as handle:
         expected = handle.complete(PROMPT, temperature=0, max_tokens=10)
     offload = {"max_memory": "cpu=3MB", "offload_folder": str(tmp_path / "offload")}
-    with library.open_model("tiny", overrides=offload) as handle:
+    with open_model(library, "tiny", overrides=offload) as handle:
         placed = set(handle.lm.hf_device_map.values())
         assert "disk" in placed  # 6 MB of weights, 3 MB allowed in RAM
         assert handle.complete(PROMPT, temperature=0, max_tokens=10).text == expected.text
@@ -280,21 +281,21 @@ def test_weights_past_the_memory_limit_are_offloaded_and_answer_the_same(library
 
 
 def test_a_lone_weight_file_loads_with_the_config_beside_it(library, tiny_dir, tmp_path):
-    with library.open_model(library.import_path(tiny_dir, name="folder").model.id) as handle:
+    with open_model(library, library.import_path(tiny_dir, name="folder").model.id) as handle:
         expected = handle.complete(PROMPT, temperature=0, max_tokens=8).text
     weights = tiny_dir / "model.safetensors"
     renamed = weights.with_name("tiny-llama.safetensors")
     shutil.copyfile(weights, renamed)
     model = library.import_path(renamed, name="lone", category=Category.TEXT_GENERATION).model
-    assert model.format.value == "safetensors" and library.driver_for(model).name == "transformers"
-    with library.open_model("lone", overrides={"dtype": "float32"}) as handle:
+    assert model.format.value == "safetensors" and driver_for(library.host, model).name == "transformers"
+    with open_model(library, "lone", overrides={"dtype": "float32"}) as handle:
         assert handle.complete(PROMPT, temperature=0, max_tokens=8).text == expected
     alone = tmp_path / "alone" / "tiny.safetensors"
     alone.parent.mkdir()
     shutil.copyfile(weights, alone)
     model = library.import_path(alone, name="alone", category=Category.TEXT_GENERATION).model
     with pytest.raises(DetectionError, match=r"tiny.safetensors: a lone weight file carries no config.json"):
-        with library.open_model(model.id):
+        with open_model(library, model.id):
             pass
 
 
@@ -304,7 +305,7 @@ def test_a_model_in_the_hugging_face_cache_loads_offline(library, tiny, tiny_dir
 
     from corral.testing import scan
 
-    with library.open_model("tiny") as handle:
+    with open_model(library, "tiny") as handle:
         expected = handle.complete(PROMPT, temperature=0, max_tokens=8).text
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     snapshot = write_hf_cache(tmp_path / "hub", "corral-tests/tiny-llama", tiny_dir)
@@ -312,18 +313,18 @@ def test_a_model_in_the_hugging_face_cache_loads_offline(library, tiny, tiny_dir
     assert len(adopted) == 1 and adopted[0].path == snapshot
     model = library.store.find_model_by_path(snapshot)
     assert model.provenance.repo == "corral-tests/tiny-llama"
-    with library.open_model(model.id) as handle:
+    with open_model(library, model.id) as handle:
         assert handle.complete(PROMPT, temperature=0, max_tokens=8).text == expected
     # The recorded folder is gone, but the cache still holds the revision: it loads from there.
     moved = attrs.evolve(model, path=tmp_path / "gone" / "tiny-llama", paths=())
-    handle = library.driver_for(moved)().load(moved, {}, ())
+    handle = driver_for(library.host, moved)().load(moved, {}, ())
     try:
         assert handle.complete(PROMPT, temperature=0, max_tokens=8).text == expected
     finally:
         handle.unload()
     elsewhere = attrs.evolve(moved, provenance=attrs.evolve(model.provenance, repo="corral-tests/other"))
     with pytest.raises(NotFound, match=r"tiny-llama: the files of .* are gone; re-import the model"):
-        library.driver_for(moved)().load(elsewhere, {}, ())
+        driver_for(library.host, moved)().load(elsewhere, {}, ())
 
 
 def test_remote_code_runs_only_when_allowed(library, tiny_dir, tmp_path):
@@ -338,7 +339,7 @@ def test_remote_code_runs_only_when_allowed(library, tiny_dir, tmp_path):
     (tiny_dir / "modeling_tiny.py").write_text(code)
     model = library.import_path(tiny_dir, name="remote", category=Category.TEXT_GENERATION).model
     with pytest.raises(InvalidSetting) as caught:
-        with library.open_model(model.id):
+        with open_model(library, model.id):
             pass
     message = str(caught.value)
     assert "ships its own Python code" in message and "corral settings remote --set trust_remote_code=true" in message

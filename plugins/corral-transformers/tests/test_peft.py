@@ -11,6 +11,7 @@ from transformers_factories import build_adapter
 
 from corral.api import Incompatible
 from corral.api import Lora
+from corral.testing import open_model
 
 PROMPT = "The quick brown fox jumps over the lazy dog"
 
@@ -52,7 +53,7 @@ def first_q_proj(handle):
 
 
 def run_with(library, loras, probe=logits):
-    with library.open_model("tiny", loras=loras, overrides={"dtype": "float32"}) as handle:
+    with open_model(library, "tiny", loras=loras, overrides={"dtype": "float32"}) as handle:
         return probe(handle)
 
 
@@ -104,7 +105,7 @@ def test_the_result_matches_peft_itself(library, bound, tiny_dir, adapters):
 
 
 def test_loaded_adapters_are_reported(library, bound):
-    with library.open_model("tiny", loras=["a=0.7", "b=0"]) as handle:
+    with open_model(library, "tiny", loras=["a=0.7", "b=0"]) as handle:
         assert [(a.lora.name, a.weight) for a in handle.adapters] == [("a", 0.7)]  # b: checked, not applied
         assert [(r.lora.name, r.weight) for r in handle.loras] == [("a", 0.7), ("b", 0.0)]
         assert handle.complete(PROMPT, temperature=0, max_tokens=3).completion_tokens == 3
@@ -136,7 +137,7 @@ def test_an_adapter_for_another_shape_is_refused(library, tiny, tiny_dir, tmp_pa
     forced = library.store.add_lora(Lora(id="feedc0ffee00", name="wide", base_id=tiny.id, format=good.format,
                                          path=other))
     with pytest.raises(Incompatible) as caught:
-        with library.open_model("tiny", loras=["ok", forced.name]):
+        with open_model(library, "tiny", loras=["ok", forced.name]):
             pass
     message = str(caught.value)
     assert message.startswith(f"LoRA wide ({other}) does not fit tiny: ")
@@ -148,5 +149,5 @@ def test_an_adapter_that_is_not_a_peft_folder_is_refused(library, tiny, tmp_path
     bound = library.add_lora("tiny", adapters[0], name="a")
     (adapters[0] / "adapter_config.json").unlink()
     with pytest.raises(Incompatible, match=r"LoRA a: .* is not a PEFT adapter folder \(no adapter_config.json\)"):
-        with library.open_model("tiny", loras=[bound.name]):
+        with open_model(library, "tiny", loras=[bound.name]):
             pass

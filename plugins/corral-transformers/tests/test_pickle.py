@@ -12,6 +12,7 @@ import pytest
 
 from corral.api import UnsafeFile
 from corral.api import Category
+from corral.testing import driver_for, open_model
 
 PROMPT = "The quick brown fox jumps over the lazy dog"
 
@@ -41,7 +42,7 @@ def hostile_twin(src, dest, target, *, zip=True, via="system"):
 def test_a_pickled_model_loads_through_the_weights_only_path(library, tiny_dir, tmp_path, monkeypatch):
     import torch
 
-    with library.open_model(library.import_path(tiny_dir, name="safe").model.id) as handle:
+    with open_model(library, library.import_path(tiny_dir, name="safe").model.id) as handle:
         expected = handle.complete(PROMPT, temperature=0, max_tokens=8).text
     folder = pickle_twin(tiny_dir, tmp_path / "pickled")
     model = library.import_path(folder, name="pickled").model
@@ -54,19 +55,19 @@ def test_a_pickled_model_loads_through_the_weights_only_path(library, tiny_dir, 
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(torch, "load", watched)
-    with library.open_model("pickled") as handle:
+    with open_model(library, "pickled") as handle:
         assert handle.complete(PROMPT, temperature=0, max_tokens=8).text == expected
     assert calls and all(flag is True for flag in calls)
 
 
 def test_a_lone_pickle_file_loads_too(library, tiny_dir, tmp_path):
-    with library.open_model(library.import_path(tiny_dir, name="safe").model.id) as handle:
+    with open_model(library, library.import_path(tiny_dir, name="safe").model.id) as handle:
         expected = handle.complete(PROMPT, temperature=0, max_tokens=8).text
     folder = pickle_twin(tiny_dir, tmp_path / "pickled")
     lone = folder / "pytorch_model.bin"
     model = library.import_path(lone, name="lone", category=Category.TEXT_GENERATION).model
     assert model.format.value == "pytorch-pickle"
-    with library.open_model(model.id) as handle:
+    with open_model(library, model.id) as handle:
         assert handle.complete(PROMPT, temperature=0, max_tokens=8).text == expected
 
 
@@ -84,12 +85,12 @@ def test_a_malicious_pickle_never_runs(library, tiny_dir, tmp_path, zip, via):
     flagged = library.import_path(folder, name="hostile", allow_unsafe=True).model
     assert flagged.unsafe
     with pytest.raises(UnsafeFile, match=r"hostile: its weights are an unsafe pickle .* corral rm hostile"):
-        with library.open_model("hostile"):
+        with open_model(library, "hostile"):
             pass
 
     # 3. Swapped in after a clean import (the record says safe): torch's weights-only loader refuses it.
     clean = attrs.evolve(flagged, unsafe=None)
-    driver = library.driver_for(clean)
+    driver = driver_for(library.host, clean)
     with pytest.raises(UnsafeFile, match=r"pytorch_model.bin|hostile") as caught:
         driver().load(clean, {}, ())
     assert "weights-only loader refused" in str(caught.value) and "nothing in them ran" in str(caught.value)
@@ -117,6 +118,6 @@ def test_a_malicious_adapter_pickle_never_runs(library, tiny, tmp_path):
     forced = library.store.add_lora(Lora(id="badc0ffee000", name="hostile", base_id=tiny.id,
                                          format=tiny.format, path=adapter))
     with pytest.raises(UnsafeFile, match=r"adapter_model.bin: LoRA hostile is a pickle that holds more than tensors"):
-        with library.open_model("tiny", loras=[forced.name]):
+        with open_model(library, "tiny", loras=[forced.name]):
             pass
     assert not target.exists()

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from corral.api import InvalidRequest
+from corral.testing import open_model
 
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}, "unit": {"enum": ["c", "f"]}},
           "required": ["ok", "unit"], "additionalProperties": False}
@@ -23,7 +24,7 @@ def qwen_chat(library, tiny_created, tmp_path):
 
     folder = copy_model(tiny_created, tmp_path / "tiny-qwen", chat_template=QWEN25)
     model = library.import_path(folder, name="tiny-qwen").model
-    with library.open_model(model.id) as handle:
+    with open_model(library, model.id) as handle:
         yield handle
 
 
