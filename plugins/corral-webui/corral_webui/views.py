@@ -91,7 +91,7 @@ def detail(library: Any, runtime: Any, ref: str) -> dict[str, Any]:
     data["setting_specs"] = specs
     data["drivers"] = drivers
     entry = loaded.get(model.id)
-    data["loaded_info"] = to_data(entry.info()) if entry is not None else None
+    data["loaded_info"] = loaded_row(entry.info()) if entry is not None else None
     return data
 
 
@@ -179,20 +179,26 @@ class Estimates:
         return self._known[key]
 
 
+def loaded_row(info: Any) -> dict[str, Any]:
+    """A loaded model (a :class:`LoadedInfo`) as the page reads it."""
+    return {
+        "id": info.id, "name": info.name, "category": str(info.category), "driver": info.driver,
+        "loras": list(info.loras), "settings": to_data(dict(info.settings)), "ram": info.ram, "vram": info.vram,
+        "loaded_at": info.loaded_at, "last_used": info.last_used, "expires_in": info.expires_in,
+        "busy": info.busy, "running": info.running, "parallel": info.parallel, "waiting": info.waiting,
+        "served": info.served, "rejected": info.rejected,
+    }
+
+
 def runtime_rows(runtime: Any, estimates: Estimates) -> list[dict[str, Any]]:
     """The loaded models: queue, memory measured after the load against the estimate, keep-alive."""
+    entries = {e.model.id: e for e in runtime.entries()}
     rows = []
-    for info, entry in zip(runtime.ps(), sorted_entries(runtime)):
-        row = to_data(info)
-        row["estimate"] = estimates.of(entry)
+    for info in runtime.ps():
+        row = loaded_row(info)
+        row["estimate"] = estimates.of(entries[info.id]) if info.id in entries else None
         rows.append(row)
     return rows
-
-
-def sorted_entries(runtime: Any) -> list[Any]:
-    """The runtime's entries in the order of ``runtime.ps()``."""
-    by_id = {e.model.id: e for e in runtime.entries()}
-    return [by_id[i.id] for i in runtime.ps() if i.id in by_id]
 
 
 def reading(runtime: Any, watchdog: Any) -> dict[str, Any]:

@@ -145,7 +145,7 @@ async function showPlan(model, box, force = false) {
     try {
       const answer = await post("/corral/load", { model: model.id, force: force || bad });
       const info = answer.model;
-      notice(`Loaded ${info.name} (${info.driver}) in ${answer.seconds.toFixed(1)} s; RAM ${size(info.ram)}`);
+      notice(`Loaded ${info.name} (${info.driver}) in ${answer.seconds.toFixed(1)} s; RAM ${size(info.ram_bytes ?? info.ram)}`);
       await refresh();
     } catch (err) {
       box.innerHTML = `<p class="message bad" role="alert">${esc(err.message)}</p>`;

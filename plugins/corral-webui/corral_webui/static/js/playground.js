@@ -1,0 +1,134 @@
+// The playground: chat streamed from /v1/chat/completions (system prompt, temperature, max tokens) and
+// embeddings shown as the cosine similarity matrix of the inputs (/v1/embeddings).
+
+import { post, stream } from "./api.js";
+import { esc, notice } from "./format.js";
+
+const CHAT = new Set(["chat", "multimodal", "text-generation"]);
+
+function options(select, models, wanted) {
+  const before = select.value;
+  select.innerHTML = models.map((m) => `<option value="${esc(m.name)}">${esc(m.name)}${m.loaded ? " (loaded)" : ""}</option>`).join("");
+  if (models.some((m) => m.name === before)) select.value = before;
+  select.disabled = !models.length;
+  if (!models.length) select.innerHTML = `<option value="">no ${wanted} model in the library</option>`;
+}
+
+function cosine(a, b) {
+  let dot = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
+  return dot / (Math.sqrt(na) * Math.sqrt(nb) || 1);
+}
+
+function matrix(inputs, vectors) {
+  const head = inputs.map((t, i) => `<th scope="col" title="${esc(t)}">${i + 1}</th>`).join("");
+  const rows = inputs.map((t, i) => `<tr><th scope="row">${i + 1}. ${esc(t.length > 40 ? `${t.slice(0, 40)}…` : t)}</th>`
+    + vectors.map((v, j) => {
+      const s = cosine(vectors[i], v);
+      const shade = Math.round(Math.max(0, s) * 60);
+      return `<td style="background: color-mix(in srgb, var(--accent) ${shade}%, transparent)" data-i="${i}" data-j="${j}">${s.toFixed(3)}</td>`;
+    }).join("") + "</tr>").join("");
+  return `<table class="matrix" id="similarity" aria-label="Cosine similarity of the inputs"><thead><tr><th></th>${head}</tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+export function page(library) {
+  const chatModel = document.getElementById("chat-model");
+  const embedModel = document.getElementById("embed-model");
+  const log = document.getElementById("chat-log");
+  const send = document.getElementById("chat-send");
+  const stop = document.getElementById("chat-stop");
+  let history = [];
+  let running = null;
+
+  const fill = (list) => {
+    options(chatModel, list.filter((m) => CHAT.has(m.category) && !m.missing), "chat");
+    options(embedModel, list.filter((m) => m.category === "embedding" && !m.missing), "embedding");
+  };
+  library.onModelsChanged(fill);
+  fill(library.models());
+
+  function turn(role, text) {
+    const el = document.createElement("div");
+    el.className = `turn turn-${role}`;
+    el.innerHTML = `<b>${esc(role)}:</b> <span></span>`;
+    el.querySelector("span").textContent = text;
+    log.append(el);
+    log.scrollTop = log.scrollHeight;
+    return el.querySelector("span");
+  }
+
+  document.getElementById("chat-form").onsubmit = async (event) => {
+    event.preventDefault();
+    const input = document.getElementById("chat-input");
+    const text = input.value.trim();
+    if (!text || running) return;
+    input.value = "";
+    history.push({ role: "user", content: text });
+    turn("user", text);
+    const out = turn("assistant", "");
+    out.parentElement.setAttribute("aria-busy", "true");
+    const system = document.getElementById("chat-system").value.trim();
+    const messages = system ? [{ role: "system", content: system }, ...history] : [...history];
+    const body = {
+      model: chatModel.value,
+      messages,
+      stream: true,
+      temperature: parseFloat(document.getElementById("chat-temperature").value),
+      max_tokens: parseInt(document.getElementById("chat-max-tokens").value, 10),
+    };
+    running = new AbortController();
+    send.disabled = true;
+    stop.disabled = false;
+    let answer = "";
+    let chunks = 0;
+    try {
+      await stream("/v1/chat/completions", body, (chunk) => {
+        const delta = chunk.choices?.[0]?.delta?.content;
+        if (delta) {
+          answer += delta;
+          chunks += 1;
+          out.textContent = answer;
+          out.parentElement.dataset.chunks = String(chunks);
+          log.scrollTop = log.scrollHeight;
+        }
+      }, running.signal);
+      history.push({ role: "assistant", content: answer });
+    } catch (err) {
+      if (err.name !== "AbortError") {
+        out.textContent = answer;
+        turn("error", err.message).parentElement.setAttribute("role", "alert");
+        history.pop();
+      } else {
+        history.push({ role: "assistant", content: answer });
+      }
+    } finally {
+      out.parentElement.setAttribute("aria-busy", "false");
+      out.parentElement.dataset.done = "true";
+      running = null;
+      send.disabled = false;
+      stop.disabled = true;
+    }
+  };
+  stop.onclick = () => running && running.abort();
+  document.getElementById("chat-clear").onclick = () => { history = []; log.innerHTML = ""; };
+
+  document.getElementById("embed-form").onsubmit = async (event) => {
+    event.preventDefault();
+    const inputs = document.getElementById("embed-input").value.split("\n").map((s) => s.trim()).filter(Boolean);
+    const out = document.getElementById("embed-result");
+    if (inputs.length < 2) {
+      out.innerHTML = "<p class=\"message bad\">Give two inputs or more, one per line.</p>";
+      return;
+    }
+    out.innerHTML = "<p class=\"message\">Embedding…</p>";
+    try {
+      const answer = await post("/v1/embeddings", { model: embedModel.value, input: inputs });
+      const vectors = answer.data.sort((a, b) => a.index - b.index).map((d) => d.embedding);
+      out.innerHTML = `<p class="hint">${vectors[0].length} dimensions</p>` + matrix(inputs, vectors);
+    } catch (err) {
+      out.innerHTML = `<p class="message bad" role="alert">${esc(err.message)}</p>`;
+      notice(err.message, true);
+    }
+  };
+  return { show() { fill(library.models()); }, hide() {} };
+}
