@@ -47,13 +47,9 @@ status).
 def core_cli() -> click.Group:
     """``build_cli()`` with a host that has only the core's built-in plugins."""
     from corral.cli import build_cli
-    from corral.plugins import build_host, set_host
+    from corral.plugins import build_host
 
-    set_host(build_host(entry_points=False))
-    try:
-        return build_cli()
-    finally:
-        set_host(None)
+    return build_cli(build_host(entry_points=False))
 
 
 def context(command: click.Command, name: str, parent: click.Context | None) -> click.Context:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import attrs
 
 from corral import known
 from corral.errors import Conflict, DetectionError, Incompatible, NotFound, UnsafeFile
 from corral.intake import ImportResult, default_name, lora_record, offer, unique_name, with_component
-from corral.plugins import PluginHost
+from corral.home import corral_home
 from corral.records import (
     Category,
     Component,
@@ -32,6 +32,9 @@ from corral.records import (
 from corral.settings import apply_updates, merged_specs
 from corral.store import Store, new_id
 
+if TYPE_CHECKING:
+    from corral.plugins import PluginHost
+
 #: Components that image models take; mmproj belongs to GGUF chat/multimodal models.
 IMAGE_COMPONENTS = frozenset({ComponentKind.VAE, ComponentKind.CLIP_L, ComponentKind.CLIP_G, ComponentKind.T5XXL})
 
@@ -39,9 +42,23 @@ IMAGE_COMPONENTS = frozenset({ComponentKind.VAE, ComponentKind.CLIP_L, Component
 class Library:
     """The library of models, backed by a :class:`Store`, extended by a :class:`PluginHost`."""
 
-    def __init__(self, store: Store, host: PluginHost) -> None:
+    def __init__(self, store: Store, host: PluginHost | None = None) -> None:
         self.store = store
-        self.host = host
+        self._host = host
+
+    @property
+    def host(self) -> PluginHost:
+        """The plugin host (the process-wide one unless given): loaded on first use, so record
+        operations that need no plugin (``corral ls``) never load them."""
+        if self._host is None:
+            from corral.plugins import get_host  # the plugins' entry points are read only when needed
+
+            self._host = get_host()
+        return self._host
+
+    @host.setter
+    def host(self, host: PluginHost) -> None:
+        self._host = host
 
     # --- detection -------------------------------------------------------------------------------
 
@@ -377,11 +394,9 @@ class Library:
 
 
 def open_library(home: Path | None = None, host: PluginHost | None = None) -> Library:
-    """The library under ``home`` (default ``CORRAL_HOME``) with the process-wide plugin host."""
-    from corral.home import corral_home
-    from corral.plugins import get_host
-
+    """The library under ``home`` (default ``CORRAL_HOME``) with ``host`` (default: the process-wide
+    plugin host, loaded when first needed)."""
     home = home or corral_home()
     os.makedirs(home, exist_ok=True)
-    return Library(Store(home / "library.db"), host or get_host())
+    return Library(Store(home / "library.db"), host)
 

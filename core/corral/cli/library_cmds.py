@@ -9,7 +9,6 @@ import click
 
 from corral.cli.base import CATEGORY, App, emit_json, human_count, human_size, json_option, pass_app, table
 from corral.errors import CorralError
-from corral.loading import choose_driver
 
 
 
@@ -68,6 +67,8 @@ def model_document(app: App, record, **extra) -> dict:
         return {"model": None, "loras": [], "driver": None, **extra}
     loras = app.library.store.list_loras(record.id)
     try:
+        from corral.loading import choose_driver
+
         driver = getattr(choose_driver(app.library.host, record), "name", None)
     except CorralError as exc:  # a driver setting naming a driver that cannot load it
         driver = f"none ({exc})"
