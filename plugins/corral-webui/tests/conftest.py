@@ -8,8 +8,6 @@ Playwright's own browser download is not used).
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -19,11 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # ui_helpers
 
-from ui_helpers import build_library, served  # noqa: E402
+from ui_helpers import CHROMIUM, CHROMIUM_ARGS, build_library, served  # noqa: E402
 
-CHROMIUM = os.environ.get("CORRAL_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
 import corral_webui
 
+#: Debian's Chromium (``apt-get install -y chromium``), headless, with nothing that calls home.
+CHROMIUM = os.environ.get("CORRAL_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 #: Small and quick on a shared machine (as tests/gemma_served.py).
 GEMMA_SETTINGS = {"n_ctx": 1024, "threads": 1, "threads_batch": 1}
 

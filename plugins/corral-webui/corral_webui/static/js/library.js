@@ -64,12 +64,20 @@ function renderTabs() {
   }).join("");
 }
 
-export async function refresh() {
-  const answer = await get(`${API}/models`);
-  state.models = answer.models;
+export async function fetchModels() {
+  return (await get(`${API}/models`)).models;
+}
+
+// Draw the tabs and the table from a fresh model list.
+export function show(list) {
+  state.models = list;
   renderTabs();
   renderTable();
   listeners.forEach((fn) => fn(state.models));
+}
+
+export async function refresh() {
+  show(await fetchModels());
   if (state.selected && state.models.some((m) => m.id === state.selected)) await openDetail(state.selected, false);
 }
 

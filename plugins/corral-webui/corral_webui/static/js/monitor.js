@@ -4,7 +4,7 @@
 import { stream } from "./api.js";
 import { esc, notice, size } from "./format.js";
 
-const KEEP = 600;  // points kept: ten minutes at one a second
+const KEEP = 600;  // points kept: five minutes at two a second
 
 function loadUplot() {
   if (window.uPlot) return Promise.resolve(window.uPlot);
