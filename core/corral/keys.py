@@ -27,6 +27,7 @@ from typing import Iterable, Mapping
 import attrs
 
 from corral.errors import Conflict, CorralError, NotFound
+from corral.home import corral_home
 
 FULL = "full"
 INFERENCE = "inference"
@@ -59,8 +60,6 @@ def new_secret() -> str:
 
 
 def keys_path(home: Path | None = None) -> Path:
-    from corral.home import corral_home
-
     return (home or corral_home()) / KEYS_FILE
 
 

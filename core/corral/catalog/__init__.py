@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import attrs
 
+from corral.convert import from_data, to_data
 from corral.errors import CatalogError, Conflict, NotFound
+from corral.home import corral_home
 from corral.records import CatalogEntry, Category, Format
 
 if TYPE_CHECKING:
@@ -36,8 +38,6 @@ def parse_entries(data: Any, where: str, origin: str) -> list[CatalogEntry]:
     :raises CatalogError: naming ``where`` and the entry, for a missing or mistyped field.
     """
     import cattrs
-
-    from corral.convert import from_data
 
     if isinstance(data, dict) and "models" in data:
         data = data["models"]
@@ -116,8 +116,6 @@ class Catalog:
         return [e for e in self.entries if e.origin == "user"]
 
     def _save_user(self, entries: list[CatalogEntry]) -> None:
-        from corral.convert import to_data
-
         assert self.user_path is not None
         self.user_path.parent.mkdir(parents=True, exist_ok=True)
         rows = []
@@ -194,7 +192,6 @@ def user_entries(path: Path) -> list[CatalogEntry]:
 
 def load_catalog(host: PluginHost | None = None, home: Path | None = None) -> Catalog:
     """The whole catalog: built-in, plugin and user entries."""
-    from corral.home import corral_home
     from corral.plugins import get_host
 
     host = host or get_host()

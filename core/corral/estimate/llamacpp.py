@@ -12,6 +12,8 @@ from typing import Any, Mapping, Sequence
 
 from attrs import field, frozen
 
+from corral.errors import InvalidSetting
+
 MiB = 1024**2
 
 #: llama.cpp pads context sizes and KV views to this many cells.
@@ -66,8 +68,6 @@ class LlamaShape:
 
 def cache_type_bytes(value: Any, what: str) -> tuple[int, int]:
     """(bytes per block, elements per block) of a KV cache type given as a name or a ggml type id."""
-    from corral.errors import InvalidSetting
-
     name = CACHE_TYPE_IDS.get(value) if isinstance(value, int) else str(value or "f16").lower()
     if name not in CACHE_TYPES:
         known = ", ".join(CACHE_TYPES)

@@ -40,7 +40,8 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
-from corral.errors import RunnerFailed, TimedOut
+from corral.convert import to_data
+from corral.errors import InvalidSetting, RunnerFailed, TimedOut
 from corral.ext.driver import LoadedModel
 from corral.records import LoraRequest, Model
 from corral.runtime.wire import Channel, WireError, decode, decode_error, encode
@@ -166,8 +167,6 @@ class RunnerProcesses(Executor):
 def executor_from_env(*, host: Any = None, log_dir: Path | None = None) -> Executor:
     """The executor ``corral serve`` uses: ``CORRAL_EXECUTOR`` names it (``runner``, the default, or
     ``in-process``)."""
-    from corral.errors import InvalidSetting
-
     chosen = os.environ.get("CORRAL_EXECUTOR", "").strip().lower() or RunnerProcesses.name
     if chosen == RunnerProcesses.name:
         return RunnerProcesses(host=host, log_dir=log_dir)
@@ -378,8 +377,6 @@ class Runner:
 
     def load(self, plan: LoadPlan, timeout: float | None) -> dict:
         """Send the load and wait for the runner to be ready; the driver's error when it fails."""
-        from corral.convert import to_data
-
         self._send({
             "op": "load",
             "driver": _driver_path(plan.driver),

@@ -32,6 +32,9 @@ import threading
 import traceback
 from typing import Any, Iterator
 
+from corral.convert import from_data
+from corral.errors import CorralError, Unsupported
+from corral.records import LoraRequest, Model
 from corral.runtime.wire import Channel, WireError, decode, encode, encode_error
 
 #: Tasks and helpers of a loaded model the server may call (plus what a driver's handle adds publicly).
@@ -60,9 +63,6 @@ def public_methods(handle: Any) -> list[str]:
 
 def load(message: dict) -> Any:
     """Load the model a ``load`` message describes with its driver; the live handle."""
-    from corral.convert import from_data
-    from corral.records import LoraRequest, Model
-
     for entry in message.get("sys_path") or ():
         if isinstance(entry, str) and entry not in sys.path:
             sys.path.append(entry)
@@ -159,8 +159,6 @@ class Served:
         try:
             task = str(message.get("task"))
             if task not in self.methods:
-                from corral.errors import Unsupported
-
                 raise Unsupported(f"the loaded model has no method {task!r}")
             args = decode(message.get("args") or [])
             params = decode(message.get("params") or {})
@@ -174,8 +172,6 @@ class Served:
                 else:
                     self.send({"op": "result", "id": ident, "value": encode(value)})
         except BaseException as exc:
-            from corral.errors import CorralError
-
             if not isinstance(exc, CorralError):
                 traceback.print_exc()
                 sys.stderr.flush()
@@ -216,8 +212,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         handle = load(first)
     except BaseException as exc:
-        from corral.errors import CorralError
-
         if not isinstance(exc, CorralError):
             traceback.print_exc()
         channel.send({"op": "failed", "error": encode_error(exc)})

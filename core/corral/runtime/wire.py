@@ -22,6 +22,9 @@ from typing import Any, Callable
 
 import attrs
 
+from corral.errors import CorralError, RunnerFailed
+from corral.records import ChatResult
+
 #: The largest frame either side sends or accepts (an embedding batch or a generated image fits).
 MAX_FRAME = 256 * 1024 * 1024
 
@@ -107,7 +110,6 @@ class Channel:
 
 
 def _records() -> dict[str, type]:
-    from corral.records import ChatResult
     from corral.tools.calls import ToolCall
     from corral.tools.stream import Delta, TokenLogprob, ToolCallDelta
 
@@ -234,8 +236,6 @@ _DECODERS: dict[str, Callable[[dict], Any]] = {
 
 def encode_error(exc: BaseException) -> dict:
     """An exception as data: its class name (and whether it is a Corral error) and its message."""
-    from corral.errors import CorralError
-
     data: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc), "corral": isinstance(exc, CorralError)}
     if isinstance(exc, CorralError):
         # A plugin's own error class becomes the nearest core class it derives from.
@@ -258,8 +258,6 @@ def decode_error(data: Any, model_name: str) -> Exception:
     """The exception :func:`encode_error` described: the same Corral error class when the core has it
     (a plugin's own subclass becomes the nearest core class), else :class:`corral.errors.RunnerFailed`
     naming ``model_name`` and what the driver raised."""
-    from corral.errors import CorralError, RunnerFailed
-
     if not isinstance(data, dict):
         return RunnerFailed(f"{model_name}: its runner answered with a malformed error")
     name, message = str(data.get("type", "Exception")), str(data.get("message", ""))

@@ -13,6 +13,7 @@ import json
 import threading
 from typing import Any, AsyncIterator, Callable, Iterator
 
+from corral.errors import CorralError
 from corral.runtime.queue import Turn
 
 _END = object()
@@ -88,7 +89,6 @@ async def sse_pieces(
 
     An error in the middle of a stream arrives as an ``{"error": ...}`` event (the status line is gone).
     """
-    from corral.errors import CorralError
     from corral.server.client import error_code
     from corral.server.responses import error_body, log
 
