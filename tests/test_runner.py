@@ -378,6 +378,45 @@ def test_a_client_that_leaves_mid_stream_cancels_the_generation(server, rt):
     assert rt.call("s", "chat", say("hi")).text == f"pid {entry.handle.pid}"
 
 
+def test_a_client_that_leaves_a_non_streamed_request_cancels_it(server, rt):
+    httpx = pytest.importorskip("httpx")
+    pid = rt.load("s").handle.pid
+    body = {"model": "s", "messages": say("sleep")}  # a backend that never answers by itself
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/v1/chat/completions", json=body, timeout=1.0)  # the client gives up
+    # The runner runs nothing else, so the cancel it cannot honour ends it (after its 1 s grace): its
+    # memory goes back at once, not after the 3600 s the backend would sleep.
+    wait_until(lambda: gone(pid), "the runner of the abandoned request ended", timeout=20)
+    wait_until(lambda: rt.find("s") is None, "the model marked unloaded", timeout=20)
+    again = httpx.post(server.url + "/v1/chat/completions", json={"model": "s", "messages": say("hi")}, timeout=WAIT)
+    assert again.status_code == 200 and again.json()["choices"][0]["message"]["content"] != f"pid {pid}"
+
+
+def test_an_abandoned_call_beside_others_only_tells_its_runner(rt):
+    from corral.errors import Cancelled
+    from corral.runtime.executor import client_left
+
+    runner = rt.load("s").handle.runner
+    def other_client():
+        with pytest.raises(RunnerFailed):  # its runner is ended at the end of the test
+            runner.call("chat", [say("sleep")], {}, None)
+
+    busy = threading.Thread(target=other_client, daemon=True)
+    busy.start()  # another client's call, still running
+    wait_until(lambda: len(runner._calls) == 1, "the first call in flight")
+    left = threading.Event()
+    left.set()  # this call's client is already gone
+    client_left.set(left)
+    try:
+        with pytest.raises(Cancelled, match="the client left"):
+            runner.call("chat", [say("hi")], {}, None)
+    finally:
+        client_left.set(None)
+    assert not gone(runner.pid) and runner.alive  # the other call keeps its runner
+    runner.kill("the test is over")
+    busy.join(WAIT)
+
+
 # --- the real thing: llama.cpp aborting inside `corral serve` --------------------------------------------
 
 

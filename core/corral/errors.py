@@ -214,3 +214,10 @@ class TimedOut(CorralError):
 
     exit_code = 25
     http_status = 504
+
+
+class Cancelled(CorralError):
+    """A request whose client left before its answer was ready; its generation was cancelled."""
+
+    exit_code = 26
+    http_status = 499

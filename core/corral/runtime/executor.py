@@ -23,6 +23,7 @@ A cluster executor (a Ray actor per model, from a plugin) implements the same tw
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import itertools
 import logging
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 from corral.convert import to_data
-from corral.errors import InvalidSetting, RunnerFailed, TimedOut
+from corral.errors import Cancelled, InvalidSetting, RunnerFailed, TimedOut
 from corral.ext.driver import LoadedModel
 from corral.records import LoraRequest, Model
 from corral.runtime.wire import Channel, WireError, decode, decode_error, encode
@@ -55,6 +56,13 @@ log = logging.getLogger("corral.runtime")
 
 #: Seconds one request may run when the model's ``request_timeout`` setting is not set (0: no limit).
 REQUEST_TIMEOUT: float = next(s.default for s in CORE_SETTINGS if s.name == "request_timeout")
+#: Set by the server around a request whose client may leave: an event set when the client left. A
+#: runner call made under it is cancelled then (see :meth:`Runner.call`); in-process calls cannot be.
+client_left: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("corral_client_left",
+                                                                                   default=None)
+#: How often a call made under :data:`client_left` looks whether its client is still there, in seconds.
+LEFT_POLL = 0.2
+
 #: Seconds a runner has to stop a cancelled request before it is killed.
 CANCEL_GRACE = 5.0
 #: Seconds a runner has to unload and exit before it is killed.
@@ -482,17 +490,41 @@ class Runner:
         with self._lock:
             self._calls.pop(ident, None)
 
-    def _next(self, ident: int, box: queue.Queue, deadline: float | None, limit: float | None) -> dict:
-        """The next message for call ``ident``; at the deadline the call is cancelled and TimedOut raised."""
-        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            return box.get(timeout=wait)
-        except queue.Empty:
-            pass
+    def _next(self, ident: int, box: queue.Queue, deadline: float | None, limit: float | None,
+              left: threading.Event | None = None) -> dict:
+        """The next message for call ``ident``; at the deadline the call is cancelled and TimedOut raised,
+        and when ``left`` is set (its client left) it is cancelled and Cancelled raised."""
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if left is not None:
+                wait = LEFT_POLL if wait is None else min(wait, LEFT_POLL)
+            try:
+                return box.get(timeout=wait)
+            except queue.Empty:
+                pass
+            if left is not None and left.is_set():
+                self._abandon(ident, box)
+            if deadline is not None and time.monotonic() >= deadline:
+                break
         self.cancel(ident, box, f"did not stop a request that ran past its time limit of {limit:.0f} s")
         ended = "; its runner did not stop it and was ended (the model loads again on the next request)"
         raise TimedOut(f"{self.name}: the request ran past its time limit of {limit:.0f} s and was cancelled"
                        f"{ended if self._dead else ''} (the limit is the model's request_timeout setting)")
+
+    def _abandon(self, ident: int, box: queue.Queue) -> None:
+        """Cancel call ``ident``, whose client left. A runner running only this call that does not stop
+        it within ``cancel_grace`` is killed (its memory goes back; the next request loads the model
+        again); one running other calls too is only told, so their clients keep their answers."""
+        with self._lock:
+            alone = set(self._calls) <= {ident}
+        if alone:
+            self.cancel(ident, box, "did not stop a request whose client left")
+        else:
+            try:
+                self._send({"op": "cancel", "id": ident})
+            except RunnerFailed:
+                pass
+        raise Cancelled(f"{self.name}: the client left before the answer was ready; the request was cancelled")
 
     def cancel(self, ident: int, box: queue.Queue, reason: str) -> None:
         """Cancel call ``ident``; a runner that does not confirm within ``cancel_grace`` is killed."""
@@ -521,13 +553,14 @@ class Runner:
         raise RunnerFailed(f"{self.name}: its runner answered {op!r} out of turn")
 
     def call(self, task: str, args: Sequence[Any], params: Mapping[str, Any], timeout: float | None) -> Any:
-        """Run ``task`` in the runner and return its answer (TimedOut after ``timeout`` seconds)."""
+        """Run ``task`` in the runner and return its answer (TimedOut after ``timeout`` seconds; Cancelled
+        when :data:`client_left` is set meanwhile)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         ident, box = self._open()
         try:
             self._send({"op": "call", "id": ident, "task": task, "args": encode(list(args)),
                         "params": encode(dict(params)), "stream": False})
-            return self._answer(self._next(ident, box, deadline, timeout))
+            return self._answer(self._next(ident, box, deadline, timeout, client_left.get()))
         finally:
             self._close(ident)
 

@@ -8,6 +8,7 @@ logged with its traceback and answered 500, and the server goes on.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 from typing import Any, Awaitable, Callable
@@ -45,6 +46,11 @@ def error_response(exc: CorralError) -> Any:
     return JSONResponse(error_body(str(exc), status, error_code(type(exc)), **extra), status, headers=headers)
 
 
+#: The request the current route serves (set by :func:`endpoint`), so the service can watch whether its
+#: client is still there while a model works on it.
+current_request: contextvars.ContextVar[Any] = contextvars.ContextVar("corral_request", default=None)
+
+
 def endpoint(handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
     """Wrap a route: Corral errors become their HTTP answer, bugs a logged 500."""
 
@@ -52,6 +58,7 @@ def endpoint(handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaita
     async def wrapped(request: Any) -> Any:
         from starlette.responses import JSONResponse
 
+        current_request.set(request)
         try:
             return await handler(request)
         except CorralError as exc:

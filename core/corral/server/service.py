@@ -6,15 +6,19 @@ waiting request); loads and driver calls run in worker threads.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import threading
 import time
 from typing import Any, Callable, Iterable
 
 from corral import known
 from corral.errors import Busy, PluginMissing
+from corral.runtime.executor import LEFT_POLL, client_left
 from corral.runtime.queue import QueueClosed, Turn
 from corral.runtime.runtime import Loaded, Runtime, check_task
 from corral.runtime.watchdog import Watchdog
+from corral.server.responses import current_request
 
 #: What each route needs, in words, and the first-party plugins that provide it.
 NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -89,13 +93,30 @@ class Service:
         raise Busy(f"{ref} keeps being unloaded and loaded again; retry later")
 
     async def run(self, ref: str, task: str, call: Callable[[Loaded], Any]) -> tuple[Loaded, Any]:
-        """Run ``call(entry)`` in a worker thread during ``ref``'s turn."""
+        """Run ``call(entry)`` in a worker thread during ``ref``'s turn. When the route's client leaves
+        meanwhile, a call to a runner process is cancelled (:data:`corral.runtime.executor.client_left`)."""
         entry, turn = await self.enter(ref, task)
         try:
-            return entry, await self.in_thread(call, entry)
+            return entry, await self._watched(call, entry)
         finally:
             entry.touch()
             turn.release()
+
+    async def _watched(self, call: Callable[[Loaded], Any], entry: Loaded) -> Any:
+        request = current_request.get()
+        if request is None:
+            return await self.in_thread(call, entry)
+        left = threading.Event()
+        token = client_left.set(left)
+        try:  # the worker thread runs in a copy of this context, the event in it
+            work = asyncio.ensure_future(self.in_thread(call, entry))
+        finally:
+            client_left.reset(token)
+        watcher = asyncio.ensure_future(_watch(request, left))
+        try:
+            return await work
+        finally:
+            watcher.cancel()
 
     def servable_models(self) -> Iterable[Any]:
         """Library models that an installed plugin can serve (this thread's database connection)."""
@@ -103,6 +124,13 @@ class Service:
         for model in library.store.list_models():
             if any(self.usable(d) for d in library.host.drivers_for(model)):
                 yield model
+
+
+async def _watch(request: Any, left: threading.Event) -> None:
+    """Set ``left`` once ``request``'s client has disconnected."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(LEFT_POLL)
+    left.set()
 
 
 def service_of(request: Any) -> Service:
