@@ -139,6 +139,15 @@ DEEPSEEK_R1 = (
     "{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜><think>\\n'}}{% endif %}"
 )
 
+#: Qwen 3 (Qwen 2.5's tools; the model opens its own thought, and ``enable_thinking=false`` makes the
+#: generation prompt close an empty one).
+QWEN3 = QWEN25.replace(
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}",
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
+    "{%- endif %}",
+)
+
 #: Gemma 3 (no tool turns: roles must alternate user / model).
 GEMMA3 = """{{ bos_token }}
 {%- if messages[0]['role'] == 'system' -%}

@@ -2,8 +2,9 @@
 
 The families' published chat templates are written into tiny GGUF models: the tools and the tool
 results must come out through each template, and a chat with tools must answer (random weights: its
-answer falls back to content). The real Gemma answers a JSON schema and forced calls through the real
-``openai`` client against a started server.
+answer falls back to content); thinking templates send their thought as ``reasoning_content``. The real
+Gemma answers a JSON schema, forced calls, log-probabilities (streamed too), penalties and stop strings
+through the real ``openai`` client against a started server.
 """
 
 from __future__ import annotations
@@ -61,6 +62,52 @@ def test_unsupported_schema_keyword_is_named(tiny, library):
         fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "integer", "minimum": 1}}}
         with pytest.raises(InvalidRequest, match="'minimum'"):
             handle.chat([{"role": "user", "content": "x"}], response_format=fmt)
+
+
+def test_reasoning_and_the_thinking_switch_through_the_openai_client(library, tmp_path):
+    """DeepSeek-R1's template opens the thought in its prompt: a random-weight answer never closes it, so
+    all of it is reasoning, kept out of ``content``, whole and streamed. Qwen 3's template reads
+    ``enable_thinking``: ``reasoning_effort`` and the saved ``thinking`` setting switch it (the prompt then
+    closes an empty thought, a few tokens longer)."""
+    import openai
+
+    from corral.testing import Runtime, ServerThread
+    from factories import write_tiny_gguf
+    from tool_templates import DEEPSEEK_R1, QWEN3
+
+    for name, template in (("r1", DEEPSEEK_R1), ("qwen3", QWEN3), ("qwen3-off", QWEN3)):
+        library.import_path(write_tiny_gguf(tmp_path / f"{name}.gguf", chat_template=template), name=name)
+    library.update_settings("qwen3-off", {"thinking": False})
+    runtime = Runtime(library)
+    try:
+        with ServerThread(runtime) as server:
+            client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+            ask = {"messages": [{"role": "user", "content": "Why?"}], "max_tokens": 12, "temperature": 0,
+                   "seed": 0}
+            answer = client.chat.completions.create(model="r1", **ask)
+            message = answer.choices[0].message
+            assert message.reasoning_content and not message.content
+            chunks = list(client.chat.completions.create(model="r1", stream=True, **ask))
+            deltas = [c.choices[0].delta for c in chunks if c.choices]
+            assert not "".join(d.content or "" for d in deltas)
+            streamed = "".join(getattr(d, "reasoning_content", None) or "" for d in deltas)
+            assert len([d for d in deltas if getattr(d, "reasoning_content", None)]) > 1
+            assert streamed.strip() == message.reasoning_content
+
+            def prompt_tokens(model: str, **extra) -> int:
+                answer = client.chat.completions.create(model=model, **{**ask, "max_tokens": 2}, **extra)
+                assert getattr(answer.choices[0].message, "reasoning_content", None) is None
+                return answer.usage.prompt_tokens
+
+            thinking = prompt_tokens("qwen3")
+            assert prompt_tokens("qwen3", reasoning_effort="high") == thinking
+            assert prompt_tokens("qwen3", reasoning_effort="none") > thinking
+            assert prompt_tokens("qwen3-off") == prompt_tokens("qwen3", reasoning_effort="none")
+            assert prompt_tokens("qwen3-off", reasoning_effort="low") == thinking  # the request decides
+            with pytest.raises(openai.BadRequestError, match="reasoning_effort"):
+                client.chat.completions.create(model="qwen3", reasoning_effort="max", **ask)
+    finally:
+        runtime.close()
 
 
 @pytest.mark.slow
@@ -121,6 +168,35 @@ def test_gemma_through_the_openai_client(gemma_library, tmp_path):
             text = client.completions.create(model="gemma", prompt="The sky is", max_tokens=4, logprobs=2,
                                              temperature=0, seed=0)
             assert all(v <= 0 for v in text.choices[0].logprobs.token_logprobs)
+            # Streamed, each token's log-probability rides on its chunk: the same tokens and values.
+            chunks = list(client.chat.completions.create(model="gemma", messages=question, max_tokens=5,
+                                                         temperature=0, seed=0, logprobs=True, top_logprobs=3,
+                                                         stream=True))
+            streamed = [t for c in chunks if c.choices and c.choices[0].logprobs
+                        for t in c.choices[0].logprobs.content]
+            assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in content]
+            assert all(len(t.top_logprobs) == 3 for t in streamed)
+            pieces = list(client.completions.create(model="gemma", prompt="The sky is", max_tokens=4, logprobs=2,
+                                                    temperature=0, seed=0, stream=True))
+            tokens = [tok for p in pieces if p.choices[0].logprobs for tok in p.choices[0].logprobs.tokens]
+            assert "".join(tokens) == text.choices[0].text
+            assert all(len(p.choices[0].logprobs.top_logprobs[0]) == 2 for p in pieces if p.choices[0].logprobs)
+
+            # Penalties reach the sampler; max_completion_tokens is max_tokens; at most four stop strings.
+            repeat = [{"role": "user", "content": "Write the word cat five times."}]
+            plain = client.chat.completions.create(model="gemma", messages=repeat, max_tokens=16, temperature=0)
+            for penalty in ({"frequency_penalty": 2.0}, {"presence_penalty": 2.0}):
+                other = client.chat.completions.create(model="gemma", messages=repeat, max_tokens=16,
+                                                       temperature=0, **penalty)
+                assert other.choices[0].message.content != plain.choices[0].message.content, penalty
+            short = client.chat.completions.create(model="gemma", messages=repeat, max_completion_tokens=3,
+                                                   temperature=0)
+            assert short.usage.completion_tokens == 3 and short.choices[0].finish_reason == "length"
+            cut = client.chat.completions.create(model="gemma", messages=repeat, max_tokens=16, temperature=0,
+                                                 stop=["#", "%", "@", "cat"])
+            assert cut.choices[0].message.content == plain.choices[0].message.content.split("cat")[0]
+            with pytest.raises(openai.BadRequestError, match="at most 4"):
+                client.chat.completions.create(model="gemma", messages=repeat, stop=list("abcde"))
 
             with pytest.raises(openai.BadRequestError, match="store"):
                 client.chat.completions.create(model="gemma", messages=question, store=True)
