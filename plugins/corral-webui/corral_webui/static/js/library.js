@@ -171,18 +171,22 @@ async function unload(model) {
   }
 }
 
+let opening = 0;  // counts detail requests, so a slow answer never replaces a newer panel
+
 export async function openDetail(id, focus = true) {
   state.selected = id;
   for (const tr of document.querySelectorAll("#models tbody tr")) tr.setAttribute("aria-selected", String(tr.dataset.id === id));
   const panel = document.getElementById("detail");
   panel.hidden = false;
+  const ticket = ++opening;
   let m;
   try {
     m = await get(`${API}/models/${encodeURIComponent(id)}`);
   } catch (err) {
-    panel.innerHTML = `<p class="message bad" role="alert">${esc(err.message)}</p>`;
+    if (ticket === opening) panel.innerHTML = `<p class="message bad" role="alert">${esc(err.message)}</p>`;
     return;
   }
+  if (ticket !== opening) return;  // another model was opened meanwhile: its panel wins
   const r = m.row;
   const det = m.detection || {};
   const components = m.components || [];
@@ -194,7 +198,7 @@ export async function openDetail(id, focus = true) {
     <p>${esc(m.description || "")}</p>
     <p class="state-${r.missing ? "missing" : r.loaded ? "loaded" : "available"}">${r.missing ? "files missing" : r.loaded ? "loaded" : "not loaded"}</p>
     <div class="row">
-      <button type="button" id="load" class="primary"${r.missing ? " disabled" : ""}>${r.loaded ? "Reload check" : "Load"}</button>
+      <button type="button" id="load" class="primary"${r.missing ? " disabled" : ""}>${r.loaded ? "Load again" : "Load"}</button>
       <button type="button" id="unload"${r.loaded ? "" : " disabled"}>Unload</button>
       <button type="button" id="close-detail">Close</button>
     </div>

@@ -69,13 +69,12 @@ export function page(library) {
     out.parentElement.setAttribute("aria-busy", "true");
     const system = document.getElementById("chat-system").value.trim();
     const messages = system ? [{ role: "system", content: system }, ...history] : [...history];
-    const body = {
-      model: chatModel.value,
-      messages,
-      stream: true,
-      temperature: parseFloat(document.getElementById("chat-temperature").value),
-      max_tokens: parseInt(document.getElementById("chat-max-tokens").value, 10),
-    };
+    const body = { model: chatModel.value, messages, stream: true };
+    // Left empty, the model's own saved defaults (its settings) apply.
+    const temperature = parseFloat(document.getElementById("chat-temperature").value);
+    const maxTokens = parseInt(document.getElementById("chat-max-tokens").value, 10);
+    if (!Number.isNaN(temperature)) body.temperature = temperature;
+    if (!Number.isNaN(maxTokens)) body.max_tokens = maxTokens;
     running = new AbortController();
     send.disabled = true;
     stop.disabled = false;
