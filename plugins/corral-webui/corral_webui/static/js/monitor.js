@@ -104,13 +104,15 @@ export function page() {
   }
 
   async function run() {
-    const uPlot = await loadUplot();
-    controller = new AbortController();
+    const mine = new AbortController();
+    controller = mine;
     try {
+      const uPlot = await loadUplot();
+      if (mine.signal.aborted) return;  // left the page while the chart library loaded
       await stream("/corral/ui/api/monitor", null, (point) => {
         if (!chart) build(uPlot, point);
         add(point);
-      }, controller.signal);
+      }, mine.signal);
     } catch (err) {
       if (err.name !== "AbortError") notice(`monitor: ${err.message}`, true);
     }
