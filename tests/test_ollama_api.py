@@ -271,8 +271,9 @@ def test_library_copy_links_the_same_files(library, tmp_path):
 # --- the queue: the same 503 as every surface -----------------------------------------------------------
 
 
-def test_a_full_queue_is_503_with_retry_after_in_ollamas_shape(lib, models, probe):  # noqa: F811
-    """The test drivers of test_runtime hold a request open; the queue (1 waiting) then refuses the next."""
+def test_a_full_queue_is_503_with_retry_after_on_every_surface(lib, models, probe):  # noqa: F811
+    """The test drivers of test_runtime hold a request open; the queue (1 waiting) then refuses the next,
+    in Ollama's shape on /api and in OpenAI's and Anthropic's on theirs."""
     from corral.runtime import Runtime
     from corral.server.serve import ServerThread
     from test_runtime import WAIT, in_thread
@@ -292,6 +293,15 @@ def test_a_full_queue_is_503_with_retry_after_in_ollamas_shape(lib, models, prob
                 assert isinstance(refused.json()["error"], str) and refused.json()["error"]
                 client = ollama.Client(host=server.url, timeout=WAIT)
                 assert status_of(lambda: client.chat("a", messages=body["messages"]))[0] == 503
+                # The other surfaces share the queue: the same 503 and Retry-After, each in its own shape.
+                for path, ask, kind in (
+                        ("/v1/chat/completions", {"messages": body["messages"]}, "queue_full"),
+                        ("/v1/responses", {"input": "x"}, "queue_full"),
+                        ("/v1/messages", {"messages": body["messages"], "max_tokens": 4}, "overloaded_error")):
+                    refused = httpx.post(server.url + path, json={"model": "a", **ask}, timeout=WAIT)
+                    assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1, path
+                    error = refused.json()["error"]
+                    assert kind == (error["type"] if path == "/v1/messages" else error["code"]), refused.text
             finally:
                 probe.gate.set()
             for thread, box in (first, second):
