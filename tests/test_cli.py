@@ -318,15 +318,15 @@ def test_scan_adopts_in_place_and_is_idempotent(run, tmp_path, minilm_path):
     write_cross_encoder(root / "reranker")
     write_lora_gguf(root / "loras" / "style.gguf")
     (root / "notes.txt").write_text("not a model")
-    dry = as_json(run("scan", root, "--dry-run", "--json"))
+    dry = as_json(run("scan", root, "--dry-run", "--json"))["entries"]
     assert sorted(e["status"] for e in dry) == ["lora", "would-add", "would-add", "would-add"]
     assert count_models(run) == 0
-    first = as_json(run("scan", root, "--json"))
+    first = as_json(run("scan", root, "--json"))["entries"]
     assert sorted(e["name"] for e in first if e["status"] == "added") == ["chat-a", "reranker", "vision-b"]
     models = {m["name"]: m for m in as_json(run("ls", "--json"))}
     assert models["vision-b"]["category"] == "multimodal"
     assert models["reranker"]["category"] == "rerank"
-    again = as_json(run("scan", root, "--json"))
+    again = as_json(run("scan", root, "--json"))["entries"]
     assert [e for e in again if e["status"] == "added"] == []
     assert count_models(run) == 3
 
@@ -414,5 +414,5 @@ def test_concurrent_cli_imports_lose_nothing(tmp_path):
 def test_huge_sparse_file_imports_like_the_small_one(run, tmp_path, tiny):
     big = make_sparse_copy(tiny, tmp_path / "big" / "huge.gguf")
     model = as_json(run("import", big, "--json"))["model"]
-    assert model["size"] == big.stat().st_size
+    assert model["size_bytes"] == big.stat().st_size
     assert model["facts"]["layers"] == 2

@@ -69,7 +69,7 @@ def test_monitor_once_json(run):
     out = run("monitor", "--once", "--json")
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
-    for key in ("cpu_percent", "memory_total", "memory_used", "memory_percent", "gpus", "warnings"):
+    for key in ("cpu_percent", "memory_total_bytes", "memory_used_bytes", "memory_percent", "gpus", "warnings"):
         assert key in data
     text = run("monitor", "--once").stdout
     assert "CPU" in text and "Memory" in text and "GPU" not in text  # no GPU: no GPU section

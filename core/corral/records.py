@@ -113,6 +113,18 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
+#: Field metadata key: the field's name in JSON and in the database, where it differs from the attribute.
+JSON_NAME = "json"
+
+
+def byte_count(json_name: str, **kwargs: Any) -> Any:
+    """A field that holds a number of bytes; in every JSON document (and database row) it is called
+    ``json_name``, which ends in ``_bytes`` (``size`` -> ``size_bytes``)."""
+    if not json_name.endswith("_bytes"):
+        raise ValueError(f"a byte count's JSON name ends in _bytes, not {json_name!r}")
+    return field(metadata={JSON_NAME: json_name}, **kwargs)
+
+
 @frozen
 class Facts:
     """What detection learned from a file's headers. Every field is optional; ``extra`` holds the rest."""
@@ -164,7 +176,7 @@ class Detection:
     reasons: tuple[str, ...] = ()
     facts: Facts = field(factory=Facts)
     paths: tuple[Path, ...] = ()
-    size: int = 0
+    size: int = byte_count("size_bytes", default=0)
     unsafe: str | None = None
     #: Other things found beside the main file (an mmproj next to a GGUF, for instance).
     attachments: tuple["Detection", ...] = ()
@@ -187,7 +199,7 @@ class Component:
 
     kind: ComponentKind
     path: Path
-    size: int = 0
+    size: int = byte_count("size_bytes", default=0)
     sha256: str | None = None
     facts: Facts = field(factory=Facts)
 
@@ -203,7 +215,7 @@ class Model:
     path: Path
     description: str = ""
     paths: tuple[Path, ...] = ()
-    size: int = 0
+    size: int = byte_count("size_bytes", default=0)
     sha256: str | None = None
     facts: Facts = field(factory=Facts)
     provenance: Provenance = field(factory=Provenance)
@@ -217,6 +229,10 @@ class Model:
     copies: tuple[Path, ...] = ()
     #: A scan found the model's files gone (``corral ls`` and ``show`` check the disk again).
     missing: bool = False
+    #: What detection concluded at import: its confidence (0..1) and its reasons, in words (records
+    #: imported before these were kept have None and none).
+    confidence: float | None = None
+    reasons: tuple[str, ...] = ()
 
     def component(self, kind: ComponentKind) -> Component | None:
         return next((c for c in self.components if c.kind == kind), None)
@@ -231,7 +247,7 @@ class Lora:
     base_id: str
     format: Format
     path: Path
-    size: int = 0
+    size: int = byte_count("size_bytes", default=0)
     weight: float = 1.0
     facts: Facts = field(factory=Facts)
     provenance: Provenance = field(factory=Provenance)
@@ -270,8 +286,8 @@ class Measurement:
 
     model_id: str
     settings: Mapping[str, Any]
-    ram: int
-    vram: int = 0
+    ram: int = byte_count("ram_bytes")
+    vram: int = byte_count("vram_bytes", default=0)
     measured: datetime = field(factory=utcnow)
 
 
@@ -307,8 +323,8 @@ class GpuInfo:
     vendor: str
     index: int
     name: str
-    vram_total: int | None = None
-    vram_used: int | None = None
+    vram_total: int | None = byte_count("vram_total_bytes", default=None)
+    vram_used: int | None = byte_count("vram_used_bytes", default=None)
     temperature: float | None = None
     utilization: float | None = None
 
@@ -318,7 +334,7 @@ class RemoteFile:
     """A file in a hub repository."""
 
     name: str
-    size: int | None = None
+    size: int | None = byte_count("size_bytes", default=None)
     sha256: str | None = None
     #: The hub's git object id for the file (names a non-LFS file in a hub cache).
     blob_id: str | None = None
@@ -363,7 +379,7 @@ class RepoSummary:
     source: str
     downloads: int | None = None
     likes: int | None = None
-    size: int | None = None
+    size: int | None = byte_count("size_bytes", default=None)
     tags: tuple[str, ...] = ()
     category: Category | None = None
 
@@ -412,9 +428,9 @@ class SystemStatus:
     """One reading of the machine: CPU, memory and GPUs, with warnings over the threshold."""
 
     cpu_percent: float
-    memory_total: int
-    memory_used: int
-    memory_available: int
+    memory_total: int = byte_count("memory_total_bytes")
+    memory_used: int = byte_count("memory_used_bytes")
+    memory_available: int = byte_count("memory_available_bytes")
     memory_percent: float
     gpus: tuple[GpuInfo, ...] = ()
     #: Memory use (percent) at and above which a warning is raised.

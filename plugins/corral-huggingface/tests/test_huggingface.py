@@ -20,7 +20,7 @@ def snapshot_dir(corral, commit: str) -> Path:
 def test_search_filters_by_category_and_shows_counts(corral):
     hits = corral.json("search", "tiny", "--category", "embedding")
     assert [h["repo"] for h in hits] == [EMBED]
-    assert hits[0]["downloads"] == 900 and hits[0]["likes"] == 30 and hits[0]["size"] > 100_000
+    assert hits[0]["downloads"] == 900 and hits[0]["likes"] == 30 and hits[0]["size_bytes"] > 100_000
     assert hits[0]["category"] == "embedding"
     everything = [h["repo"] for h in corral.json("search", "tiny")]
     assert everything[0] == CHAT and EMBED in everything and PRIVATE not in everything  # by downloads

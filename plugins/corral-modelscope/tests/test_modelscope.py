@@ -24,7 +24,7 @@ def test_search_uses_modelscope_tasks(corral):
     hits = corral.json("search", "tiny", *MS, "--category", "embedding")
     assert [h["repo"] for h in hits] == [EMBED]
     assert (hits[0]["source"], hits[0]["downloads"], hits[0]["likes"]) == ("modelscope", 900, 30)
-    assert hits[0]["size"] > 100_000 and hits[0]["category"] == "embedding"
+    assert hits[0]["size_bytes"] > 100_000 and hits[0]["category"] == "embedding"
     assert [h["repo"] for h in corral.json("search", "tiny", *MS, "--category", "multimodal")] == [CHAT]
     assert PRIVATE not in [h["repo"] for h in corral.json("search", "embed", *MS)]
 
