@@ -244,7 +244,7 @@ def test_load_ps_status_unload(server, runtime):
     assert names == ["a", "e"]
     status = httpx.get(server.url + "/corral/status").json()
     assert status["server"]["pid"] == os.getpid() and status["server"]["max_waiting"] == 50
-    assert status["system"]["memory_total"] > 0 and "cpu_percent" in status["system"]
+    assert status["system"]["memory_total_bytes"] > 0 and "cpu_percent" in status["system"]
     assert set(status["queues"]) == {"a", "e"}
     assert post("/corral/unload", {"category": "embedding"}).json() == {"unloaded": ["e"]}
     assert post("/corral/unload", {"all": True}).json() == {"unloaded": ["a"]}
@@ -392,7 +392,7 @@ def test_openai_client_against_corral_serve_with_real_models(real_home):
         assert len(short.data[0].embedding) == 128 and short.data[0].embedding == vectors.data[0].embedding[:128]
         ps = httpx.get(info["url"] + "/corral/ps", timeout=WAIT).json()["models"]
         assert {m["name"] for m in ps} == {"gemma", "minilm"}  # chat and embedding coexist
-        assert all(m["ram"] > 0 for m in ps)
+        assert all(m["ram_bytes"] > 0 for m in ps)
     finally:
         log = stop_serve(process, real_home)
     assert "unloaded gemma" in log and "unloaded minilm" in log
@@ -411,19 +411,21 @@ def test_cli_load_ps_chat_unload_through_a_background_server(real_home, tmp_path
 
     assert read_state(real_home) is None
     empty = corral("ps")
-    assert empty.returncode == 0 and "No model is loaded." in empty.stdout, empty.stderr
+    assert empty.returncode == 0 and "No server is running" in empty.stdout, empty.stderr
+    assert read_state(real_home) is None  # ps never starts a server
+    loaded = corral("load", "gemma", "--n-ctx", "512")
     state = read_state(real_home)
-    assert state is not None  # started in the background, still running
+    assert state is not None  # load started one in the background, still running
     try:
-        loaded = corral("load", "gemma", "--n-ctx", "512")
         assert loaded.returncode == 0 and "Loaded gemma (chat, llamacpp)" in loaded.stdout, loaded.stderr
         again = corral("load", "gemma", "--n-ctx", "512")
         assert "already loaded" in again.stdout
         table = corral("ps").stdout
-        assert table.splitlines()[0].split()[:3] == ["NAME", "CATEGORY", "DRIVER"] and "gemma" in table
+        assert table.splitlines()[0].startswith(f"Server pid {state.pid} at ")
+        assert table.splitlines()[1].split()[:3] == ["NAME", "CATEGORY", "DRIVER"] and "gemma" in table
         chat = corral("chat", "gemma", "Hello", "--max-tokens", "5", "--temperature", "0")
         assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr
-        served = json.loads(corral("ps", "--json").stdout)[0]["served"]
+        served = json.loads(corral("ps", "--json").stdout)["models"][0]["served"]
         assert served == 1  # the chat ran in the server, on the loaded model
         removed = corral("rm", "gemma", "--yes")
         assert removed.returncode == 3 and "is loaded" in removed.stderr
@@ -453,7 +455,7 @@ def test_chat_embed_rerank_go_to_the_running_server(server, runtime, run):
     assert [d["index"] for d in json.loads(ranked.stdout)] == [1, 0]
     loaded = run("load", "b", "--json")
     assert json.loads(loaded.stdout)["model"]["name"] == "b"
-    assert {m["name"] for m in json.loads(run("ps", "--json").stdout)} == {"b", "e", "r"}
+    assert {m["name"] for m in json.loads(run("ps", "--json").stdout)["models"]} == {"b", "e", "r"}
     assert run("unload", "--all").stdout.count("Unloaded") == 3
     missing = run("chat", "zzz", "hi")
     assert missing.exit_code == 2 and "no model 'zzz'" in missing.stderr
@@ -473,7 +475,7 @@ def test_cli_sends_the_api_key_from_the_environment(runtime, models, run, monkey
         assert refused.exit_code == 1 and "requires an API key: set CORRAL_API_KEY" in refused.stderr
         monkeypatch.setenv("CORRAL_API_KEY", "s3cret")
         assert run("chat", "a", "keyed").stdout == "a heard keyed \n"
-        assert [m["name"] for m in json.loads(run("ps", "--json").stdout)] == ["a"]
+        assert [m["name"] for m in json.loads(run("ps", "--json").stdout)["models"]] == ["a"]
 
 
 # --- images and speech (test drivers: no image or TTS backend is installed here) -----------------------------

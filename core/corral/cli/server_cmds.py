@@ -1,5 +1,6 @@
-"""Commands for the server: ``serve`` runs it; ``load``, ``unload`` and ``ps`` talk to it, starting it in
-the background when none runs for this library."""
+"""Commands for the server: ``serve`` runs it (``--status``, ``--stop``), ``stop`` stops it; ``load``,
+``unload`` and ``ps`` talk to it. Only ``load`` starts one in the background, and only once its model
+passed the checks a load makes; ``ps`` and ``unload`` never start one."""
 
 from __future__ import annotations
 
@@ -94,14 +95,30 @@ def _env_list(name: str, separator: str = ",") -> tuple[str, ...]:
               help="Open connections at once; requests beyond are answered 503.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
+@click.option("--status", "show_status", is_flag=True,
+              help="Say whether a server runs for this library (pid, address, start time) and exit; "
+                   "exit code 12 when none runs.")
+@click.option("--stop", "stop", is_flag=True, help="Stop the server running for this library (as `corral stop`).")
+@json_option
 def serve_cmd(host, port, api_key, keep_alive, memory_threshold, max_queue, allow_hosts, allow_origins, allow_paths,
-              insecure_no_auth, log_prompts, max_body, max_connections, log_level) -> None:
-    """Serve the library over an OpenAI-compatible HTTP API until Ctrl-C.
+              insecure_no_auth, log_prompts, max_body, max_connections, log_level, show_status, stop,
+              as_json) -> None:
+    """Serve the library over an OpenAI-compatible HTTP API until Ctrl-C (or `corral stop`).
 
     Binding beyond 127.0.0.1 needs an API key (--api-key, CORRAL_API_KEY, CORRAL_API_KEYS or
     `corral keys add`). Figures for Prometheus are at /metrics; one JSON line per request goes to
     CORRAL_HOME/logs/requests.log.
+
+    Example: corral serve --port 8421; corral serve --status
     """
+    if show_status and stop:
+        raise click.UsageError("give --status or --stop, not both")
+    if show_status:
+        _status(as_json)
+        return
+    if stop:
+        _stop(as_json)
+        return
     import importlib.util
     import os
 
@@ -136,10 +153,83 @@ def serve_cmd(host, port, api_key, keep_alive, memory_threshold, max_queue, allo
     )
 
 
-def _client():
-    from corral.server.client import connect_or_start
+NO_SERVER = "No server is running; `corral serve` starts one."
 
-    return connect_or_start()
+
+def _running():
+    """A client for the server running for this library, or None (none is ever started here)."""
+    from corral.server.client import connect
+
+    return connect()
+
+
+def _started(started: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+
+
+def _server_line(server: dict) -> str:
+    up = _ago(max(0.0, time.time() - server["started"]))
+    return (f"Server pid {server['pid']} at {server['address']} ({server['url']}), "
+            f"started {_started(server['started'])} ({up} ago)")
+
+
+def _status(as_json: bool) -> None:
+    from corral.errors import ServerUnavailable
+    from corral.server.state import read_state
+
+    client = _running()
+    if client is None:
+        state = read_state()
+        if state is not None:  # its process lives but does not answer (starting, or stuck)
+            raise ServerUnavailable(f"a server process (pid {state.pid}) is recorded at {state.url} but does not "
+                                    f"answer; `corral stop` stops it")
+        raise ServerUnavailable("no server is running; `corral serve` starts one")
+    answer = client.get("/corral/ps")
+    server = answer.get("server") or client.state.describe()
+    names = [m["name"] for m in answer["models"]]
+    if as_json:
+        emit_json({"server": server, "models": names})
+        return
+    click.echo(_server_line(server) + f", Corral {server['version']}.")
+    click.echo(f"Loaded: {', '.join(names)}." if names else "No model is loaded.")
+
+
+def _stop(as_json: bool) -> None:
+    from corral.server.client import stop_server
+
+    state = stop_server()
+    if as_json:
+        emit_json({"stopped": None if state is None else state.describe()})
+    elif state is None:
+        click.echo("No server is running.")
+    else:
+        click.echo(f"Stopped the server (pid {state.pid}, {state.address}); its models are unloaded.")
+
+
+@click.command("stop")
+@json_option
+def stop_cmd(as_json) -> None:
+    """Stop the server running for this library, unloading its models first.
+
+    Waits for requests in progress. With no server running it says so and exits 0.
+
+    Example: corral stop
+    """
+    _stop(as_json)
+
+
+def _check_load(model: str, loras, settings: dict, force: bool) -> None:
+    """Every check a load makes before it starts (model and LoRAs in the library, its plugin and backend,
+    components, settings, the memory estimate), so a load that would fail starts no server."""
+    from corral.cli.base import App
+    from corral.loading import check_memory, plan_load
+    from corral.runtime.runtime import with_slots
+
+    library = App().library
+    try:
+        check_memory(with_slots(plan_load(library, model, loras=loras, overrides=settings)), force=force)
+    finally:
+        library.store.close()
 
 
 def _parse_sets(values) -> dict:
@@ -161,22 +251,38 @@ def _parse_sets(values) -> dict:
 @click.option("--force", is_flag=True, help="Load even when the memory estimate does not fit.")
 @json_option
 def load_cmd(model, loras, n_ctx, sets, keep_alive, force, as_json) -> None:
-    """Load MODEL in the server (started in the background if none runs)."""
+    """Load MODEL in the server, and say which models the load rules unloaded for it.
+
+    With no server running, the load is checked first (the model, its plugin, settings, memory) and a
+    server is started in the background only when the checks pass; `corral stop` stops it.
+
+    Example: corral load gemma3 --n-ctx 8192
+    """
+    from corral.server.client import connect_or_start
+
     settings = _parse_sets(sets)
     if n_ctx is not None:
         settings["n_ctx"] = n_ctx
     body = {"model": model, "loras": list(loras), "settings": settings, "force": force}
     if keep_alive is not None:
         body["keep_alive"] = keep_alive
-    answer = _client().post("/corral/load", body)
+    client = _running()
+    if client is None:
+        _check_load(model, list(loras), settings, force)
+        client = connect_or_start()
+    answer = client.post("/corral/load", body)
+    answer.setdefault("unloaded", [])
     if as_json:
         emit_json(answer)
         return
+    for old in answer["unloaded"]:
+        click.echo(f"Unloaded {old['name']} ({old['reason']}).")
     info = answer["model"]
     if answer["reused"]:
         click.echo(f"{info['name']} is already loaded with this configuration.")
         return
-    memory = f"RAM {human_size(info['ram'])}" + (f", VRAM {human_size(info['vram'])}" if info["vram"] else "")
+    ram, vram = info["ram_bytes"], info["vram_bytes"]
+    memory = f"RAM {human_size(ram)}" + (f", VRAM {human_size(vram)}" if vram else "")
     click.echo(f"Loaded {info['name']} ({info['category']}, {info['driver']}) in {answer['seconds']:.1f} s; {memory}.")
 
 
@@ -186,11 +292,20 @@ def load_cmd(model, loras, n_ctx, sets, keep_alive, force, as_json) -> None:
 @click.option("--all", "everything", is_flag=True, help="Unload every model.")
 @json_option
 def unload_cmd(model, category, everything, as_json) -> None:
-    """Unload MODEL (or the model of --category, or --all) from the server."""
+    """Unload MODEL (or the model of --category, or --all) from the server (never starts one).
+
+    Example: corral unload gemma3
+    """
     if sum(bool(x) for x in (model, category, everything)) != 1:
         raise click.UsageError("give MODEL, --category C or --all")
     body = {"model": model} if model else {"category": category} if category else {"all": True}
-    answer = _client().post("/corral/unload", body)
+    client = _running()
+    if client is None:
+        if model:
+            _not_loaded(model)
+        answer = {"unloaded": [], "server": None}
+    else:
+        answer = client.post("/corral/unload", body)
     if as_json:
         emit_json(answer)
         return
@@ -208,14 +323,45 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _not_loaded(ref: str) -> None:
+    """With no server running: NotFound for ``ref``, naming the process that holds it where one does."""
+    from corral.cli.base import App
+    from corral.errors import NotFound
+    from corral.store.leases import describe_holders
+
+    library = App().library
+    try:
+        record = library.store.get_model(ref)
+        holders = library.store.lease_holders(record.id)
+    finally:
+        library.store.close()
+    if holders:
+        raise NotFound(f"{record.name} is not loaded in a server (none is running); "
+                       f"{describe_holders(holders)} holds it")
+    raise NotFound(f"{record.name} is not loaded: no server is running")
+
+
 @click.command("ps")
 @json_option
 def ps_cmd(as_json) -> None:
-    """List the models the server holds loaded, with their memory and queues."""
-    models = _client().get("/corral/ps")["models"]
+    """List the models the server holds loaded, with their memory and queues (never starts a server).
+
+    The first line names the server: its pid, address and start time.
+
+    Example: corral ps --json
+    """
+    client = _running()
+    answer = {"server": None, "models": []} if client is None else client.get("/corral/ps")
+    server, models = answer.get("server"), answer["models"]
+    if client is not None and server is None:  # an older server
+        server = client.state.describe()
     if as_json:
-        emit_json(models)
+        emit_json({"server": server, "models": models})
         return
+    if server is None:
+        click.echo(NO_SERVER)
+        return
+    click.echo(_server_line(server) + ".")
     if not models:
         click.echo("No model is loaded.")
         return
@@ -223,10 +369,10 @@ def ps_cmd(as_json) -> None:
     rows = []
     for m in models:
         until = "never" if m["expires_in"] is None else _ago(m["expires_in"])
-        rows.append((m["name"], m["category"], m["driver"], ",".join(m["loras"]) or "-", human_size(m["ram"]),
-                     human_size(m["vram"]), f"{m.get('running', int(m['busy']))}/{m.get('parallel', 1)}",
+        rows.append((m["name"], m["category"], m["driver"], ",".join(m["loras"]) or "-", human_size(m["ram_bytes"]),
+                     human_size(m["vram_bytes"]), f"{m.get('running', int(m['busy']))}/{m.get('parallel', 1)}",
                      m["waiting"], _ago(now - m["last_used"]), until))
     table(rows, ["NAME", "CATEGORY", "DRIVER", "LORAS", "RAM", "VRAM", "RUNNING", "WAITING", "IDLE", "UNLOAD IN"])
 
 
-COMMANDS = (serve_cmd, load_cmd, unload_cmd, ps_cmd)
+COMMANDS = (serve_cmd, stop_cmd, load_cmd, unload_cmd, ps_cmd)

@@ -1,4 +1,7 @@
-"""Talking to a running Corral server from the CLI: find it, start it in the background, call it.
+"""Talking to a running Corral server from the CLI: find it, start it in the background, call it, stop it.
+
+Only ``corral load`` (once its model passed its checks) and ``corral serve`` start a server; commands
+that only read (``corral ps``, ``corral unload``) use :func:`connect` and never start one.
 
 Standard library only (urllib), so CLI commands stay quick to start. Server errors come back as the
 same :class:`corral.errors.CorralError` subclasses the server raised, so the CLI prints the same line and
@@ -184,3 +187,58 @@ def start_background(home: Path | None = None, timeout: float = START_TIMEOUT) -
         time.sleep(0.1)
     process.terminate()
     raise ServerUnavailable(f"the Corral server did not answer within {timeout:.0f} s (log: {log})")
+
+
+#: Seconds ``corral stop`` waits for the server to unload its models and exit.
+STOP_TIMEOUT = 180.0
+
+
+def stop_server(home: Path | None = None, timeout: float = STOP_TIMEOUT) -> ServerState | None:
+    """Stop the server running for this library, gracefully (every model unloaded after its request in
+    progress); the state of the server that stopped, or None when none was running.
+
+    Asks the server itself (``POST /corral/stop``); a server that does not answer is sent SIGTERM, which
+    it handles the same way.
+    """
+    state = read_state(home)
+    if state is None:
+        return None
+    client = Client(state)
+    try:
+        client.post("/corral/stop", {})
+    except ServerUnavailable:
+        if state.pid == os.getpid():
+            raise
+        import signal
+
+        os.kill(state.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = read_state(home)
+        if current is None or current.pid != state.pid or current.started != state.started:
+            _wait_exit(state.pid, max(1.0, deadline - time.monotonic()))
+            return state
+        time.sleep(0.1)
+    raise ServerUnavailable(
+        f"the Corral server (pid {state.pid}) is still unloading after {timeout:.0f} s; see {log_path(home)}"
+    )
+
+
+def _wait_exit(pid: int, timeout: float) -> None:
+    """Wait for process ``pid`` to end (a server in this very process only stops serving)."""
+    if pid == os.getpid():
+        return
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    try:
+        process = psutil.Process(pid)
+        while time.monotonic() < deadline:
+            try:
+                process.wait(0.1)
+                return
+            except psutil.TimeoutExpired:
+                if process.status() == psutil.STATUS_ZOMBIE:  # ended; its parent has not reaped it yet
+                    return
+    except psutil.NoSuchProcess:
+        pass

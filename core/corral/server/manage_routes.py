@@ -1,4 +1,4 @@
-"""Management routes: load, unload, list loaded models, server and system status, health."""
+"""Management routes: load, unload, list loaded models, server and system status, health, stop."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from corral import __version__
 from corral.convert import to_data
-from corral.errors import InvalidRequest
+from corral.errors import InvalidRequest, Unsupported
 from corral.records import Category
 from corral.server.bodies import field, read_json
 from corral.server.responses import endpoint
@@ -46,13 +46,36 @@ async def load(request: Any) -> Any:
     settings = field(body, "settings", dict, {})
     force = field(body, "force", bool, False)
     keep_alive = parse_keep_alive(body["keep_alive"]) if body.get("keep_alive") is not None else None
-    before = {e.model.id: e for e in service.runtime.entries()}
+    runtime = service.runtime
+    before = runtime.entries()
     started = time.monotonic()
     entry = await service.in_thread(
-        service.runtime.load, ref, loras=loras, settings=settings, force=force, keep_alive=keep_alive, load=True
+        runtime.load, ref, loras=loras, settings=settings, force=force, keep_alive=keep_alive, load=True
     )
-    reused = before.get(entry.model.id) is entry
-    return _json({"model": to_data(entry.info()), "reused": reused, "seconds": round(time.monotonic() - started, 3)})
+    reused = any(e is entry for e in before)
+    return _json({"model": to_data(entry.info()), "reused": reused, "seconds": round(time.monotonic() - started, 3),
+                  "unloaded": [] if reused else replaced(runtime, before, entry)})
+
+
+def replaced(runtime: Any, before: list, entry: Any) -> list[dict]:
+    """The models a load took out under the load rules: those of its slot that were loaded before it
+    and are gone now, each with the rule in words."""
+    from corral.loading.rules import same_slot, slot
+
+    host = runtime.host
+    now = {id(e) for e in runtime.entries()}
+    new = entry.model.category
+    out = []
+    for old in before:
+        if id(old) in now or old is entry or not same_slot(old.model.category, new, host):
+            continue
+        if old.model.category == new:
+            rule = f"one {new} model at a time"
+        else:
+            rule = f"one {slot(new, host)} model at a time: {old.model.category} and {new} are not loaded together"
+        out.append({"id": old.model.id, "name": old.model.name, "category": old.model.category.value,
+                    "reason": rule})
+    return out
 
 
 @endpoint
@@ -80,9 +103,33 @@ async def unload(request: Any) -> Any:
     return _json({"unloaded": [m.name for m in models]})
 
 
+def server_info(service: Service) -> dict:
+    """The server itself, as ``corral ps`` shows it: pid, address, start time, version."""
+    from corral.server.state import ServerState
+
+    host, port = service.address or ("", 0)
+    return ServerState(pid=os.getpid(), host=host, port=port, started=service.started,
+                       version=__version__).describe()
+
+
 @endpoint
 async def ps(request: Any) -> Any:
-    return _json({"models": to_data(_service(request).runtime.ps())})
+    service = _service(request)
+    return _json({"server": server_info(service), "models": to_data(service.runtime.ps())})
+
+
+@endpoint
+async def stop(request: Any) -> Any:
+    """Stop the server once this answer is sent; every model is unloaded after its request in progress."""
+    from starlette.background import BackgroundTask
+    from starlette.responses import JSONResponse
+
+    shutdown = getattr(request.app.state, "stop", None)
+    if shutdown is None:
+        raise Unsupported("this server runs inside another program and cannot be stopped over HTTP")
+    service = _service(request)
+    body = {"stopping": True, "server": server_info(service), "models": [m.name for m in service.runtime.ps()]}
+    return JSONResponse(body, background=BackgroundTask(shutdown))
 
 
 def system_status(host: Any, threshold: float | None = None) -> dict:
@@ -104,7 +151,7 @@ def system_status(host: Any, threshold: float | None = None) -> dict:
             gpus.append({"vendor": vendor.name, "error": f"{type(exc).__name__}: {exc}"})
     return {
         "cpu": {"percent": psutil.cpu_percent(interval=None), "count": psutil.cpu_count()},
-        "memory": {"total": memory.total, "available": memory.available, "used": memory.used,
+        "memory": {"total_bytes": memory.total, "available_bytes": memory.available, "used_bytes": memory.used,
                    "percent": memory.percent},
         "gpus": gpus,
     }
@@ -122,6 +169,7 @@ async def status(request: Any) -> Any:
             "server": {
                 "pid": os.getpid(),
                 "version": __version__,
+                "started": service.started,
                 "uptime": round(time.time() - service.started, 1),
                 "address": list(service.address) if service.address else None,
                 "keep_alive": runtime.keep_alive,
@@ -152,6 +200,7 @@ def routes() -> list:
         Route("/corral/load", load, methods=["POST"]),
         Route("/corral/unload", unload, methods=["POST"]),
         Route("/corral/ps", ps, methods=["GET"]),
+        Route("/corral/stop", stop, methods=["POST"]),
         Route("/corral/status", status, methods=["GET"]),
         Route("/corral/health", health, methods=["GET"]),
     ]

@@ -164,6 +164,7 @@ def serve(
 
     server = _uvicorn_server(app, log_level, on_start=started, on_stop=lambda: clear_state(state.pid, home),
                              limits=guards.limits)
+    app.state.stop = lambda: setattr(server, "should_exit", True)  # POST /corral/stop (`corral stop`)
     _log_to_stderr(log_level)
     try:
         server.run(sockets=[sock])
@@ -216,6 +217,7 @@ class ServerThread:
         on_start = (lambda: write_state(self.state, self._home)) if state else None
         on_stop = (lambda: clear_state(self.state.pid, self._home)) if state else None
         self._server = _uvicorn_server(self.app, log_level, on_start=on_start, on_stop=on_stop, limits=guards.limits)
+        self.app.state.stop = lambda: setattr(self._server, "should_exit", True)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
                                         name="corral-server", daemon=True)
 

@@ -38,6 +38,16 @@ class ServerState:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
+    @property
+    def address(self) -> str:
+        """Where it listens, as ``host:port``."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def describe(self) -> dict:
+        """What ``corral ps --json`` and ``corral serve --status --json`` say about the server."""
+        return {"pid": self.pid, "address": self.address, "url": self.url, "started": self.started,
+                "version": self.version}
+
 
 def state_path(home: Path | None = None) -> Path:
     return (home or corral_home()) / STATE_FILE

@@ -446,6 +446,17 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM leases WHERE model_id = ? AND pid = ?", (model_id, pid or os.getpid()))
 
+    def lease_holders(self, model_id: str) -> list[tuple[int, str]]:
+        """The live processes holding ``model_id`` loaded, as ``(pid, started)``; the leases of
+        processes that no longer exist are cleared first."""
+        with self.transaction() as db:
+            rows = db.execute("SELECT pid, started FROM leases WHERE model_id = ? ORDER BY started",
+                              (model_id,)).fetchall()
+            dead = [r["pid"] for r in rows if not _pid_alive(r["pid"])]
+            for pid in dead:
+                db.execute("DELETE FROM leases WHERE model_id = ? AND pid = ?", (model_id, pid))
+        return [(r["pid"], r["started"]) for r in rows if r["pid"] not in dead]
+
     def loaded_ids(self) -> set[str]:
         """Ids of models that a live process holds loaded (stale leases of dead processes ignored)."""
         rows = self._conn.execute("SELECT model_id, pid FROM leases").fetchall()
