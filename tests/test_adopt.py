@@ -64,10 +64,10 @@ def test_fixture_is_a_cache_huggingface_hub_reads(hf_cache):
 
 
 def test_hf_cache_adopted_in_place(run, hf_cache, src):
-    dry = as_json(run("scan", "--hf-cache", "--dry-run", "--json"))
+    dry = as_json(run("scan", "--hf-cache", "--dry-run", "--json"))["entries"]
     assert by_status(dry, "would-add") == ["org/Tiny-GGUF:F16", "org/Tiny-GGUF:Q8_0", "org/tiny-embed"]
     assert models(run) == {}
-    entries = as_json(run("scan", "--hf-cache", "--json"))  # no DIR: HF_HUB_CACHE
+    entries = as_json(run("scan", "--hf-cache", "--json"))["entries"]  # no DIR: HF_HUB_CACHE
     assert by_status(entries, "added") == ["org/Tiny-GGUF:F16", "org/Tiny-GGUF:Q8_0", "org/tiny-embed"]
     assert [e for e in entries if e["status"] not in ("added",)] == []  # the mmproj is attached, not orphaned
     listed = models(run)
@@ -99,12 +99,12 @@ def test_hf_cache_snapshot_loads_in_sentence_transformers(run, hf_cache):
 
 def test_hf_cache_rescan_idempotent_and_missing_reported(run, hf_cache):
     as_json(run("scan", "--hf-cache", "--json"))
-    again = as_json(run("scan", "--hf-cache", hf_cache, "--json"))  # DIR overrides the default
+    again = as_json(run("scan", "--hf-cache", hf_cache, "--json"))["entries"]  # DIR overrides the default
     assert by_status(again, "added") == [] and len(by_status(again, "exists")) == 3
     link = hf_cache / "models--org--Tiny-GGUF" / "snapshots" / ("a" * 40) / "Tiny-F16.gguf"
     target = link.resolve()
     link.unlink()
-    gone = as_json(run("scan", "--hf-cache", "--json"))
+    gone = as_json(run("scan", "--hf-cache", "--json"))["entries"]
     assert by_status(gone, "missing") == ["org/Tiny-GGUF:F16"]
     assert by_status(gone, "added") == []
     listed = models(run)
@@ -113,7 +113,7 @@ def test_hf_cache_rescan_idempotent_and_missing_reported(run, hf_cache):
     assert "missing" in run("ls").stdout
     assert "missing" in run("show", "org/Tiny-GGUF:F16").stdout
     link.symlink_to(os.path.relpath(target, link.parent))
-    back = as_json(run("scan", "--hf-cache", "--json"))
+    back = as_json(run("scan", "--hf-cache", "--json"))["entries"]
     assert by_status(back, "missing") == []
     assert models(run)["org/Tiny-GGUF:F16"]["missing"] is False
 
@@ -124,7 +124,7 @@ def test_hf_cache_older_revision_and_shared_blob(run, tmp_path, monkeypatch, src
     cache = tmp_path / "hub"
     hf_cache_repo(cache, "org/m", {"m.gguf": src["q8"]}, revision="1" * 40, ref=None)
     hf_cache_repo(cache, "org/m", {"m.gguf": src["q8"]}, revision="2" * 40, ref="main")
-    entries = as_json(run("scan", "--hf-cache", cache, "--json"))
+    entries = as_json(run("scan", "--hf-cache", cache, "--json"))["entries"]
     assert by_status(entries, "added") == ["org/m"]
     assert by_status(entries, "copy") == ["org/m"]
     record = models(run)["org/m"]
@@ -146,7 +146,7 @@ def ollama(tmp_path, monkeypatch, src) -> Path:
 
 
 def test_ollama_adopted_by_name_and_tag(run, ollama, src):
-    entries = as_json(run("scan", "--ollama", "--json"))
+    entries = as_json(run("scan", "--ollama", "--json"))["entries"]
     assert by_status(entries, "added") == ["other:1b", "tiny:latest"]
     assert by_status(entries, "exists") == ["tiny:latest"]  # tiny:q8 is the same blob
     listed = models(run)
@@ -161,7 +161,7 @@ def test_ollama_adopted_by_name_and_tag(run, ollama, src):
     assert [(c["kind"], c["path"]) for c in tiny["components"]] == [("mmproj", str(projector))]
     assert tiny["category"] == "multimodal"
     assert listed["other:1b"]["category"] == "chat"
-    again = as_json(run("scan", "--ollama", "--json"))
+    again = as_json(run("scan", "--ollama", "--json"))["entries"]
     assert by_status(again, "added") == [] and by_status(again, "error") == []
 
 
@@ -179,7 +179,7 @@ def test_ollama_parameters_become_settings_and_adapters_loras(run, tmp_path, mon
     ollama_model(root, "odd", "latest", src["other"], adapters=[misfit],
                  params={"num_ctx": "big", "top_p": 1.5, "num_predict": -1, "temperature": -1}, system="   ")
     monkeypatch.setenv("OLLAMA_MODELS", str(root))
-    entries = {e["name"]: e for e in as_json(run("scan", "--ollama", "--json"))}
+    entries = {e["name"]: e for e in as_json(run("scan", "--ollama", "--json"))["entries"]}
     assert entries["tuned:latest"]["status"] == "added" and not entries["tuned:latest"].get("message")
     assert entries["odd:latest"]["status"] == "added"
     assert "adapter" in entries["odd:latest"]["message"] and "not bound" in entries["odd:latest"]["message"]
@@ -220,7 +220,7 @@ def test_ollama_broken_entries_reported_not_fatal(run, ollama, src):
     (manifests / "junk" / "1").write_text("{not json")
     gone = ollama_model(ollama, "gone", "1", write_tiny_gguf(src["q8"].parent / "gone.gguf", seed=9))
     gone.unlink()
-    entries = as_json(run("scan", "--ollama", "--json"))
+    entries = as_json(run("scan", "--ollama", "--json"))["entries"]
     errors = {e["name"]: e["message"] for e in entries if e["status"] == "error"}
     assert set(errors) == {"cloudy:big", "evil:x", "junk:1", "gone:1"}
     assert "no model layer" in errors["cloudy:big"]
@@ -233,7 +233,7 @@ def test_ollama_removed_blob_shows_missing(run, ollama, src):
     as_json(run("scan", "--ollama", "--json"))
     blob = Path(models(run)["other:1b"]["path"])
     blob.unlink()
-    entries = as_json(run("scan", "--ollama", "--json"))
+    entries = as_json(run("scan", "--ollama", "--json"))["entries"]
     assert by_status(entries, "missing") == ["other:1b"]
     assert models(run)["other:1b"]["missing"] is True
 
@@ -260,7 +260,7 @@ def test_lmstudio_publisher_model_folders(run, tmp_path, monkeypatch, src):
     lmstudio_model(root, "lmstudio-community", "Tiny-GGUF",
                    {"Tiny-Q8_0.gguf": src["q8"], "Tiny-F16.gguf": src["f16"], "mmproj-tiny-f16.gguf": src["mmproj"]})
     shutil.copytree(src["embed"], root / "mlx-community" / "tiny-embed")
-    entries = as_json(run("scan", "--lmstudio", "--json"))  # default: ~/.lmstudio/models
+    entries = as_json(run("scan", "--lmstudio", "--json"))["entries"]  # default: ~/.lmstudio/models
     assert by_status(entries, "added") == [
         "lmstudio-community/Tiny-GGUF:F16", "lmstudio-community/Tiny-GGUF:Q8_0", "mlx-community/tiny-embed"]
     assert by_status(entries, "component") == []
@@ -271,7 +271,7 @@ def test_lmstudio_publisher_model_folders(run, tmp_path, monkeypatch, src):
     assert q8["provenance"]["repo"] == "lmstudio-community/Tiny-GGUF"
     assert q8["provenance"]["files"] == ["Tiny-Q8_0.gguf"]
     assert listed["mlx-community/tiny-embed"]["category"] == "embedding"
-    assert by_status(as_json(run("scan", "--lmstudio", "--json")), "added") == []
+    assert by_status(as_json(run("scan", "--lmstudio", "--json"))["entries"], "added") == []
 
 
 def test_text_generation_webui_models_folder(run, tmp_path, src):
@@ -281,9 +281,9 @@ def test_text_generation_webui_models_folder(run, tmp_path, src):
     shutil.copytree(src["embed"], root / "intfloat_tiny-embed")
     (root / "config.yaml").write_text("# webui settings\n")
     (root / "place-your-models-here.txt").write_text("")
-    entries = as_json(run("scan", root, "--json"))
+    entries = as_json(run("scan", root, "--json"))["entries"]
     assert by_status(entries, "added") == ["intfloat_tiny-embed", "tinyllama.Q4_K_M"]
-    assert by_status(as_json(run("scan", root, "--json")), "added") == []
+    assert by_status(as_json(run("scan", root, "--json"))["entries"], "added") == []
 
 
 def test_same_file_twice_is_one_record_with_both_paths(run, tmp_path, src):
@@ -294,23 +294,23 @@ def test_same_file_twice_is_one_record_with_both_paths(run, tmp_path, src):
     lookalike = tmp_path / "b" / "same-size-other-weights.gguf"
     shutil.copyfile(src["f16"], lookalike)  # same size, different content: its own record
     assert lookalike.stat().st_size == first.stat().st_size
-    assert by_status(as_json(run("scan", tmp_path / "a", "--json")), "added") == ["tiny"]
-    entries = as_json(run("scan", tmp_path / "b", "--json"))
+    assert by_status(as_json(run("scan", tmp_path / "a", "--json"))["entries"], "added") == ["tiny"]
+    entries = as_json(run("scan", tmp_path / "b", "--json"))["entries"]
     assert by_status(entries, "copy") == ["tiny"]
     assert by_status(entries, "added") == ["same-size-other-weights"]
     record = models(run)["tiny"]
     assert record["copies"] == [str(second.resolve())]
     assert record["sha256"] == sha256_of(src["q8"])
     assert "copy" in run("show", "tiny").stdout
-    assert by_status(as_json(run("scan", tmp_path / "b", "--json")), "copy") == []  # known now
+    assert by_status(as_json(run("scan", tmp_path / "b", "--json"))["entries"], "copy") == []  # known now
     # The same bytes with a projector beside them play another part: a multimodal model of their own.
     (tmp_path / "c").mkdir()
     shutil.copyfile(src["q8"], tmp_path / "c" / "vision.gguf")
     shutil.copyfile(src["mmproj"], tmp_path / "c" / "mmproj-vision.gguf")
-    vision = as_json(run("scan", tmp_path / "c", "--json"))
+    vision = as_json(run("scan", tmp_path / "c", "--json"))["entries"]
     assert [(e["status"], e["name"], e["category"]) for e in vision] == [("added", "vision", "multimodal")]
     first.unlink()
-    moved = as_json(run("scan", tmp_path / "a", "--json"))
+    moved = as_json(run("scan", tmp_path / "a", "--json"))["entries"]
     assert by_status(moved, "moved") == ["tiny"]
     record = models(run)["tiny"]
     assert record["path"] == str(second.resolve()) and record["copies"] == [] and record["missing"] is False
@@ -324,7 +324,7 @@ def test_bound_lora_and_attached_parts_are_not_reported_again(run, tmp_path, src
     lora = write_lora_gguf(root / "style.gguf")
     as_json(run("scan", root, "--json"))
     as_json(run("lora", "add", "chat", lora, "--json"))
-    entries = as_json(run("scan", root, "--json"))
+    entries = as_json(run("scan", root, "--json"))["entries"]
     assert sorted((e["status"], e["name"]) for e in entries) == [("exists", "chat"), ("exists", "style")]
 
 
@@ -339,12 +339,12 @@ def test_hf_cache_sharded_model(run, tmp_path):
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     cache = tmp_path / "hub"
     hf_cache_dir(cache, "org/llm", folder)
-    entries = as_json(run("scan", "--hf-cache", cache, "--json"))
+    entries = as_json(run("scan", "--hf-cache", cache, "--json"))["entries"]
     assert [(e["status"], e["name"], e["category"]) for e in entries] == [("added", "org/llm", "text-generation")]
     evil = {"weight_map": {"x": "../../../../secret.safetensors"}}
     (folder / "model.safetensors.index.json").write_text(json.dumps(evil))
     hf_cache_dir(cache, "org/evil", folder, revision="e" * 40)
-    entries = as_json(run("scan", "--hf-cache", cache, "--json"))
+    entries = as_json(run("scan", "--hf-cache", cache, "--json"))["entries"]
     assert [e["message"] for e in entries if e["status"] == "error"] == [
         f"{cache.resolve() / 'models--org--evil' / 'snapshots' / ('e' * 40)}: weight file name "
         "'../../../../secret.safetensors' points outside the model folder"]

@@ -209,10 +209,10 @@ def test_a_plugin_store_layout_is_scanned_like_the_built_in_ones(home, tmp_path)
         assert fresh.store_layout_names() == ["hf-cache", "ollama", "lmstudio", "jan"]
         cli = build_cli()
         scanned = CliRunner().invoke(cli, ["scan", str(store), "--layout", "jan", "--json"])
-        entries = {e["name"]: e["status"] for e in json.loads(scanned.stdout)}
+        entries = {e["name"]: e["status"] for e in json.loads(scanned.stdout)["entries"]}
         assert entries == {"jan/gemma-tiny": "added", "jan/broken": "error"}
         again = CliRunner().invoke(cli, ["scan", str(store), "--layout", "jan", "--json"])
-        assert {e["status"] for e in json.loads(again.stdout)} == {"exists", "error"}
+        assert {e["status"] for e in json.loads(again.stdout)["entries"]} == {"exists", "error"}
         shown = json.loads(CliRunner().invoke(cli, ["show", "jan/gemma-tiny", "--json"]).stdout)
         assert shown["model"]["provenance"]["hub"] == "jan"
         unknown = CliRunner().invoke(cli, ["scan", str(store), "--layout", "gpt4all"])

@@ -12,17 +12,57 @@ from corral.errors import CorralError
 
 
 class CorralGroup(click.Group):
-    """A click group that turns Corral errors into one line on stderr and a non-zero exit code."""
+    """A click group that turns Corral errors into one line on stderr and a non-zero exit code.
+
+    A command run with ``--json`` that fails also prints one JSON error document on stdout:
+    ``{"error": {"message": ..., "code": ..., "exit_code": ...}}`` (``code`` as in the HTTP API's error
+    bodies: ``not_found``, ``conflict``, ...; ``usage_error`` for a wrong option or argument).
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["corral.json"] = _asks_json(args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        wants_json = ctx.meta.get("corral.json", False)
         try:
             return super().invoke(ctx)
         except CorralError as exc:
+            if wants_json:
+                emit_error(str(exc), _error_code(type(exc)), exc.exit_code)
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except click.ClickException as exc:
+            if wants_json:
+                emit_error(exc.format_message(), "usage_error", exc.exit_code)
+            raise
         except KeyboardInterrupt:
+            if wants_json:
+                emit_error("interrupted", "interrupted", 130)
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
+
+
+def _asks_json(args: Sequence[str]) -> bool:
+    """Whether the command line asks for ``--json`` (options end at ``--``)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+def _error_code(cls: type) -> str:
+    from corral.server.client import error_code
+
+    return error_code(cls)
+
+
+def emit_error(message: str, code: str, exit_code: int) -> None:
+    """The JSON error document a failing ``--json`` command prints on stdout."""
+    click.echo(json.dumps({"error": {"message": message, "code": code, "exit_code": exit_code}},
+                          ensure_ascii=False, indent=2))
 
 
 class CategoryType(click.ParamType):

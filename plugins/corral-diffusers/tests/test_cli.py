@@ -64,7 +64,7 @@ def test_tags_set_at_import_edited_later_and_enforced(run, sdxl, tmp_path):
     assert refused.stderr.strip().count("\n") == 0  # one line, no traceback
     assert "not tagged for image-to-image" in refused.stderr and "--tag image-to-image" in refused.stderr
     edited = run("edit", "only-t2i", "--tag", "image-to-image", "--untag", "text-to-image", "--json")
-    assert json.loads(edited.stdout)["tags"] == ["image-to-image"]
+    assert json.loads(edited.stdout)["model"]["tags"] == ["image-to-image"]
     assert run(*args).exit_code == 0
     text_only = run("imagine", "only-t2i", "a red square", "--steps", "1", "--out", tmp_path / "y.png")
     assert text_only.exit_code != 0 and "not tagged for text-to-image" in text_only.stderr
