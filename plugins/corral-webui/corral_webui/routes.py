@@ -2,8 +2,9 @@
 
 The page and its files are ``public`` (a browser fetches them before it has a key); every JSON route
 keeps the key rule: reading the library, the runtime and the monitor takes any key (``inference``),
-changing something (settings, import, scan, the load preview) a ``full`` key (``management``). Loads,
-unloads and chats go through the server's own routes (``/corral/load``, ``/v1/chat/completions``, ...).
+changing something (settings, name and description, removal, import, scan, the load preview) a ``full``
+key (``management``). Loads, unloads and chats go through the server's own routes (``/corral/load``,
+``/v1/chat/completions``, ...).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ async def info(request: Any) -> Any:
         "categories": host.category_names(),
         "threshold": watchdog.threshold if watchdog is not None else None,
         "keep_alive": service.runtime.keep_alive,
+        "layouts": views.layouts(host),
     })
 
 
@@ -88,6 +90,18 @@ async def settings(request: Any) -> Any:
     body = await _body(request)
     ref = request.path_params["ref"]
     return _json(await _in_library(request, lambda lib, rt: views.update_settings(lib, ref, body)))
+
+
+@http_endpoint
+async def edit(request: Any) -> Any:
+    body = await _body(request)
+    return _json(await _in_library(request, views.edit, request.path_params["ref"], body))
+
+
+@http_endpoint
+async def remove(request: Any) -> Any:
+    body = await _body(request)
+    return _json(await _in_library(request, views.remove, request.path_params["ref"], body))
 
 
 @http_endpoint
@@ -164,6 +178,8 @@ def routes() -> list[tuple[Any, str]]:
         (Route(f"{API}/monitor", monitor, methods=["GET"]), "inference"),
         (Route(f"{API}/settings/{{ref:path}}", settings, methods=["POST"]), "management"),
         (Route(f"{API}/plan", plan, methods=["POST"]), "management"),
+        (Route(f"{API}/edit/{{ref:path}}", edit, methods=["POST"]), "management"),
+        (Route(f"{API}/remove/{{ref:path}}", remove, methods=["POST"]), "management"),
         (Route(f"{API}/import", import_model, methods=["POST"]), "management"),
         (Route(f"{API}/scan", scan_folder, methods=["POST"]), "management"),
     ]

@@ -105,6 +105,33 @@ def update_settings(library: Any, ref: str, body: Mapping[str, Any]) -> dict[str
     return {"name": model.name, "settings": to_data(dict(model.settings))}
 
 
+def edit(library: Any, runtime: Any, ref: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Rename a model or change its description."""
+    name, description = body.get("name"), body.get("description")
+    if not all(v is None or isinstance(v, str) for v in (name, description)):
+        raise InvalidRequest("fields 'name' and 'description' must be strings")
+    model = library.edit(ref, name=name.strip() if name is not None else None, description=description)
+    return {"model": model_row(library.check_files(model), loaded_by_id(runtime))}
+
+
+def remove(library: Any, runtime: Any, ref: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Delete a model's record (and its LoRA records) once the page confirmed it; the files stay."""
+    if body.get("confirm") is not True:
+        raise InvalidRequest("removing a model needs {'confirm': true}")
+    model, loras = library.remove(ref)
+    return {"removed": model.name, "loras": [lora.name for lora in loras],
+            "files_kept": [str(p) for p in (model.paths or (model.path,))]}
+
+
+def layouts(host: Any) -> list[dict[str, str]]:
+    """The other tools' model stores a scan can adopt (the HF cache, Ollama, LM Studio, plugins' own)."""
+    found = []
+    for name in host.store_layout_names():
+        layout = host.store_layout(name)
+        found.append({"name": name, "label": getattr(layout, "label", "") or name})
+    return found
+
+
 def _gib(value: int | None) -> str:
     return "?" if value is None else f"{value / 2**30:.2f} GiB"
 
@@ -243,12 +270,18 @@ def import_one(library: Any, runtime: Any, body: Mapping[str, Any]) -> dict[str,
 
 
 def scan_folder(library: Any, body: Mapping[str, Any]) -> dict[str, Any]:
-    """Scan a folder (``dry_run``: say what would be added, add nothing)."""
-    path = body.get("path")
+    """Scan a folder, or a store of another tool (``layout``; its usual place when no ``path``), in
+    place (``dry_run``: say what would be added, add nothing)."""
+    path = body.get("path") or None
+    layout = body.get("layout") or None
     dry_run = body.get("dry_run", True)
-    if not isinstance(path, str) or not path:
+    if path is not None and not isinstance(path, str):
         raise InvalidRequest("field 'path': the absolute path of a folder")
+    if layout is not None and not isinstance(layout, str):
+        raise InvalidRequest("field 'layout': the name of a model store (see the scan form's choices)")
+    if path is None and layout is None:
+        raise InvalidRequest("give a folder ('path'), a store ('layout'), or both")
     if not isinstance(dry_run, bool):
         raise InvalidRequest("field 'dry_run' must be true or false")
-    entries = scan(library, Path(path), dry_run=dry_run)
+    entries = scan(library, Path(path) if path else None, layout=layout, dry_run=dry_run)
     return {"dry_run": dry_run, "entries": to_data(entries)}

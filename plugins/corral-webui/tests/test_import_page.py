@@ -33,3 +33,20 @@ def test_a_path_outside_the_allowed_folders_is_refused(page, ui_server, tmp_path
     page.wait_for_selector("#import-result [role=alert]")
     assert "--allow-path" in page.inner_text("#import-result")
     assert ui_library.store.list_models() == []
+
+
+def test_an_lmstudio_store_is_previewed_then_adopted(page, ui_server, ui_home, ui_library):
+    store = ui_home / "lmstudio-models"
+    write_tiny_gguf(store / "ggml-org" / "tiny-chat-GGUF" / "tiny-chat-Q8_0.gguf", name="tiny-chat")
+    open_ui(page, ui_server, "#import")
+    page.select_option("#scan-layout", "lmstudio")
+    page.fill("#scan-path", str(store))
+    page.click("#scan-preview")
+    page.wait_for_selector("#scan-table")
+    [name] = page.locator("#scan-table tbody td:nth-child(2)").all_inner_texts()
+    assert name.startswith("ggml-org/tiny-chat-GGUF")  # the store's publisher/model names it
+    assert ui_library.store.list_models() == []
+    page.click("#scan-apply")
+    page.wait_for_function("document.getElementById('scan-result').textContent.includes('Added 1 model')")
+    model = ui_library.store.get_model(name)
+    assert model.provenance.hub == "lmstudio" and model.provenance.repo == "ggml-org/tiny-chat-GGUF"

@@ -108,3 +108,28 @@ def test_with_keys_on_the_page_asks_for_a_key_once(page, ui_home, ui_library, tr
         assert page.request.get(server.url + "/ui/style.css").status == 200
         assert page.request.get(server.url + "/corral/ui/api/models").status == 401
         assert page.request.get(server.url + "/v1/models").status == 401
+
+
+def test_rename_and_remove_with_confirmation_keep_the_files(page, ui_home, ui_library):
+    path = write_tiny_gguf(ui_home / "tiny.gguf")
+    ui_library.import_path(path, name="tiny")
+    with served(ui_library) as server:
+        open_ui(page, server)
+        page.click("#models tbody tr")
+        page.wait_for_selector("#edit-form")
+        page.fill("#edit-name", "renamed")
+        page.fill("#edit-description", "a tiny test model")
+        page.click("#edit-form button[type=submit]")
+        page.wait_for_function("document.getElementById('models').textContent.includes('renamed')")
+        assert ui_library.store.get_model("renamed").description == "a tiny test model"
+        # Remove asks first; Cancel keeps the record.
+        page.click("#remove")
+        assert str(path) in page.inner_text("#remove-question")
+        page.click("#cancel-remove")
+        assert ui_library.store.list_models()
+        page.click("#remove")
+        page.click("#confirm-remove")
+        page.wait_for_selector("#empty:not([hidden])")
+        assert ui_library.store.list_models() == []
+        assert path.exists()  # the record went, the file stays
+        assert "files stay on disk" in page.inner_text("#notice")

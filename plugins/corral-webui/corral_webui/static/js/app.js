@@ -13,7 +13,7 @@ async function page(name) {
       runtime: async () => (await import("./runtime.js")).page(),
       playground: async () => (await import("./playground.js")).page(library),
       monitor: async () => (await import("./monitor.js")).page(),
-      import: async () => (await import("./importer.js")).page(library),
+      import: async () => (await import("./importer.js")).page(library, info.layouts || []),
     };
     pages[name] = await loaders[name]();
   }
@@ -21,6 +21,7 @@ async function page(name) {
 }
 
 let current = "library";
+let info = {};  // the server's description (/corral/ui/api/info)
 
 async function show(name) {
   const list = document.getElementById("pages");
@@ -42,7 +43,8 @@ async function start() {
   list.addEventListener("keydown", (e) => { const tab = tabKeys(list, e); if (tab) show(tab.dataset.page); });
   try {
     // Both at once: the model list need not wait for the server's description.
-    const [info, list] = await Promise.all([get("/corral/ui/api/info"), library.fetchModels()]);
+    let list;
+    [info, list] = await Promise.all([get("/corral/ui/api/info"), library.fetchModels()]);
     document.title = `Corral ${info.version}`;
     library.init(info.categories);
     library.show(list);

@@ -1,5 +1,5 @@
-// The import page: one file or folder by path, or a folder scan previewed (dry run) before anything
-// is added.
+// The import page: one file or folder by path, or a scan of a folder or of another tool's store (the HF
+// cache, Ollama, LM Studio) previewed (dry run) before anything is added.
 
 import { post } from "./api.js";
 import { count, esc, notice } from "./format.js";
@@ -13,7 +13,7 @@ function entries(list) {
     + "</tbody></table>";
 }
 
-export function page(library) {
+export function page(library, layouts) {
   const importForm = document.getElementById("import-form");
   const importOut = document.getElementById("import-result");
   importForm.onsubmit = async (event) => {
@@ -41,14 +41,21 @@ export function page(library) {
   const scanForm = document.getElementById("scan-form");
   const scanOut = document.getElementById("scan-result");
   const apply = document.getElementById("scan-apply");
+  const layout = document.getElementById("scan-layout");
+  layout.innerHTML = '<option value="">a plain folder</option>'
+    + layouts.map((l) => `<option value="${esc(l.name)}">${esc(l.label)}</option>`).join("");
   let previewed = null;
   scanForm.onsubmit = async (event) => {
     event.preventDefault();
-    previewed = document.getElementById("scan-path").value.trim();
+    previewed = { path: document.getElementById("scan-path").value.trim() || null, layout: layout.value || null };
+    if (!previewed.path && !previewed.layout) {
+      scanOut.innerHTML = "<p class=\"message bad\" role=\"alert\">Give a folder, or choose a store.</p>";
+      return;
+    }
     apply.disabled = true;
     scanOut.innerHTML = "<p class=\"message\">Scanning (nothing is added yet)…</p>";
     try {
-      const answer = await post(`${API}/scan`, { path: previewed, dry_run: true });
+      const answer = await post(`${API}/scan`, { ...previewed, dry_run: true });
       const adds = answer.entries.filter((e) => e.status === "would-add").length;
       scanOut.innerHTML = `<p class="message">Preview: ${adds} model${adds === 1 ? "" : "s"} would be added.</p>` + entries(answer.entries);
       apply.disabled = adds === 0;
@@ -59,7 +66,7 @@ export function page(library) {
   apply.onclick = async () => {
     apply.disabled = true;
     try {
-      const answer = await post(`${API}/scan`, { path: previewed, dry_run: false });
+      const answer = await post(`${API}/scan`, { ...previewed, dry_run: false });
       const added = answer.entries.filter((e) => e.status === "added").length;
       scanOut.innerHTML = `<p class="message">Added ${added} model${added === 1 ? "" : "s"}.</p>` + entries(answer.entries);
       await library.refresh();

@@ -223,7 +223,18 @@ export async function openDetail(id, focus = true) {
       ${m.setting_specs.map(settingField).join("")}
       <button type="submit" class="primary">Save settings</button>
       <p id="settings-message" aria-live="polite"></p>
-    </form>`;
+    </form>
+    <h3>Name and description</h3>
+    <form id="edit-form" aria-label="Name and description of ${esc(m.name)}">
+      <label>Name <input id="edit-name" type="text" required value="${esc(m.name)}"></label>
+      <label>Description <textarea id="edit-description" rows="2">${esc(m.description || "")}</textarea></label>
+      <button type="submit">Save</button>
+      <p id="edit-message" aria-live="polite"></p>
+    </form>
+    <h3>Remove</h3>
+    <p class="hint">Removes the record (and its LoRA records) from the library; the files stay on disk.</p>
+    <button type="button" id="remove">Remove from library…</button>
+    <div id="remove-box" aria-live="polite"></div>`;
   panel.querySelector("#close-detail").onclick = () => {
     panel.hidden = true;
     state.selected = null;
@@ -251,6 +262,42 @@ export async function openDetail(id, focus = true) {
       out.className = "bad";
       out.textContent = err.message;
     }
+  };
+  const edit = panel.querySelector("#edit-form");
+  edit.onsubmit = async (event) => {
+    event.preventDefault();
+    const out = edit.querySelector("#edit-message");
+    try {
+      const answer = await post(`${API}/edit/${encodeURIComponent(m.id)}`, {
+        name: edit.querySelector("#edit-name").value, description: edit.querySelector("#edit-description").value,
+      });
+      out.className = "";
+      out.textContent = `Saved as ${answer.model.name}.`;
+      await refresh();
+    } catch (err) {
+      out.className = "bad";
+      out.textContent = err.message;
+    }
+  };
+  panel.querySelector("#remove").onclick = () => {
+    const box = panel.querySelector("#remove-box");
+    const files = (m.paths && m.paths.length ? m.paths : [m.path]);
+    box.innerHTML = `<p class="message bad" id="remove-question">Remove ${esc(m.name)} from the library? Its files stay where they are: `
+      + `${files.map(esc).join(", ")}</p><button type="button" class="primary" id="confirm-remove">Remove record</button> `
+      + `<button type="button" id="cancel-remove">Cancel</button>`;
+    box.querySelector("#cancel-remove").onclick = () => { box.innerHTML = ""; };
+    box.querySelector("#cancel-remove").focus();
+    box.querySelector("#confirm-remove").onclick = async () => {
+      try {
+        const answer = await post(`${API}/remove/${encodeURIComponent(m.id)}`, { confirm: true });
+        notice(`Removed ${answer.removed} from the library; its files stay on disk.`);
+        panel.hidden = true;
+        state.selected = null;
+        await refresh();
+      } catch (err) {
+        box.innerHTML = `<p class="message bad" role="alert">${esc(err.message)}</p>`;
+      }
+    };
   };
   if (focus) panel.querySelector("#detail-title").focus();
 }
