@@ -195,7 +195,7 @@ def test_rm_names_the_process_holding_the_model_and_clears_dead_ones(corral):
         store.acquire_lease(model_id, holder.pid)
         store.acquire_lease(model_id, gone.pid)
         one_error_line(corral("rm", "first", "--yes"), 3, "first is loaded by", f"process {holder.pid}",
-                       "-c import time; time.sleep(120)", "end it")
+                       "-c import time; time.sleep(120)", "end that process")
         assert [pid for pid, _ in store.lease_holders(model_id)] == [holder.pid]  # the dead one is cleared
         holder.kill()
         holder.wait()

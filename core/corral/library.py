@@ -312,8 +312,12 @@ class Library:
         model = self.store.get_model(ref)
         holders = self.store.lease_holders(model.id)  # leases of processes gone are cleared here
         if holders:
-            served = any(is_server(pid) for pid, _ in holders)
-            fix = f"`corral unload {model.name}` first" if served else "end it (or let it finish) first"
+            if any(is_server(pid) for pid, _ in holders):
+                fix = f"`corral unload {model.name}` first"
+            elif all(pid == os.getpid() for pid, _ in holders):
+                fix = "unload it first"
+            else:
+                fix = "unload it there, or end that process, first"
             raise Conflict(f"{model.name} is loaded by {describe_holders(holders)}; {fix}")
         loras = self.store.list_loras(model.id)
         self.store.delete_model(model.id)
