@@ -225,7 +225,7 @@ def test_fit_shows_estimate_free_and_measured(run, library, tiny):
     out = run("fit", model.name, "--n-ctx", "1024", "--json")
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
-    for key in ("ram_bytes", "vram_bytes", "total_bytes", "fits", "measured", "parts", "free_ram_bytes"):
+    for key in ("ram_bytes", "vram_bytes", "total_bytes", "fits", "measured", "parts_bytes", "free_ram_bytes"):
         assert key in data
     assert data["measured"] is None and data["fits"] is True
     assert data["total_bytes"] == estimate_memory(model, {"n_ctx": 1024}).total_bytes

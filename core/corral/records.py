@@ -409,14 +409,15 @@ class PluginInfo:
 class MemoryEstimate:
     """What loading a model with given settings is expected to take, in bytes.
 
-    ``parts`` names where the bytes go (weights, kv_cache, compute, mmproj, lora, overhead); their sum is
-    ``total_bytes``, split between system memory (``ram_bytes``) and GPU memory (``vram_bytes``).
+    ``parts`` names where the bytes go (weights, kv_cache, compute, mmproj, lora, overhead; ``parts_bytes``
+    in JSON); their sum is ``total_bytes``, split between system memory (``ram_bytes``) and GPU memory
+    (``vram_bytes``).
     """
 
     ram_bytes: int
     vram_bytes: int
     total_bytes: int
-    parts: Mapping[str, int] = field(factory=dict)
+    parts: Mapping[str, int] = byte_count("parts_bytes", factory=dict)
     #: The context length the estimate is for (None where the model has no context).
     n_ctx: int | None = None
     #: What the estimate assumed or could not know, in words.

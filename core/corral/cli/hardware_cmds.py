@@ -206,7 +206,7 @@ def fit_cmd(app: App, model, n_ctx, n_gpu_layers, loras, pairs, as_json) -> None
     context = f", context {report['n_ctx']} tokens" if report["n_ctx"] else ""
     click.echo(f"  estimate  {size(report['total_bytes'])}: RAM {size(report['ram_bytes'])}, "
                f"GPU {size(report['vram_bytes'])}{context}")  # fmt: skip
-    for part, nbytes in report["parts"].items():
+    for part, nbytes in report["parts_bytes"].items():
         if nbytes:
             click.echo(f"    {part.replace('_', ' '):<10} {human_size(nbytes):>9}")
     for note in report["notes"]:

@@ -201,5 +201,5 @@ def test_estimate_counts_every_slots_kv_cache(library, tiny):
         return as_json(CliRunner().invoke(build_cli(), args))
 
     one, four = fit(1), fit(4)
-    assert four["parts"]["kv_cache"] == 4 * one["parts"]["kv_cache"] > 0
+    assert four["parts_bytes"]["kv_cache"] == 4 * one["parts_bytes"]["kv_cache"] > 0
     assert any("parallel 4" in note for note in four["notes"])
