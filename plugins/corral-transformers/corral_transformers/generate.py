@@ -2,8 +2,10 @@
 strings.
 
 Parameter names and checks are the core's (:mod:`corral.sampling`), as for the llama.cpp driver;
-parameters transformers does not have are ignored, as the driver interface says. Unset parameters keep the model's own defaults
-(``generation_config.json``); ``temperature`` 0 means greedy decoding. A seed (the request's, else the
+parameters transformers does not have are ignored, as the driver interface says (``presence_penalty``,
+``frequency_penalty`` and ``logit_bias`` are applied by :mod:`corral_transformers.penalties`). Unset
+parameters keep the model's own defaults (``generation_config.json``); ``temperature`` 0 means greedy
+decoding. A seed (the request's, else the
 model's ``seed`` setting) reseeds torch just before generating, so a seeded request repeats exactly.
 
 Streaming runs ``generate`` on a worker thread feeding a ``TextIteratorStreamer``; the caller's side
@@ -20,7 +22,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from attrs import define, frozen
 
-from corral.api import CorralError
+from corral.api import CorralError, Delta
 from corral.api import read_sampling
 
 #: name -> type of the parameters transformers' generate understands.
@@ -31,6 +33,9 @@ PARAMS: dict[str, type] = {
     "min_p": float,
     "typical_p": float,
     "repeat_penalty": float,
+    "presence_penalty": float,
+    "frequency_penalty": float,
+    "logit_bias": dict,
     "max_tokens": int,
     "seed": int,
 }
@@ -49,6 +54,8 @@ class Request:
     max_tokens: int | None = None
     #: transformers LogitsProcessors applied while generating (a grammar's mask).
     processors: tuple[Any, ...] = ()
+    #: A :class:`corral_transformers.logprobs.Recorder` when the request asks for log-probabilities.
+    logprobs: Any = None
 
 
 def parse(params: Mapping[str, Any], *, default_seed: int | None = None) -> Request:
@@ -171,21 +178,29 @@ def generate_text(lm: Any, tokenizer: Any, inputs: Mapping[str, Any], config: An
     import torch
 
     if request.stop:
-        return "".join(stream_text(lm, tokenizer, inputs, config, request, outcome, eos_ids=eos_ids))
+        pieces = stream_text(lm, tokenizer, inputs, config, request, outcome, eos_ids=eos_ids)
+        return "".join(getattr(p, "content", p) for p in pieces)
     seeded(request.seed)
     with torch.inference_mode():
         output = lm.generate(**inputs, generation_config=config, **_processors(request))
     finish(outcome, output, eos_ids=eos_ids, max_new_tokens=config.max_new_tokens, stopped=False)
+    if request.logprobs is not None and outcome.completion_tokens:
+        request.logprobs.take(int(output[0][-1]))  # the last step's token
     return tokenizer.decode(output[0][outcome.prompt_tokens:], skip_special_tokens=True)
 
 
 def stream_text(lm: Any, tokenizer: Any, inputs: Mapping[str, Any], config: Any, request: Request,
-                outcome: Outcome, *, eos_ids: frozenset[int]) -> Iterator[str]:
-    """Text pieces as they are generated. Closing the iterator early stops the generation."""
+                outcome: Outcome, *, eos_ids: frozenset[int]) -> Iterator[Any]:
+    """Text pieces as they are generated (:class:`Delta` pieces carrying their tokens' log-probabilities
+    when the request asks for them). Closing the iterator early stops the generation."""
     import torch
     from transformers import StoppingCriteriaList, TextIteratorStreamer
 
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    recorder = request.logprobs
+    if recorder is not None:
+        streamer = recorder.streamer(tokenizer)
+    else:
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     halt = threading.Event()
     result: dict[str, Any] = {}
 
@@ -206,12 +221,15 @@ def stream_text(lm: Any, tokenizer: Any, inputs: Mapping[str, Any], config: Any,
     stops = StopText(request.stop)
     try:
         for piece in streamer:
+            piece, logprobs = piece if recorder is not None else (piece, ())
             if stops.hit:
                 continue  # generation ends at its next step; the rest is past the stop string
             text = stops.feed(piece)
             if stops.hit:
                 halt.set()
-            if text:
+            if logprobs:
+                yield Delta(content=text, logprobs=logprobs)
+            elif text:
                 yield text
         rest = stops.flush()
         if rest:
@@ -228,8 +246,10 @@ def stream_text(lm: Any, tokenizer: Any, inputs: Mapping[str, Any], config: Any,
 
 
 def _processors(request: Request) -> dict[str, Any]:
-    if not request.processors:
+    # The recorder comes first: it reads the model's scores before a grammar masks them.
+    processors = ([request.logprobs.processor()] if request.logprobs is not None else []) + list(request.processors)
+    if not processors:
         return {}
     from transformers import LogitsProcessorList
 
-    return {"logits_processor": LogitsProcessorList(list(request.processors))}
+    return {"logits_processor": LogitsProcessorList(processors)}

@@ -12,7 +12,7 @@ from corral.api import with_defaults, with_system_prompt
 
 from corral.api import (
     AnswerShape,
-    InvalidRequest,
+    Delta,
     call_schema,
     family_of,
     opens_thought,
@@ -25,11 +25,14 @@ from corral.api import (
     with_tools_prompt,
 )
 
-from corral_transformers import chat_template, generate
+from corral_transformers import chat_template, generate, penalties
 from corral_transformers.options import LoadOptions
 
 #: Request fields beyond sampling that chat reads (OpenAI shapes; see LoadedModel.chat).
-FEATURES = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "reasoning_effort")
+FEATURES = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "logprobs", "top_logprobs",
+            "reasoning_effort")
+#: The most alternatives per token ``top_logprobs`` may ask (OpenAI's limit).
+MAX_TOP_LOGPROBS = 20
 
 
 class TransformersModel(LoadedModel):
@@ -39,7 +42,7 @@ class TransformersModel(LoadedModel):
     chat and completion (logits, embeddings of the last layer).
     """
 
-    #: What generate honours; the server refuses other fields (presence_penalty, logprobs, ...) by name.
+    #: What generate honours; the server refuses other fields by name.
     request_fields = frozenset(generate.PARAMS) | {"stop", *FEATURES}
 
     def __init__(
@@ -120,8 +123,8 @@ class TransformersModel(LoadedModel):
         """Answer OpenAI-style ``messages``: a :class:`ChatResult`, or with ``stream=True`` text pieces.
 
         ``tools`` / ``tool_choice`` / ``parallel_tool_calls`` (rendered by ``apply_chat_template(tools=)``,
-        calls parsed per family), ``response_format`` (enforced by llguidance) and ``reasoning_effort``
-        as in OpenAI's chat completions."""
+        calls parsed per family), ``response_format`` (enforced by llguidance), ``logprobs`` /
+        ``top_logprobs`` and ``reasoning_effort`` as in OpenAI's chat completions."""
         messages = with_system_prompt(self.settings, messages)
         rest = {k: v for k, v in params.items() if k not in FEATURES}
         tools = read_tools(params.get("tools"), params.get("tool_choice"), params.get("parallel_tool_calls"))
@@ -154,22 +157,32 @@ class TransformersModel(LoadedModel):
         thinks = "</think>" in source
         shape = AnswerShape(family=family, tools=tools, opened=thinks and opens_thought(prompt),
                             reasoning=thinks and schema is None)
-        processors = ()
-        if schema is not None:
-            from corral_transformers import structured
-
-            grammar = structured.compile_schema(schema)
-            processors = (structured.logits_processor(self._tokenizer(), grammar, self._lm().config.vocab_size),)
-        result = self._run(prompt, stream, with_defaults(self.settings, rest), processors=processors)
+        processors = self._grammar(schema) if schema is not None else ()
+        result = self._run(prompt, stream, with_defaults(self.settings, rest), processors=processors,
+                           top_logprobs=_top_logprobs(params))
         if schema is None and tools is None and not thinks:
             return result
         return self._shaped(result, shape) if stream else _finished(result, shape)
 
     def complete(self, prompt: str, *, stream: bool = False, **params: Any) -> Any:
-        """Continue ``prompt`` as plain text (no chat template); the tokenizer adds its BOS as usual."""
+        """Continue ``prompt`` as plain text (no chat template); the tokenizer adds its BOS as usual.
+        ``response_format``, ``logprobs`` / ``top_logprobs`` as for :meth:`chat`."""
         if not isinstance(prompt, str):
             raise CorralError("a completion prompt must be a string")
-        return self._run(prompt, stream, with_defaults(self.settings, params), special=True)
+        if params.get("tools") is not None:
+            raise InvalidRequest("tools need a chat; a plain completion cannot call them")
+        fmt = read_response_format(params.get("response_format"))
+        processors = self._grammar(fmt.json_schema()) if fmt.constrained else ()
+        rest = {k: v for k, v in params.items() if k not in FEATURES}
+        return self._run(prompt, stream, with_defaults(self.settings, rest), special=True, processors=processors,
+                         top_logprobs=_top_logprobs(params))
+
+    def _grammar(self, schema: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The logits processors that hold decoding to ``schema`` (llguidance)."""
+        from corral_transformers import structured
+
+        grammar = structured.compile_schema(schema)
+        return (structured.logits_processor(self._tokenizer(), grammar, self._lm().config.vocab_size),)
 
     # --- generation --------------------------------------------------------------------------------
 
@@ -209,9 +222,9 @@ class TransformersModel(LoadedModel):
             except StopIteration as end:
                 ended = end.value
                 break
-            delta = answer.feed(piece)
+            delta = answer.feed(piece.content, piece.logprobs) if isinstance(piece, Delta) else answer.feed(piece)
             if delta:
-                yield delta.content if not (delta.reasoning or delta.tool_calls) else delta
+                yield delta.content if not (delta.reasoning or delta.tool_calls or delta.logprobs) else delta
         last, shaped = answer.close()
         if last:
             yield last
@@ -222,12 +235,20 @@ class TransformersModel(LoadedModel):
                           tool_calls=shaped.tool_calls, reasoning=shaped.reasoning)
 
     def _run(self, text: str, stream: bool, params: Mapping[str, Any], *, special: bool = False,
-             processors: tuple[Any, ...] = ()) -> Any:
+             processors: tuple[Any, ...] = (), top_logprobs: int | None = None) -> Any:
         request = generate.parse(params, default_seed=self._default_seed)
-        if processors:
+        penalty = penalties.processor(request.values, int(self._lm().config.vocab_size))
+        if penalty is not None:
+            processors = (penalty, *processors)  # before a grammar's mask, which has the last word
+        recorder = None
+        if top_logprobs is not None:
+            from corral_transformers.logprobs import Recorder
+
+            recorder = Recorder(self._tokenizer(), top_logprobs)
+        if processors or recorder is not None:
             import attrs
 
-            request = attrs.evolve(request, processors=processors)
+            request = attrs.evolve(request, processors=processors, logprobs=recorder)
         inputs = self._inputs(text, special)
         n_prompt = int(inputs["input_ids"].shape[1])
         room = self.context_length - n_prompt
@@ -256,6 +277,7 @@ class TransformersModel(LoadedModel):
             finish_reason=outcome.finish_reason,
             prompt_tokens=outcome.prompt_tokens,
             completion_tokens=outcome.completion_tokens,
+            logprobs=tuple(recorder.items) if recorder is not None else None,
         )
 
     def _pieces(self, pieces: Iterator[str], outcome: generate.Outcome) -> Iterator[str]:
@@ -273,6 +295,16 @@ class TransformersModel(LoadedModel):
             return exc
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return CorralError(f"{self.model.name}: transformers could not generate ({type(exc).__name__}: {why})")
+
+
+def _top_logprobs(params: Mapping[str, Any]) -> int | None:
+    """How many alternatives per token the request asks (None: no log-probabilities)."""
+    if not params.get("logprobs"):
+        return None
+    top = params.get("top_logprobs") or 0
+    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise InvalidRequest(f"top_logprobs must be an integer from 0 to {MAX_TOP_LOGPROBS}")
+    return top
 
 
 def _finished(result: ChatResult, shape: AnswerShape) -> ChatResult:
