@@ -64,13 +64,11 @@ def test_unsupported_schema_keyword_is_named(tiny, library):
             handle.chat([{"role": "user", "content": "x"}], response_format=fmt)
 
 
-def test_reasoning_and_the_thinking_switch_through_the_openai_client(library, tmp_path):
-    """DeepSeek-R1's template opens the thought in its prompt: a random-weight answer never closes it, so
-    all of it is reasoning, kept out of ``content``, whole and streamed. Qwen 3's template reads
-    ``enable_thinking``: ``reasoning_effort`` and the saved ``thinking`` setting switch it (the prompt then
-    closes an empty thought, a few tokens longer)."""
-    import openai
-
+@pytest.fixture
+def thinkers(library, tmp_path):
+    """A server over tiny models with thinking templates: DeepSeek-R1's opens the thought in its prompt (a
+    random-weight answer never closes it, so all of it is reasoning); Qwen 3's reads ``enable_thinking``
+    (when off, the prompt closes an empty thought, a few tokens longer), once with ``thinking=false`` saved."""
     from corral.testing import Runtime, ServerThread
     from factories import write_tiny_gguf
     from tool_templates import DEEPSEEK_R1, QWEN3
@@ -81,33 +79,80 @@ def test_reasoning_and_the_thinking_switch_through_the_openai_client(library, tm
     runtime = Runtime(library)
     try:
         with ServerThread(runtime) as server:
-            client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
-            ask = {"messages": [{"role": "user", "content": "Why?"}], "max_tokens": 12, "temperature": 0,
-                   "seed": 0}
-            answer = client.chat.completions.create(model="r1", **ask)
-            message = answer.choices[0].message
-            assert message.reasoning_content and not message.content
-            chunks = list(client.chat.completions.create(model="r1", stream=True, **ask))
-            deltas = [c.choices[0].delta for c in chunks if c.choices]
-            assert not "".join(d.content or "" for d in deltas)
-            streamed = "".join(getattr(d, "reasoning_content", None) or "" for d in deltas)
-            assert len([d for d in deltas if getattr(d, "reasoning_content", None)]) > 1
-            assert streamed.strip() == message.reasoning_content
-
-            def prompt_tokens(model: str, **extra) -> int:
-                answer = client.chat.completions.create(model=model, **{**ask, "max_tokens": 2}, **extra)
-                assert getattr(answer.choices[0].message, "reasoning_content", None) is None
-                return answer.usage.prompt_tokens
-
-            thinking = prompt_tokens("qwen3")
-            assert prompt_tokens("qwen3", reasoning_effort="high") == thinking
-            assert prompt_tokens("qwen3", reasoning_effort="none") > thinking
-            assert prompt_tokens("qwen3-off") == prompt_tokens("qwen3", reasoning_effort="none")
-            assert prompt_tokens("qwen3-off", reasoning_effort="low") == thinking  # the request decides
-            with pytest.raises(openai.BadRequestError, match="reasoning_effort"):
-                client.chat.completions.create(model="qwen3", reasoning_effort="max", **ask)
+            yield server
     finally:
         runtime.close()
+
+
+ASK_WHY = [{"role": "user", "content": "Why?"}]
+
+
+def test_reasoning_and_the_thinking_switch_through_the_openai_client(thinkers):
+    import openai
+
+    client = openai.OpenAI(base_url=thinkers.url + "/v1", api_key="unused", max_retries=0)
+    ask = {"messages": ASK_WHY, "max_tokens": 12, "temperature": 0, "seed": 0}
+    answer = client.chat.completions.create(model="r1", **ask)
+    message = answer.choices[0].message
+    assert message.reasoning_content and not message.content
+    chunks = list(client.chat.completions.create(model="r1", stream=True, **ask))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert not "".join(d.content or "" for d in deltas)
+    streamed = "".join(getattr(d, "reasoning_content", None) or "" for d in deltas)
+    assert len([d for d in deltas if getattr(d, "reasoning_content", None)]) > 1
+    assert streamed.strip() == message.reasoning_content
+
+    def prompt_tokens(model: str, **extra) -> int:
+        answer = client.chat.completions.create(model=model, **{**ask, "max_tokens": 2}, **extra)
+        assert getattr(answer.choices[0].message, "reasoning_content", None) is None
+        return answer.usage.prompt_tokens
+
+    thinking = prompt_tokens("qwen3")
+    assert prompt_tokens("qwen3", reasoning_effort="high") == thinking
+    assert prompt_tokens("qwen3", reasoning_effort="none") > thinking
+    assert prompt_tokens("qwen3-off") == prompt_tokens("qwen3", reasoning_effort="none")
+    assert prompt_tokens("qwen3-off", reasoning_effort="low") == thinking  # the request decides
+    with pytest.raises(openai.BadRequestError, match="reasoning_effort"):
+        client.chat.completions.create(model="qwen3", reasoning_effort="max", **ask)
+
+
+def test_reasoning_on_the_ollama_anthropic_and_responses_surfaces(thinkers):
+    """The same thought as Ollama's ``thinking`` (and its ``thinking`` capability), Anthropic's thinking
+    block and the Responses API's reasoning item; each surface's switch turns Qwen 3's thinking off."""
+    import anthropic
+    import ollama
+    import openai
+
+    local = ollama.Client(host=thinkers.url)
+    assert "thinking" in local.show("r1").capabilities and "thinking" in local.show("qwen3").capabilities
+    options = {"num_predict": 12, "temperature": 0, "seed": 0}
+    said = local.chat("r1", messages=ASK_WHY, options=options, stream=False)
+    assert said.message.thinking and not said.message.content
+    pieces = list(local.chat("r1", messages=ASK_WHY, options=options, stream=True))
+    assert "".join(p.message.thinking or "" for p in pieces).strip() == said.message.thinking
+    assert not "".join(p.message.content or "" for p in pieces)
+    on, off = (local.chat("qwen3", messages=ASK_WHY, options={**options, "num_predict": 2}, think=think)
+               for think in (True, False))
+    assert off.prompt_eval_count > on.prompt_eval_count
+
+    claude = anthropic.Anthropic(base_url=thinkers.url, api_key="unused", max_retries=0)
+    message = claude.messages.create(model="r1", max_tokens=12, messages=ASK_WHY, extra_body={"temperature": 0})
+    assert [b.type for b in message.content] == ["thinking"] and message.content[0].thinking
+    with claude.messages.stream(model="r1", max_tokens=12, messages=ASK_WHY, extra_body={"temperature": 0}) as stream:
+        kinds = {e.delta.type for e in stream if e.type == "content_block_delta"}
+        final = stream.get_final_message()
+    assert kinds == {"thinking_delta"} and final.content[0].thinking == message.content[0].thinking
+    on, off = (claude.messages.create(model="qwen3", max_tokens=2, messages=ASK_WHY, thinking=thinking)
+               for thinking in ({"type": "enabled", "budget_tokens": 1024}, {"type": "disabled"}))
+    assert off.usage.input_tokens > on.usage.input_tokens
+
+    client = openai.OpenAI(base_url=thinkers.url + "/v1", api_key="unused", max_retries=0)
+    response = client.responses.create(model="r1", input="Why?", max_output_tokens=12, temperature=0, store=False)
+    items = [o for o in response.output if o.type == "reasoning"]
+    assert items and items[0].content[0].text and not response.output_text
+    on, off = (client.responses.create(model="qwen3", input="Why?", max_output_tokens=2, store=False,
+                                       reasoning={"effort": effort}) for effort in ("medium", "none"))
+    assert off.usage.input_tokens > on.usage.input_tokens
 
 
 @pytest.mark.slow
