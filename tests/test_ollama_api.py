@@ -146,6 +146,19 @@ def test_chat_stream_generate_format_ps_and_keep_alive(served, client):
                        options={"num_predict": 6, "temperature": 0})
     assert told.done and (told.message.content or told.message.tool_calls)
     assert told.logprobs and len(told.logprobs[0].top_logprobs) == 2
+    # Ollama's API cannot force a call, but a format holding the answer to a call's JSON makes the model
+    # write one: it comes back parsed as message.tool_calls (arguments an object), whole and streamed.
+    call = {"type": "object", "properties": {"name": {"const": "weather"}, "arguments": {
+        **tool["function"]["parameters"], "additionalProperties": False}}, "required": ["name", "arguments"]}
+    ask_weather = [{"role": "user", "content": "What is the weather in Paris?"}]
+    called = client.chat("gemma", messages=ask_weather, tools=[tool], format=call,
+                         options={"num_predict": 48, "temperature": 0})
+    assert not called.message.content and [c.function.name for c in called.message.tool_calls] == ["weather"]
+    assert isinstance(called.message.tool_calls[0].function.arguments["city"], str)
+    lines = list(client.chat("gemma", messages=ask_weather, tools=[tool], format=call, stream=True,
+                             options={"num_predict": 48, "temperature": 0}))
+    assert [c for p in lines for c in p.message.tool_calls or ()] == called.message.tool_calls
+    assert not "".join(p.message.content for p in lines) and lines[-1].done
     png = base64.b64decode(PNG)
     code, message = status_of(lambda: client.chat("gemma", messages=[{**ask[0], "images": [png]}]))
     assert code in (400, 422) and "mmproj" in message  # Gemma 270M has no projector
