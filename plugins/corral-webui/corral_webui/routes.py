@@ -2,8 +2,8 @@
 
 The page and its files are ``public`` (a browser fetches them before it has a key); every JSON route
 keeps the key rule: reading the library, the runtime and the monitor takes any key (``inference``),
-changing something (settings, name and description, removal, import, scan, the load preview) a ``full``
-key (``management``). Loads, unloads and chats go through the server's own routes (``/corral/load``,
+changing something (settings, name and description, removal, LoRAs, import, scan, the load preview) a
+``full`` key (``management``). Loads, unloads and chats go through the server's own routes (``/corral/load``,
 ``/v1/chat/completions``, ...).
 """
 
@@ -85,23 +85,16 @@ async def model_detail(request: Any) -> Any:
     return _json(await _in_library(request, views.detail, request.path_params["ref"]))
 
 
-@http_endpoint
-async def settings(request: Any) -> Any:
-    body = await _body(request)
-    ref = request.path_params["ref"]
-    return _json(await _in_library(request, lambda lib, rt: views.update_settings(lib, ref, body)))
+def on_model(view: Any) -> Any:
+    """An endpoint that runs ``view(library, runtime, ref, body)`` for the ``{ref}`` of its path."""
 
+    @http_endpoint
+    async def endpoint(request: Any) -> Any:
+        body = await _body(request)
+        return _json(await _in_library(request, view, request.path_params["ref"], body))
 
-@http_endpoint
-async def edit(request: Any) -> Any:
-    body = await _body(request)
-    return _json(await _in_library(request, views.edit, request.path_params["ref"], body))
-
-
-@http_endpoint
-async def remove(request: Any) -> Any:
-    body = await _body(request)
-    return _json(await _in_library(request, views.remove, request.path_params["ref"], body))
+    endpoint.__name__ = view.__name__
+    return endpoint
 
 
 @http_endpoint
@@ -113,7 +106,7 @@ async def plan(request: Any) -> Any:
     overrides = body.get("settings") or {}
     if not isinstance(overrides, dict):
         raise InvalidRequest("field 'settings' must be an object")
-    return _json(await _in_library(request, views.plan, ref, overrides))
+    return _json(await _in_library(request, views.plan, ref, overrides, body.get("loras") or []))
 
 
 @http_endpoint
@@ -176,10 +169,12 @@ def routes() -> list[tuple[Any, str]]:
         (Route(f"{API}/models/{{ref:path}}", model_detail, methods=["GET"]), "inference"),
         (Route(f"{API}/runtime", runtime_table, methods=["GET"]), "inference"),
         (Route(f"{API}/monitor", monitor, methods=["GET"]), "inference"),
-        (Route(f"{API}/settings/{{ref:path}}", settings, methods=["POST"]), "management"),
+        (Route(f"{API}/settings/{{ref:path}}", on_model(views.update_settings), methods=["POST"]), "management"),
         (Route(f"{API}/plan", plan, methods=["POST"]), "management"),
-        (Route(f"{API}/edit/{{ref:path}}", edit, methods=["POST"]), "management"),
-        (Route(f"{API}/remove/{{ref:path}}", remove, methods=["POST"]), "management"),
+        (Route(f"{API}/edit/{{ref:path}}", on_model(views.edit), methods=["POST"]), "management"),
+        (Route(f"{API}/remove/{{ref:path}}", on_model(views.remove), methods=["POST"]), "management"),
+        (Route(f"{API}/lora/add/{{ref:path}}", on_model(views.add_lora), methods=["POST"]), "management"),
+        (Route(f"{API}/lora/remove/{{ref:path}}", on_model(views.remove_lora), methods=["POST"]), "management"),
         (Route(f"{API}/import", import_model, methods=["POST"]), "management"),
         (Route(f"{API}/scan", scan_folder, methods=["POST"]), "management"),
     ]

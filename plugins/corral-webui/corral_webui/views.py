@@ -95,7 +95,7 @@ def detail(library: Any, runtime: Any, ref: str) -> dict[str, Any]:
     return data
 
 
-def update_settings(library: Any, ref: str, body: Mapping[str, Any]) -> dict[str, Any]:
+def update_settings(library: Any, runtime: Any, ref: str, body: Mapping[str, Any]) -> dict[str, Any]:
     """Save a settings form: ``set`` maps names to values, ``unset`` lists names back to their default."""
     updates = body.get("set") or {}
     unset = body.get("unset") or []
@@ -123,6 +123,39 @@ def remove(library: Any, runtime: Any, ref: str, body: Mapping[str, Any]) -> dic
             "files_kept": [str(p) for p in (model.paths or (model.path,))]}
 
 
+def add_lora(library: Any, runtime: Any, ref: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Bind the LoRA adapter at ``body['path']`` to ``ref`` (checked against the base first)."""
+    path, name, weight = body.get("path"), body.get("name") or None, body.get("weight", 1.0)
+    if not isinstance(path, str) or not path:
+        raise InvalidRequest("field 'path': the absolute path of the LoRA adapter")
+    if name is not None and not isinstance(name, str):
+        raise InvalidRequest("field 'name' must be a string")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise InvalidRequest("field 'weight' must be a number")
+    lora = library.add_lora(ref, Path(path), name=name, weight=float(weight))
+    return {"lora": to_data(lora)}
+
+
+def remove_lora(library: Any, runtime: Any, ref: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Unbind a LoRA (its record only; the adapter file stays)."""
+    lora = library.store.get_lora(ref)
+    library.store.delete_lora(lora.id)
+    return {"removed": lora.name, "file_kept": str(lora.path)}
+
+
+def _lora_records(library: Any, model: Any, refs: Any) -> list[Any]:
+    """The LoRA records of ``NAME`` / ``NAME=WEIGHT`` strings bound to ``model`` (for the estimate)."""
+    if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+        raise InvalidRequest("field 'loras': a list of LoRA names (NAME or NAME=WEIGHT)")
+    records = []
+    for ref in refs:
+        lora = library.store.get_lora(ref.partition("=")[0])
+        if lora.base_id != model.id:
+            raise InvalidRequest(f"LoRA {lora.name!r} is bound to another base model, not {model.name}")
+        records.append(lora)
+    return records
+
+
 def layouts(host: Any) -> list[dict[str, str]]:
     """The other tools' model stores a scan can adopt (the HF cache, Ollama, LM Studio, plugins' own)."""
     found = []
@@ -136,7 +169,8 @@ def _gib(value: int | None) -> str:
     return "?" if value is None else f"{value / 2**30:.2f} GiB"
 
 
-def plan(library: Any, runtime: Any, ref: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def plan(library: Any, runtime: Any, ref: str, settings: Mapping[str, Any] | None = None,
+         loras: Any = ()) -> dict[str, Any]:
     """What loading ``ref`` would do, in the load rules' words: what it replaces, its memory estimate
     against what is free (counting what it replaces as freed)."""
     model = library.store.get_model(ref)
@@ -146,10 +180,11 @@ def plan(library: Any, runtime: Any, ref: str, settings: Mapping[str, Any] | Non
                 if e.model.id != model.id and host.load_group(str(e.model.category)) == group]
     already = any(e.model.id == model.id for e in runtime.entries())
     merged = {**model.settings, **(settings or {})}
+    adapters = _lora_records(library, model, list(loras))
     estimate = None
     problem = None
     try:
-        estimate = estimate_memory(model, merged)
+        estimate = estimate_memory(model, merged, loras=adapters)
     except (CorralError, OSError, ValueError) as exc:
         problem = str(exc)
     status = system_status(host, interval=None)

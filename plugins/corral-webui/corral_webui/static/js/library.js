@@ -137,9 +137,16 @@ function readForm(form, specs) {
   return { set, unset };
 }
 
+// The ticked LoRAs of the detail panel, as NAME=WEIGHT.
+function chosenLoras() {
+  return [...document.querySelectorAll("#loras tr[data-lora]")].filter((tr) => tr.querySelector(".lora-use").checked)
+    .map((tr) => `${tr.dataset.lora}=${tr.querySelector(".lora-weight").value || 1}`);
+}
+
 async function showPlan(model, box, force = false) {
   box.innerHTML = `<p class="message">Checking what loading ${esc(model.name)} does…</p>`;
-  const plan = await post(`${API}/plan`, { model: model.id });
+  const loras = chosenLoras();
+  const plan = await post(`${API}/plan`, { model: model.id, loras });
   const bad = plan.fits === false;
   box.innerHTML = `<p class="message${bad ? " bad" : ""}" id="plan-message">${esc(plan.message)}</p>`
     + `<button type="button" class="primary" id="confirm-load">${bad ? "Load anyway (force)" : "Load now"}</button> `
@@ -151,7 +158,7 @@ async function showPlan(model, box, force = false) {
     confirm.disabled = true;
     box.insertAdjacentHTML("beforeend", `<p class="message" id="load-progress">Loading ${esc(model.name)}…</p>`);
     try {
-      const answer = await post("/corral/load", { model: model.id, force: force || bad });
+      const answer = await post("/corral/load", { model: model.id, loras, force: force || bad });
       const info = answer.model;
       notice(`Loaded ${info.name} (${info.driver}) in ${answer.seconds.toFixed(1)} s; RAM ${size(info.ram_bytes ?? info.ram)}`);
       await refresh();
@@ -216,7 +223,20 @@ export async function openDetail(id, focus = true) {
     <h3>Components</h3>
     ${components.length ? `<table><thead><tr><th>Kind</th><th>File</th><th class="num">Size</th></tr></thead><tbody>${components.map((c) => `<tr><td>${esc(c.kind)}</td><td class="files">${esc(c.path)}</td><td class="num">${size(c.size_bytes ?? c.size)}</td></tr>`).join("")}</tbody></table>` : "<p class=\"hint\">none</p>"}
     <h3>LoRAs</h3>
-    ${loras.length ? `<table><thead><tr><th>Name</th><th class="num">Weight</th><th>File</th></tr></thead><tbody>${loras.map((l) => `<tr><td>${esc(l.name)}</td><td class="num">${l.weight}</td><td class="files">${esc(l.path)}</td></tr>`).join("")}</tbody></table>` : "<p class=\"hint\">none (add one with <code>corral lora add</code>)</p>"}
+    ${loras.length ? `<p class="hint">Ticked LoRAs are loaded with the model, at the weight shown.</p>
+    <table id="loras"><thead><tr><th>Use</th><th>Name</th><th class="num">Weight</th><th>File</th><th><span class="sr">Actions</span></th></tr></thead><tbody>${loras.map((l) => `<tr data-lora="${esc(l.name)}">`
+      + `<td><input type="checkbox" class="lora-use" aria-label="Load with ${esc(l.name)}"></td><td>${esc(l.name)}</td>`
+      + `<td class="num"><input type="number" class="lora-weight" step="0.05" value="${l.weight}" aria-label="Weight of ${esc(l.name)}" size="5"></td>`
+      + `<td class="files">${esc(l.path)}</td><td><button type="button" class="lora-remove" aria-label="Unbind ${esc(l.name)}">Unbind</button></td></tr>`).join("")}</tbody></table>` : "<p class=\"hint\">none</p>"}
+    <form id="lora-form" aria-label="Bind a LoRA to ${esc(m.name)}">
+      <label>LoRA file <input id="lora-path" type="text" required placeholder="/models/my-lora.gguf"></label>
+      <div class="row">
+        <label>Name (optional) <input id="lora-name" type="text"></label>
+        <label>Weight <input id="lora-weight" type="number" step="0.05" value="1"></label>
+        <button type="submit">Bind LoRA</button>
+      </div>
+      <p id="lora-message" aria-live="polite"></p>
+    </form>
     <h3>Settings</h3>
     <p class="hint">Saved with the model; they apply at its next load. Declared by ${esc(m.drivers.join(", ") || "the core (install the model's plugin for its own)")}.</p>
     <form id="settings-form" aria-label="Load settings of ${esc(m.name)}">
@@ -263,6 +283,34 @@ export async function openDetail(id, focus = true) {
       out.textContent = err.message;
     }
   };
+  const loraForm = panel.querySelector("#lora-form");
+  loraForm.onsubmit = async (event) => {
+    event.preventDefault();
+    const out = loraForm.querySelector("#lora-message");
+    const body = { path: loraForm.querySelector("#lora-path").value.trim(), weight: parseFloat(loraForm.querySelector("#lora-weight").value) || 1 };
+    const name = loraForm.querySelector("#lora-name").value.trim();
+    if (name) body.name = name;
+    try {
+      const answer = await post(`${API}/lora/add/${encodeURIComponent(m.id)}`, body);
+      notice(`Bound LoRA ${answer.lora.name} to ${m.name}`);
+      await openDetail(m.id, false);
+    } catch (err) {
+      out.className = "bad";
+      out.textContent = err.message;
+    }
+  };
+  for (const button of panel.querySelectorAll(".lora-remove")) {
+    button.onclick = async () => {
+      const lora = button.closest("tr").dataset.lora;
+      try {
+        await post(`${API}/lora/remove/${encodeURIComponent(lora)}`, {});
+        notice(`Unbound ${lora}; its file stays on disk.`);
+        await openDetail(m.id, false);
+      } catch (err) {
+        notice(err.message, true);
+      }
+    };
+  }
   const edit = panel.querySelector("#edit-form");
   edit.onsubmit = async (event) => {
     event.preventDefault();
