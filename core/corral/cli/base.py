@@ -94,6 +94,45 @@ class CategoryType(click.ParamType):
 CATEGORY = CategoryType()
 
 
+class ModelName(click.ParamType):
+    """A library model's name or id (``MODEL`` arguments). Any string is accepted here (the library
+    says what it does not know, with suggestions); the shell completes the library's names, read straight
+    from the database without opening the library or loading plugins."""
+
+    name = "model"
+
+    def __init__(self, table: str = "models") -> None:
+        self.table = table
+
+    def names(self) -> list[str]:
+        import sqlite3
+
+        from corral.home import library_db
+
+        path = library_db()
+        if not path.is_file():
+            return []
+        try:
+            db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1)
+            try:
+                return [r[0] for r in db.execute(f"SELECT name FROM {self.table} ORDER BY name COLLATE NOCASE")]
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return []
+
+    def shell_complete(self, ctx: Any, param: Any, incomplete: str) -> list:
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(n) for n in self.names() if n.lower().startswith(incomplete.lower())]
+
+
+#: ``MODEL`` arguments: completes the library's model names.
+MODEL_NAME = ModelName()
+#: LoRA arguments: completes the library's LoRA names.
+LORA_NAME = ModelName("loras")
+
+
 class App:
     """Per-invocation state; the library (database + plugins) is opened on first use."""
 

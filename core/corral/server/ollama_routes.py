@@ -99,15 +99,19 @@ def find_model(svc: Any, name: str) -> Model:
     candidates = [name]
     if name.endswith(":latest"):
         candidates.append(name[: -len(":latest")])
+    missed = ""
     for candidate in candidates:
         entry = svc.runtime.find(candidate)
         if entry is not None:
             return entry.model
         try:
             return svc.runtime.lib().store.get_model(candidate)
-        except NotFound:
-            continue
-    raise NotFound(f"model {name!r} not found; `corral ls` lists the library, /api/pull downloads one")
+        except NotFound as exc:  # the store's suggestion, for the name as given or without :latest
+            suggests = "did you mean" in str(exc) or "catalog has" in str(exc)
+            missed = missed or (str(exc).partition("; ")[2] if suggests else "")
+    hint = missed
+    raise NotFound(f"model {name!r} not found; {hint + '; ' if hint else ''}`corral ls` lists the library, "
+                   f"/api/pull downloads one")
 
 
 def parameter_size(count: int | None) -> str:

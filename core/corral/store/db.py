@@ -331,8 +331,18 @@ class Store:
                 raise Conflict(f"{ref!r} matches {len(rows)} {what}s; give more of the id or the name")
             row = rows[0] if rows else None
         if row is None:
-            raise NotFound(f"no {what} {ref!r} in the library; see `{hint}`")
+            raise NotFound(f"no {what} {ref!r} in the library; {self._suggest(table, ref) or f'see `{hint}`'}")
         return row
+
+    def _suggest(self, table: str, ref: str) -> str:
+        """Close names and ids of ``table`` (and, for models, close catalog entries) for a missed ``ref``."""
+        from corral.suggest import did_you_mean, model_hint
+
+        rows = self._conn.execute(f"SELECT id, name FROM {table}").fetchall()
+        names, ids = [r["name"] for r in rows], [r["id"] for r in rows]
+        if table == "models":
+            return model_hint(ref, names, ids, home=self.path.parent)
+        return did_you_mean(ref, names)
 
     def get_model(self, ref: str) -> Model:
         """A model by id, unique name (case-insensitive) or unique id prefix."""
