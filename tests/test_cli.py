@@ -239,13 +239,13 @@ def test_image_components(run, tmp_path):
 
 def test_settings(run, tiny):
     as_json(run("import", tiny, "--json"))
-    saved = as_json(run("settings", "tiny-chat", "--n-ctx", "4096", "--set", "seed=7", "--json"))
-    assert saved == {"n_ctx": 4096, "seed": 7}
+    saved = as_json(run("settings", "tiny-chat", "--n-ctx", "2048", "--set", "seed=7", "--json"))["saved"]
+    assert saved == {"n_ctx": 2048, "seed": 7}
     assert_clean_error(run("settings", "tiny-chat", "--set", "n_ctx=lots"), "n_ctx")
     assert_clean_error(run("settings", "tiny-chat", "--set", "warp=9"), "unknown setting 'warp'", "corral-llamacpp")
     assert_clean_error(run("settings", "tiny-chat", "--n-ctx", "-5"), "at least 0")
-    assert as_json(run("settings", "tiny-chat", "--unset", "seed", "--json")) == {"n_ctx": 4096}
-    assert as_json(run("settings", "tiny-chat", "--reset", "--json")) == {}
+    assert as_json(run("settings", "tiny-chat", "--unset", "seed", "--json"))["saved"] == {"n_ctx": 2048}
+    assert as_json(run("settings", "tiny-chat", "--reset", "--json"))["saved"] == {}
 
 
 def test_driver_settings_are_known_when_its_plugin_is(home, tiny):
@@ -259,7 +259,7 @@ def test_driver_settings_are_known_when_its_plugin_is(home, tiny):
         cli = build_cli()
         CliRunner().invoke(cli, ["import", str(tiny)])
         ok = CliRunner().invoke(cli, ["settings", "tiny-chat", "--set", "echo_volume=11", "--json"])
-        assert json.loads(ok.stdout) == {"echo_volume": 11}
+        assert json.loads(ok.stdout)["saved"] == {"echo_volume": 11}
         too_loud = CliRunner().invoke(cli, ["settings", "tiny-chat", "--set", "echo_volume=12"])
         assert too_loud.exit_code != 0 and "at most 11" in too_loud.stderr
     finally:

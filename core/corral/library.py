@@ -28,6 +28,7 @@ from corral.records import (
     Kind,
     Lora,
     Model,
+    SettingSpec,
 )
 from corral.settings import apply_updates, merged_specs
 from corral.store import Store, new_id
@@ -250,6 +251,38 @@ class Library:
             return model
         return self.store.update_model(attrs.evolve(model, **changes))
 
+    def relink(self, ref: str, path: Path) -> Model:
+        """Point ``ref``'s record at ``path`` (its files moved): refused unless detection finds the same
+        kind of model there (format, category, architecture); name, id, settings and LoRAs stay."""
+        model = self.store.get_model(ref)
+        detection = self.detect(Path(path).expanduser().absolute(), allow_unsafe=bool(model.unsafe))
+        same = {Category.CHAT, Category.MULTIMODAL}  # an mmproj component makes a chat model multimodal
+        found_category = detection.category or model.category
+        arch_was, arch_now = model.facts.architecture, detection.facts.architecture
+        differences = []
+        if detection.kind != Kind.MODEL:
+            differences.append(f"it is a {detection.kind}, not a model")
+        if detection.format != model.format:
+            differences.append(f"format {detection.format}, not {model.format}")
+        if found_category != model.category and not {found_category, model.category} <= same:
+            differences.append(f"category {found_category}, not {model.category}")
+        if arch_was and arch_now and arch_was.lower() != arch_now.lower():
+            differences.append(f"architecture {arch_now}, not {arch_was}")
+        if differences:
+            raise Incompatible(f"{detection.path} is not the same kind of model as {model.name}: "
+                               f"{'; '.join(differences)}; import it as a new model instead (corral import)")
+        if detection.path == Path(model.path):
+            return self.check_files(model)
+        other = self.store.find_model_by_path(detection.path)
+        if other is not None:
+            raise Conflict(f"{detection.path} is already the record {other.name}; use that one, or `corral rm` it first")
+        facts = attrs.evolve(detection.facts, architecture=arch_was or arch_now,
+                             extra={**model.facts.extra, **detection.facts.extra})
+        moved = attrs.evolve(model, path=detection.path, paths=detection.paths or (detection.path,),
+                             size=detection.size, sha256=None, facts=facts, missing=False,
+                             copies=tuple(c for c in model.copies if Path(c) != detection.path))
+        return self.store.update_model(moved)
+
     def copy(self, ref: str, name: str) -> Model:
         """A second record for ``ref``'s files under ``name`` (Ollama's copy): its own id, settings and
         history, the same weights and components. The store keeps one record per path, so the copy's
@@ -374,6 +407,16 @@ class Library:
 
     # --- settings --------------------------------------------------------------------------------
 
+    def setting_specs(self, model: Model) -> tuple[dict[str, SettingSpec], str]:
+        """The settings ``model`` knows (the core's and its installed drivers'), and, when no driver is
+        installed for it, the hint naming the plugin that adds its own."""
+        drivers = self.host.drivers_for(model)
+        hint = ""
+        if not drivers:
+            dist = known.driver_distribution(model.category, model.format)
+            hint = f"; install {dist} for its own settings" if dist else ""
+        return merged_specs(s for d in drivers for s in d.settings), hint
+
     def update_settings(
         self,
         ref: str,
@@ -384,14 +427,9 @@ class Library:
     ) -> Model:
         """Save load settings for a model; they apply at its next load."""
         model = self.store.get_model(ref)
-        drivers = self.host.drivers_for(model)
-        specs = merged_specs(s for d in drivers for s in d.settings)
-        hint = ""
-        if not drivers:
-            dist = known.driver_distribution(model.category, model.format)
-            hint = f"; install {dist} for its own settings" if dist else ""
+        specs, hint = self.setting_specs(model)
         current = {} if reset else model.settings
-        settings = apply_updates(current, updates, unset, specs, model.name, hint)
+        settings = apply_updates(current, updates, unset, specs, model.name, hint, model=model)
         if settings == dict(model.settings):
             return model
         return self.store.update_model(attrs.evolve(model, settings=settings))

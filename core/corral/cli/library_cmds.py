@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from corral.cli.base import CATEGORY, App, emit_json, human_count, human_size, json_option, pass_app, table
+from corral.cli.base import CATEGORY, MODEL_NAME, App, emit_json, human_count, human_size, json_option, pass_app, table
 from corral.errors import CorralError
 
 
@@ -42,7 +42,8 @@ def print_model(model, detection=None) -> None:
     for copy in model.copies:
         rows.append(("copy", copy))
     if model.missing:
-        rows.append(("status", "missing: files are gone (restore them, or `corral rm` the record)"))
+        rows.append(("status", f"missing: files are gone (restore them; if they moved, `corral edit {model.name} "
+                               f"--path NEW_PATH`; or `corral rm` the record)"))
     if model.settings:
         rows.append(("settings", ", ".join(f"{k}={v}" for k, v in sorted(model.settings.items()))))
     if model.unsafe:
@@ -196,7 +197,7 @@ def ls_cmd(app: App, category, as_json) -> None:
 
 
 @click.command("show")
-@click.argument("model")
+@click.argument("model", type=MODEL_NAME)
 @json_option
 @pass_app
 def show_cmd(app: App, model, as_json) -> None:
@@ -213,20 +214,35 @@ def show_cmd(app: App, model, as_json) -> None:
 
 
 @click.command("edit")
-@click.argument("model")
+@click.argument("model", type=MODEL_NAME)
 @click.option("--name", help="New unique name.")
 @click.option("--description", help="New description.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Add a capability tag (repeatable).")
 @click.option("--untag", multiple=True, metavar="TAG", help="Remove a capability tag (repeatable).")
+@click.option("--path", "new_path", type=click.Path(path_type=Path),
+              help="The model's files moved here: repoint the record (checked to be the same kind of model).")
 @json_option
 @pass_app
-def edit_cmd(app: App, model, name, description, tags, untag, as_json) -> None:
-    """Rename MODEL, change its description or its capability tags."""
+def edit_cmd(app: App, model, name, description, tags, untag, new_path, as_json) -> None:
+    """Rename MODEL, change its description or its capability tags, or repoint it at moved files.
+
+    --path is checked first: detection must find the same format, category and architecture there;
+    the record keeps its id, name, settings and LoRAs.
+
+    \b
+    Examples:
+      corral edit gemma3 --name gemma3-small --description "tiny chat model"
+      corral edit gemma3 --path /mnt/models/gemma-3-270m-q4_k_m.gguf
+    """
+    if new_path is not None:
+        model = app.library.relink(model, new_path).id
     record = app.library.edit(model, name=name, description=description)
     if tags or untag:
         record = app.library.retag(record.id, add=tags, remove=untag)
     if as_json:
         emit_json(model_document(app, record))
+    elif new_path is not None:
+        click.echo(f"Saved {record.name}: its files are now at {record.path}.")
     else:
         click.echo(f"Saved {record.name}.")
 

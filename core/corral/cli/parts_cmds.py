@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from corral.cli.base import App, emit_json, human_size, json_option, pass_app, table
+from corral.cli.base import MODEL_NAME, App, emit_json, human_size, json_option, pass_app, table
 from corral.records import ComponentKind
 
 
@@ -110,7 +110,7 @@ def _parse_pairs(pairs) -> dict:
 
 
 @click.command("settings")
-@click.argument("model")
+@click.argument("model", type=MODEL_NAME)
 @click.option("--n-ctx", type=int, help="Context length; 0 = the model's own.")
 @click.option("--n-gpu-layers", type=int, help="Layers on the GPU; -1 = all.")
 @click.option("--threads", type=int, help="CPU threads; 0 = automatic.")
@@ -120,23 +120,51 @@ def _parse_pairs(pairs) -> dict:
 @json_option
 @pass_app
 def settings_cmd(app: App, model, n_ctx, n_gpu_layers, threads, pairs, unset, reset, as_json) -> None:
-    """Show or change MODEL's saved load settings; a change applies at the next load."""
+    """Show or change MODEL's saved load settings; a change applies at the next load.
+
+    Without a change, every setting the model knows is listed with its default and its current value.
+    Values are checked against the model: an n_ctx above the context it was trained with needs a RoPE
+    setting too; a device must be cpu, cuda, cuda:N or mps.
+
+    \b
+    Examples:
+      corral settings gemma3
+      corral settings gemma3 --n-ctx 8192 --threads 4
+      corral settings gemma3 --set temperature=0.3 --unset seed
+    """
+    from corral.settings import describe, warnings_for
+
     updates = _parse_pairs(pairs)
     for key, value in (("n_ctx", n_ctx), ("n_gpu_layers", n_gpu_layers), ("threads", threads)):
         if value is not None:
             updates[key] = value
     unset = [u.replace("-", "_") for u in unset]
-    if updates or unset or reset:
+    changing = bool(updates or unset or reset)
+    if changing:
         record = app.library.update_settings(model, updates, unset=unset, reset=reset)
     else:
         record = app.library.store.get_model(model)
+    specs, hint = app.library.setting_specs(record)
+    rows = describe(specs, record.settings)
+    warnings = warnings_for(record.settings) if changing else []
+    for warning in warnings:
+        click.echo(f"Warning: {record.name}: {warning}", err=True)
     if as_json:
-        emit_json(dict(record.settings))
+        emit_json({"model": record.name, "id": record.id, "saved": dict(record.settings), "settings": rows,
+                   "warnings": warnings})
         return
-    if not record.settings:
-        click.echo(f"{record.name}: no saved settings (the driver's defaults apply).")
-    for key, value in sorted(record.settings.items()):
-        click.echo(f"{key} = {value}")
+    if changing:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(record.settings.items())) or "none (defaults apply)"
+        click.echo(f"Saved {record.name}'s settings: {shown}")
+        return
+    table([(r["name"], _shown(r["value"]) if r["saved"] else "(default)", _shown(r["default"]), r["help"])
+           for r in rows], ["SETTING", "CURRENT", "DEFAULT", "ABOUT"])
+    if hint:
+        click.echo(f"Only the core's settings are known{hint}.")
+
+
+def _shown(value) -> str:
+    return "-" if value is None else str(value)
 
 
 COMMANDS = (lora_group, component_group, settings_cmd)

@@ -75,7 +75,7 @@ def shape_from_header(header: GGUFHeader) -> lc.LlamaShape:
 def _headers(paths: Sequence[Path], what: str) -> list[GGUFHeader]:
     for p in paths:
         if not Path(p).is_file():
-            raise NotFound(f"{p}: the {what} file is missing; re-import it or fix the path")
+            raise NotFound(f"{p}: the {what} file is missing; if it moved: corral edit MODEL --path NEW_PATH, else re-import it")
     return [read_gguf_header(p) for p in paths]
 
 

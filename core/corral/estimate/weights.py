@@ -80,7 +80,8 @@ def weights_bytes(paths: Sequence[Path], settings: Mapping[str, Any], stored_dty
     total = 0
     for path in weight_files(paths):
         if not path.is_file():
-            raise NotFound(f"{path}: a weight file of the model is missing; re-import it or fix the path")
+            raise NotFound(f"{path}: a weight file of the model is missing; if it moved: corral edit MODEL --path NEW_PATH, "
+                           f"else re-import it")
         if path.suffix.lower() == ".safetensors":
             total += _safetensors_bytes(path, override, _quant_bytes(settings))
         else:

@@ -63,7 +63,8 @@ def preflight_gguf(model: Model) -> Any:
     first = None
     for part in parts:
         if not Path(part).is_file():
-            raise DetectionError(f"{part}: the model file is gone; re-import it or fix the path")
+            raise DetectionError(f"{part}: the model file is gone; if it moved: corral edit {model.name} --path NEW_PATH, "
+                                 f"else re-import it")
         header = read_gguf_header(part)
         if first is not None:
             continue  # later parts of a split GGUF carry tensors, not the model's metadata

@@ -60,7 +60,8 @@ def locate(model: Model) -> Source:
     if not path.exists():
         cached = cached_snapshot(model.provenance)
         if cached is None:
-            raise NotFound(f"{path}: the files of {model.name} are gone; re-import the model or fix the path")
+            raise NotFound(f"{path}: the files of {model.name} are gone; if they moved: corral edit {model.name} "
+                           f"--path NEW_PATH, else re-import the model")
         path = cached
     if model.format == Format.HF_DIR or path.is_dir():
         if not path.is_dir():
