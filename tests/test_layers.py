@@ -12,7 +12,7 @@ CORE = Path(__file__).resolve().parents[1] / "core"
 #: Module (or package) -> layer, bottom first. The longest matching prefix decides.
 LAYERS = {
     "corral.errors": 0, "corral.records": 0, "corral.convert": 0, "corral.home": 0, "corral.known": 0,
-    "corral.suggest": 0,
+    "corral.suggest": 0, "corral.words": 0,
     "corral.ext": 1, "corral.driver": 1, "corral.detect": 1, "corral.store": 1, "corral.settings": 1,
     "corral.sampling": 1, "corral.tools": 1, "corral.templates": 1, "corral.keys": 1,
     # Downloads; ``corral.pull`` itself (fetch, then adopt into the library) sits with adoption.

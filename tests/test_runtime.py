@@ -395,7 +395,7 @@ def test_unload_by_category_and_unknown_names(runtime, models):
 def test_wrong_task_for_the_category(runtime, models):
     from corral.driver import Unsupported
 
-    with pytest.raises(Unsupported, match="e is a embedding model; it can embed, not chat"):
+    with pytest.raises(Unsupported, match="e is an embedding model; it can embed, not chat"):
         runtime.call("e", "chat", [{"role": "user", "content": "hi"}])
     assert PROBE.count("load") == 0  # refused before loading anything
 

@@ -21,6 +21,7 @@ import attrs
 
 from corral.records import Category, Component, ComponentKind, Detection, Format, Kind, Lora, Model, Provenance
 from corral.store import Store, new_id
+from corral.words import a_or_an
 
 
 @attrs.frozen
@@ -108,6 +109,6 @@ def offer(store: Store, detection: Detection, *, pulled: bool = False) -> Import
         fits = [m.name for m in store.list_models() if m.category in allowed and m.format == Format.GGUF]
     else:
         fits = [m.name for m in store.list_models(Category.IMAGE.value)]
-    text = (f"{detection.path} is a {kind} component, not a model of its own. "
+    text = (f"{detection.path} is {a_or_an(kind)} component, not a model of its own. "
             f"Attach it: corral component add MODEL {kind} {detection.path}")
     return ImportResult(detection=detection, offer=text, candidates=tuple(fits))

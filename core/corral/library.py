@@ -32,6 +32,7 @@ from corral.records import (
 )
 from corral.settings import apply_updates, merged_specs
 from corral.store import Store, new_id
+from corral.words import a_or_an
 
 if TYPE_CHECKING:
     from corral.plugins import PluginHost
@@ -194,20 +195,20 @@ class Library:
         wanted = f"--template {template.name}" if template else "image components"
         if detection.kind != Kind.MODEL:
             what = detection.component or detection.kind
-            raise Incompatible(f"{detection.path} is a {what}, not a main model; import the UNet or transformer "
+            raise Incompatible(f"{detection.path} is {a_or_an(what)}, not a main model; import the UNet or transformer "
                                f"file (or the diffusers folder) and pass this file with --{what}")
         if category not in (None, Category.IMAGE):
             raise Incompatible(f"{detection.path}: {wanted} is for image models, not --category {category}")
         family = detection.facts.architecture
         if template is not None and family and family not in template.families:
             if detection.category not in (None, Category.IMAGE):
-                raise Incompatible(f"{detection.path} is a {detection.category} model ({family}), not an image model; "
+                raise Incompatible(f"{detection.path} is {a_or_an(detection.category)} model ({family}), not an image model; "
                                    f"import it without --template")
             right = template_for_family(family)
             fix = f"import it with --template {right.name}" if right else "import it without --template"
-            raise Incompatible(f"{detection.path} is a {family} model, not {template.label}; {fix}")
+            raise Incompatible(f"{detection.path} is {a_or_an(family)} model, not {template.label}; {fix}")
         if detection.category not in (None, Category.IMAGE) and template is None:
-            raise Incompatible(f"{detection.path} is a {detection.category} model; image components attach to "
+            raise Incompatible(f"{detection.path} is {a_or_an(detection.category)} model; image components attach to "
                                "image models only")
         model = self.model_from_detection(detection, name=name, category=Category.IMAGE, description=description)
         attached = tuple(self._checked_component(model, kind, path) for kind, path in components.items())
@@ -261,7 +262,7 @@ class Library:
         arch_was, arch_now = model.facts.architecture, detection.facts.architecture
         differences = []
         if detection.kind != Kind.MODEL:
-            differences.append(f"it is a {detection.kind}, not a model")
+            differences.append(f"it is {a_or_an(detection.kind)}, not a model")
         if detection.format != model.format:
             differences.append(f"format {detection.format}, not {model.format}")
         if found_category != model.category and not {found_category, model.category} <= same:
@@ -364,7 +365,7 @@ class Library:
         detection = self.detect(path)
         if detection.kind != Kind.LORA:
             raise Incompatible(
-                f"{detection.path} is not a LoRA adapter (detected a {detection.kind} "
+                f"{detection.path} is not a LoRA adapter (detected {a_or_an(detection.kind)} "
                 f"of format {detection.format})"
             )
         self.host.first_result("check_lora", base=base, lora=detection)
@@ -381,20 +382,20 @@ class Library:
         if kind == ComponentKind.MMPROJ and not (
             model.format == Format.GGUF and model.category in (Category.CHAT, Category.MULTIMODAL)
         ):
-            raise Incompatible(f"{model.name}: an mmproj attaches to a GGUF chat model, not a {model.category} model")
+            raise Incompatible(f"{model.name}: an mmproj attaches to a GGUF chat model, not {a_or_an(model.category)} model")
         return self.store.update_model(with_component(model, self._checked_component(model, kind, path)))
 
     def _checked_component(self, model: Model, kind: ComponentKind, path: Path) -> Component:
         """The component record for ``path`` after checking it is a ``kind`` that fits ``model``."""
         if kind in IMAGE_COMPONENTS and model.category != Category.IMAGE:
-            raise Incompatible(f"{model.name}: a {kind} component attaches to an image model, not {model.category}")
+            raise Incompatible(f"{model.name}: {a_or_an(kind)} component attaches to an image model, not {model.category}")
         detection = self.detect(path)
         found = detection.component if detection.kind == Kind.COMPONENT else detection.kind
         # CLIP-L and CLIP-G differ only by width (768, 1280); a CLIP of another width is whichever the user says.
         clip_either = {kind, found} <= {ComponentKind.CLIP_L, ComponentKind.CLIP_G} and (
             detection.facts.hidden_size not in (768, 1280))
         if found != kind and not clip_either:
-            raise Incompatible(f"{detection.path} is not a {kind} component (detected: {found})")
+            raise Incompatible(f"{detection.path} is not {a_or_an(kind)} component (detected: {found})")
         return Component(kind=kind, path=detection.path, size=detection.size, facts=detection.facts)
 
     def remove_component(self, ref: str, kind: ComponentKind) -> Model:

@@ -14,6 +14,7 @@ import click
 
 from corral import __version__
 from corral.cli.base import CorralGroup
+from corral.cli.examples import add_examples
 
 #: The modules of ``corral.cli`` that define the core's commands, each in its ``COMMANDS`` tuple.
 MODULES = (
@@ -50,6 +51,7 @@ class LazyGroup(CorralGroup):
         if module not in self._loaded:
             self._loaded.add(module)
             for command in importlib.import_module(f"corral.cli.{module}").COMMANDS:
+                add_examples(command)
                 self.add_command(command)
 
     def load_all(self) -> None:
@@ -61,6 +63,8 @@ class LazyGroup(CorralGroup):
             from corral.plugins import get_host
 
             (self.host or get_host()).add_commands(self)
+            for command in self.commands.values():
+                add_examples(command)
 
     def get_command(self, ctx: click.Context | None, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
@@ -83,7 +87,13 @@ def build_cli(host: Any = None) -> click.Group:
     def cli() -> None:
         """Corral keeps a library of local AI models: import, detect, download, load, serve them.
 
-        Data lives in CORRAL_HOME (default: the user data directory).
+        Data lives in CORRAL_HOME (default: the user data directory). Every command's --help ends with
+        examples.
+
+        \b
+        Shell completion (commands, options and the library's model names), e.g. in ~/.bashrc:
+          eval "$(_CORRAL_COMPLETE=bash_source corral)"
+        zsh: _CORRAL_COMPLETE=zsh_source; fish: _CORRAL_COMPLETE=fish_source corral | source
         """
 
     cli.host = host

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from corral.cli.base import App, emit_json, human_count, human_size, json_option, pass_app, table
+from corral.cli.base import MODEL_NAME, App, emit_json, human_count, human_size, json_option, pass_app, table
 from corral.errors import InvalidSetting
 from corral.records import Category, Format
 
@@ -51,10 +51,12 @@ def env_cmd(app: App, as_json) -> None:
         click.echo("\nGPUs: none found")
     click.echo("\nCategories")
     rows = [
-        (f"{c.category} ({c.format})", ", ".join(c.drivers) if c.usable else f"not usable: {c.problem}; {c.install}")
+        (f"{c.category} ({c.format})", ", ".join(c.drivers) if c.usable
+         else "not usable: " + "; ".join(str(p) for p in (c.problem, c.install) if p))
         for c in report.categories
     ]
-    rows += [(f"download from {h.source}", "ok" if h.usable else f"not usable: {h.install}") for h in report.hubs]
+    rows += [(f"download from {h.source}", "ok" if h.usable else f"not usable: {h.install or 'its plugin failed'}")
+             for h in report.hubs]
     width = max(len(r[0]) for r in rows)
     for name, state in rows:
         click.echo(f"  {name.ljust(width)}  {state}")
@@ -185,7 +187,7 @@ def _pairs(pairs) -> dict:
 
 
 @click.command("fit")
-@click.argument("model")
+@click.argument("model", type=MODEL_NAME)
 @click.option("--n-ctx", type=click.IntRange(min=0), help="Context length (0 = the model's own).")
 @click.option("--n-gpu-layers", type=click.IntRange(min=-1), help="Layers on the GPU (-1 = all).")
 @click.option("--lora", "loras", multiple=True, metavar="NAME", help="LoRA loaded with it.")

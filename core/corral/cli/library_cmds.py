@@ -248,7 +248,7 @@ def edit_cmd(app: App, model, name, description, tags, untag, new_path, as_json)
 
 
 @click.command("rm")
-@click.argument("model")
+@click.argument("model", type=MODEL_NAME)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @pass_app

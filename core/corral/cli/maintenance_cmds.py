@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from corral.cli.base import CATEGORY, App, emit_json, human_size, json_option, pass_app, table
+from corral.cli.base import CATEGORY, MODEL_NAME, App, emit_json, human_size, json_option, pass_app, table
 
 # --- manifests -------------------------------------------------------------------------------------
 
@@ -22,7 +22,7 @@ def manifest_group() -> None:
 
 
 @manifest_group.command("sync")
-@click.argument("models", nargs=-1)
+@click.argument("models", nargs=-1, type=MODEL_NAME)
 @click.option("--fast", is_flag=True, help="Hash only files up to 64 MiB (and trust store names, earlier hashes).")
 @json_option
 @pass_app
@@ -43,7 +43,7 @@ def manifest_sync(app: App, models, fast, as_json) -> None:
 
 
 @manifest_group.command("show")
-@click.argument("models", nargs=-1)
+@click.argument("models", nargs=-1, type=MODEL_NAME)
 @json_option
 @pass_app
 def manifest_show(app: App, models, as_json) -> None:

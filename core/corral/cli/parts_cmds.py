@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from corral.cli.base import MODEL_NAME, App, emit_json, human_size, json_option, pass_app, table
+from corral.cli.base import LORA_NAME, MODEL_NAME, App, emit_json, human_size, json_option, pass_app, table
 from corral.records import ComponentKind
 
 
@@ -16,7 +16,7 @@ def lora_group() -> None:
 
 
 @lora_group.command("add")
-@click.argument("base")
+@click.argument("base", type=MODEL_NAME)
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", help="Unique LoRA name (default: from the file name).")
 @click.option("--weight", type=float, default=1.0, show_default=True, help="Default strength.")
@@ -32,7 +32,7 @@ def lora_add(app: App, base, path, name, weight, as_json) -> None:
 
 
 @lora_group.command("ls")
-@click.argument("base", required=False)
+@click.argument("base", required=False, type=MODEL_NAME)
 @json_option
 @pass_app
 def lora_ls(app: App, base, as_json) -> None:
@@ -49,7 +49,7 @@ def lora_ls(app: App, base, as_json) -> None:
 
 
 @lora_group.command("rm")
-@click.argument("lora")
+@click.argument("lora", type=LORA_NAME)
 @json_option
 @pass_app
 def lora_rm(app: App, lora, as_json) -> None:
@@ -71,7 +71,7 @@ KIND = click.Choice([k.value for k in ComponentKind])
 
 
 @component_group.command("add")
-@click.argument("model")
+@click.argument("model", type=MODEL_NAME)
 @click.argument("kind", type=KIND)
 @click.argument("path", type=click.Path(path_type=Path))
 @json_option
@@ -86,7 +86,7 @@ def component_add(app: App, model, kind, path, as_json) -> None:
 
 
 @component_group.command("rm")
-@click.argument("model")
+@click.argument("model", type=MODEL_NAME)
 @click.argument("kind", type=KIND)
 @json_option
 @pass_app

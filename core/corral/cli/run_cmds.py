@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from corral.cli.base import App, emit_json, json_option, pass_app, read_lines, table
+from corral.cli.base import MODEL_NAME, App, emit_json, json_option, pass_app, read_lines, table
 from corral.errors import CorralError
 from corral.server.remote import use_model
 
@@ -19,7 +19,7 @@ lora_option = click.option("--lora", "loras", multiple=True, metavar="NAME[=WEIG
 
 
 @click.command("chat")
-@click.argument("model")
+@click.argument("model", type=MODEL_NAME)
 @click.argument("prompt", required=False)
 @lora_option
 @click.option("--n-ctx", type=int, help="Context length for this run.")
@@ -134,7 +134,7 @@ def _texts_to_embed(texts, text_file) -> list[str]:
 
 
 @click.command("embed")
-@click.argument("model")
+@click.argument("model", type=MODEL_NAME)
 @click.argument("texts", nargs=-1)
 @click.option("--file", "text_file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
               help="Read texts from FILE, one per line (- for stdin).")
@@ -155,7 +155,7 @@ def embed_cmd(app: App, model, texts, text_file, batch_size, normalize, as_json)
 
 
 @click.command("rerank")
-@click.argument("model")
+@click.argument("model", type=MODEL_NAME)
 @click.argument("query")
 @click.argument("documents", nargs=-1, required=True)
 @click.option("--top-k", type=int, help="Only the best K documents.")
@@ -172,7 +172,7 @@ def rerank_cmd(app: App, model, query, documents, top_k, as_json) -> None:
 
 
 @click.command("imagine")
-@click.argument("model")
+@click.argument("model", type=MODEL_NAME)
 @click.argument("prompt")
 @lora_option
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -249,7 +249,7 @@ def _pil(frame):
 
 
 @click.command("speak")
-@click.argument("model")
+@click.argument("model", type=MODEL_NAME)
 @click.argument("text")
 @click.option("--voice", help="Voice name (several joined by commas blend them); default: the model's.")
 @click.option("--speed", type=float, help="0.5 (half as fast) to 2.0 (twice as fast); default 1.0.")

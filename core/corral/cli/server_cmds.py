@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from corral.cli.base import emit_json, human_size, json_option, table
+from corral.cli.base import MODEL_NAME, emit_json, human_size, json_option, table
 from corral.records import Category
 from corral.server.state import DEFAULT_HOST, DEFAULT_PORT
 
@@ -243,7 +243,7 @@ def _parse_sets(values) -> dict:
 
 
 @click.command("load")
-@click.argument("model")
+@click.argument("model", type=MODEL_NAME)
 @click.option("--lora", "loras", multiple=True, metavar="NAME[=WEIGHT]", help="LoRA to apply.")
 @click.option("--n-ctx", type=click.IntRange(0), help="Context length for this load (0: the model's own).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Another load setting for this load.")
@@ -287,7 +287,7 @@ def load_cmd(model, loras, n_ctx, sets, keep_alive, force, as_json) -> None:
 
 
 @click.command("unload")
-@click.argument("model", required=False)
+@click.argument("model", required=False, type=MODEL_NAME)
 @click.option("--category", type=click.Choice([c.value for c in Category]), help="Unload this category's model.")
 @click.option("--all", "everything", is_flag=True, help="Unload every model.")
 @json_option

@@ -24,6 +24,7 @@ from corral.plugins import PluginHost
 from corral.records import LoraRequest, Measurement, Model
 from corral.settings import apply_updates, merged_specs
 from corral.templates import missing_components, model_template
+from corral.words import a_or_an
 
 
 @attrs.frozen
@@ -59,7 +60,7 @@ def driver_for(host: PluginHost, model: Model) -> type[Driver]:
         dist = known.driver_distribution(model.category, model.format)
         needs = f"the {dist} plugin: pip install {dist}" if dist else "a plugin for it"
         raise PluginMissing(
-            f"{model.name} is a {model.category} model in {model.format} format; loading it needs {needs}",
+            f"{model.name} is {a_or_an(model.category)} model in {model.format} format; loading it needs {needs}",
             distribution=dist,
         )
     status = chosen.check()

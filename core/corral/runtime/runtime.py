@@ -27,6 +27,7 @@ from corral.loading.rules import config_key, same_slot, slot
 from corral.records import Category, LoraRequest, Model, byte_count
 from corral.runtime.executor import Executor, InProcess
 from corral.runtime.queue import MAX_WAITING, QueueClosed, RequestQueue, Turn
+from corral.words import a_or_an
 
 log = logging.getLogger("corral.runtime")
 
@@ -457,5 +458,5 @@ def check_task(model: Model, task: str | None, host: Any) -> None:
 
     if task is not None and task not in host.tasks(model.category):
         can = ", ".join(sorted(host.tasks(model.category))) or "nothing"
-        raise Unsupported(f"{model.name} is a {model.category} model; it can {can}, not {task}")
+        raise Unsupported(f"{model.name} is {a_or_an(model.category)} model; it can {can}, not {task}")
 

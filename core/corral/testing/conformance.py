@@ -38,6 +38,7 @@ from corral.testing.sample import (
     stream_task,
     unsupported_task,
 )
+from corral.words import a_or_an
 
 
 def owned(host: PluginHost, plugin: str, registry: str) -> list[type]:
@@ -276,7 +277,7 @@ class Conformance:
         """The plugin's driver for ``model`` (its environment checked), or a failure that says why not."""
         mine = [d for d in owned(library.host, plugin, "drivers") if d.handles(model)]
         assert mine, (
-            f"sample {model.path.name} imports as a {model.category} model in {model.format} format, which no "
+            f"sample {model.path.name} imports as {a_or_an(model.category)} model in {model.format} format, which no "
             f"driver of plugin {plugin!r} declares: " + "; ".join(
                 f"{d.name}: {sorted(map(str, d.categories))} x {sorted(map(str, d.formats))}"
                 for d in owned(library.host, plugin, "drivers")
@@ -325,8 +326,8 @@ def _expect_unsupported(handle: Any, task: str) -> None:
     except CorralError:
         return
     except Exception as exc:
-        pytest.fail(f"asked to {task}, a {handle.model.category} model raised {_name(exc)}: {exc}, not Unsupported")
-    pytest.fail(f"asked to {task}, a {handle.model.category} model answered instead of raising Unsupported")
+        pytest.fail(f"asked to {task}, {a_or_an(handle.model.category)} model raised {_name(exc)}: {exc}, not Unsupported")
+    pytest.fail(f"asked to {task}, {a_or_an(handle.model.category)} model answered instead of raising Unsupported")
 
 
 def _expect_corral_error(driver: type[Driver], model: Any, label: str, task: str, sample: Sample) -> None:

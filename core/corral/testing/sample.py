@@ -12,6 +12,7 @@ import attrs
 from corral.ext.categories import TASKS
 from corral.ext.driver import LoadedModel
 from corral.records import Category, ChatResult
+from corral.words import a_or_an
 
 #: The task a sample runs when it names none: the first of these its category supports.
 TASK_ORDER = ("chat", "complete", "embed", "rerank", "imagine", "speak")
@@ -49,7 +50,7 @@ class Sample:
         if self.task is None:
             return next(t for t in TASK_ORDER if t in allowed)
         assert self.task in allowed, (
-            f"sample {self.path.name}: a {category} model cannot {self.task!r} (it can: {', '.join(sorted(allowed))})"
+            f"sample {self.path.name}: {a_or_an(category)} model cannot {self.task!r} (it can: {', '.join(sorted(allowed))})"
         )
         return self.task
 

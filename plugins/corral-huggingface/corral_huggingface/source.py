@@ -83,8 +83,9 @@ def _httpx():
 
 
 @contextlib.contextmanager
-def hub_errors(repo: str, revision: str | None = None) -> Iterator[None]:
-    """huggingface_hub's exceptions as one clear Corral error each."""
+def hub_errors(repo: str, revision: str | None = None, *, search: bool = False) -> Iterator[None]:
+    """huggingface_hub's exceptions as one clear Corral error each (``search``: for a search, which only
+    the hub can answer, so the hint names the commands that work offline instead of an option)."""
     from huggingface_hub import errors
 
     httpx = _httpx()
@@ -103,14 +104,20 @@ def hub_errors(repo: str, revision: str | None = None) -> Iterator[None]:
             f"set HF_TOKEN to a token that can read it"
         ) from None
     except errors.OfflineModeIsEnabled:
-        raise CorralError(f"HF_HUB_OFFLINE is set: {repo} can only come from the local cache (use --offline)") from None
+        if search:
+            raise CorralError("HF_HUB_OFFLINE is set, and searching needs the hub: unset HF_HUB_OFFLINE to search; "
+                              "offline, `corral files REPO` and `corral pull REPO` answer from the cache") from None
+        raise CorralError(f"HF_HUB_OFFLINE is set: {repo} can only come from the local cache "
+                          f"(`corral files {repo} --offline`, `corral pull {repo} --offline`)") from None
     except errors.HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         raise CorralError(f"Hugging Face answered HTTP {status} for {repo}; try again later") from None
     except (httpx.TransportError, OSError) as exc:
+        offline = ("searching needs the hub; `corral files REPO --offline` and `corral pull REPO --offline` "
+                   "answer from the cache" if search else "or add --offline for files already in the cache")
         raise CorralError(
-            f"cannot reach Hugging Face at {where} ({type(exc).__name__}: {exc}); check the network or HF_ENDPOINT, "
-            f"or use --offline for files already in the cache"
+            f"cannot reach Hugging Face at {where} ({type(exc).__name__}: {exc}); check the network or HF_ENDPOINT; "
+            f"{offline}"
         ) from None
 
 
@@ -141,7 +148,7 @@ class HuggingFaceSource(Source):
             if not tags:
                 raise CorralError(f"Hugging Face search has no category {str(category)!r}")
         hits: dict[str, Any] = {}
-        with hub_errors(query):
+        with hub_errors(query, search=True):
             api = self._api()
             for tag in tags:
                 for info in api.list_models(search=query, pipeline_tag=tag, sort="downloads", limit=limit, expand=EXPAND):

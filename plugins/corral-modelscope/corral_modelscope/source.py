@@ -58,8 +58,9 @@ def config():
 
 
 @contextlib.contextmanager
-def hub_errors(repo: str, revision: str | None = None) -> Iterator[None]:
-    """The client's exceptions as one clear Corral error each."""
+def hub_errors(repo: str, revision: str | None = None, *, search: bool = False) -> Iterator[None]:
+    """The client's exceptions as one clear Corral error each (``search``: for a search, which only the hub
+    can answer, so the hint names the commands that work offline instead of an option)."""
     from modelscope_hub import errors
 
     try:
@@ -74,9 +75,11 @@ def hub_errors(repo: str, revision: str | None = None) -> Iterator[None]:
     except errors.NetworkError as exc:
         reason = str(exc).splitlines()[0]
         reason = reason if len(reason) <= 100 else reason[:97] + "..."
+        offline = ("searching needs the hub; `corral files REPO --offline` and `corral pull REPO --offline` "
+                   "answer from what is downloaded" if search else "or add --offline for files already downloaded")
         raise CorralError(
-            f"cannot reach ModelScope at {config().endpoint} ({reason}); check the network or MODELSCOPE_ENDPOINT, "
-            f"or use --offline for files already downloaded"
+            f"cannot reach ModelScope at {config().endpoint} ({reason}); check the network or MODELSCOPE_ENDPOINT; "
+            f"{offline}"
         ) from None
     except errors.HubError as exc:
         raise CorralError(f"ModelScope answered an error for {repo}: {str(exc).splitlines()[0]}") from None
@@ -131,7 +134,7 @@ class ModelScopeSource(Source):
             if task is None:
                 raise CorralError(f"ModelScope search has no category {str(category)!r}")
             filters["task"] = task
-        with hub_errors(query):
+        with hub_errors(query, search=True):
             page = self._api().list_repos("model", search=query, sort="downloads", page_size=min(limit, 50), **filters)
         hits = []
         for info in page.items[:limit]:
