@@ -7,7 +7,7 @@ import pytest
 
 from factories import write_lora_gguf, write_tiny_gguf
 from corral.suggest import catalog_ids, closest, closest_ids, did_you_mean, model_hint
-from corral.testing.cli import as_json, assert_clean_error
+from corral.testing.cli import as_json, assert_clean_error, ok
 
 
 def test_closest_names_ignore_case_and_separators():
@@ -81,6 +81,12 @@ def test_setting_keys_and_choices_are_suggested(run, library_with_gemma3):
     assert_clean_error(run("settings", "gemma3", "--set", "sede=3"), "unknown setting 'sede'", "did you mean seed?")
     assert_clean_error(run("settings", "gemma3", "--set", "dtype=float61"), "must be one of",
                        "did you mean float16")
+
+
+def test_catalog_entries_and_keys_are_suggested(run, home):
+    assert_clean_error(run("catalog", "show", "gema-3-1b"), "no catalog entry 'gema-3-1b'", "did you mean gemma-3-1b-it")
+    ok(run("keys", "add", "laptop"))
+    assert_clean_error(run("keys", "rm", "labtop"), "no key named 'labtop'", "did you mean laptop?")
 
 
 def test_model_names_complete_in_the_shell(run, library_with_gemma3, tmp_path):

@@ -145,7 +145,10 @@ def remove_key(name: str, home: Path | None = None) -> ApiKey:
     keys = read_file(path)
     found = [k for k in keys if k.name == name]
     if not found:
-        raise NotFound(f"no key named {name!r} in {path}; see `corral keys ls`")
+        from corral.suggest import did_you_mean
+
+        close = did_you_mean(name, [k.name for k in keys])
+        raise NotFound(f"no key named {name!r} in {path}; {close or 'see `corral keys ls`'}")
     _write_file(path, [k for k in keys if k.name != name])
     return found[0]
 

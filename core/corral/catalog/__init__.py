@@ -100,8 +100,11 @@ class Catalog:
         for entry in self.entries:
             if entry.id == entry_id.lower():
                 return entry
-        close = [e.id for e in self.entries if entry_id.lower() in e.id]
-        hint = f"; did you mean {', '.join(close[:5])}?" if close else "; see `corral catalog ls`"
+        from corral.suggest import closest, phrase
+
+        ids = [e.id for e in self.entries]
+        close = list(dict.fromkeys([*closest(entry_id, ids), *(i for i in ids if entry_id.lower() in i)]))[:5]
+        hint = f"; did you mean {phrase(close)}?" if close else "; see `corral catalog ls`"
         raise NotFound(f"no catalog entry {entry_id!r}{hint}")
 
     def select(self, category: Category | str | None = None, family: str | None = None) -> list[CatalogEntry]:
