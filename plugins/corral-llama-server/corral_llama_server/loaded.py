@@ -17,10 +17,10 @@ from typing import Any, Iterator, Mapping, Sequence
 from corral.api import Category, ChatResult, LoraRequest, Model, TokenLogprob
 from corral.api import CorralError, InvalidRequest
 from corral.api import LoadedModel
-from corral.api import with_defaults, with_system_prompt
+from corral.api import read_response_format, with_defaults, with_system_prompt
 
 from corral_llama_server import images
-from corral_llama_server.sampling import request_body
+from corral_llama_server.sampling import PARAMS, request_body
 from corral_llama_server.templates import ChatTemplate
 
 _END = object()
@@ -29,6 +29,10 @@ _TEXT = {Category.CHAT, Category.MULTIMODAL}
 
 class LlamaServerModel(LoadedModel):
     """A live ``xllamacpp.Server`` (one model, ``parallel`` slots of ``context_length`` tokens each)."""
+
+    #: What the server may pass to :meth:`chat` / :meth:`complete` (any other field is a 400 naming it):
+    #: the sampling parameters, log-probabilities, and ``response_format`` (llama.cpp's JSON-schema grammar).
+    request_fields = frozenset(PARAMS) | {"stop", "logprobs", "top_logprobs", "response_format"}
 
     def __init__(
         self,
@@ -139,6 +143,9 @@ class LlamaServerModel(LoadedModel):
     def _body(self, params: Mapping[str, Any]) -> dict[str, Any]:
         params = with_defaults(self.settings, params)
         body = request_body(params, default_seed=self._default_seed, cache_prompt=self._cache_prompt)
+        answer_format = read_response_format(params.get("response_format"))
+        if answer_format.constrained:  # llama.cpp turns the schema into a grammar for this slot
+            body["json_schema"] = answer_format.json_schema()
         top = params.get("top_logprobs")
         if params.get("logprobs") or top:
             if isinstance(top, bool) or not isinstance(top or 0, int) or not 0 <= (top or 0) <= 20:

@@ -3,6 +3,7 @@ completion, and 8 requests decoded together, each answered as it is alone."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -86,3 +87,19 @@ def test_speculative_decoding_with_a_draft_model_keeps_the_greedy_answer(gemma_l
     with open_model(gemma_library, "gemma", overrides=drafted) as handle:
         assert handle.memory()["ram"] > ram  # the draft model is loaded beside it
         assert handle.complete("1, 2, 3, 4, 5,", temperature=0, seed=1, max_tokens=16).text == alone.text
+
+
+def test_response_format_makes_json_of_the_schema(gemma):
+    """``response_format`` reaches llama.cpp as a grammar: the answer is JSON of the schema, in chat and in a
+    plain completion (where Gemma alone would write prose)."""
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"],
+              "additionalProperties": False}
+    asked = [{"role": "user", "content": "What is the capital of France? Answer in JSON."}]
+    answer = gemma.chat(asked, temperature=0, seed=0, max_tokens=40,
+                        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}})
+    assert answer.finish_reason == "stop" and json.loads(answer.text) == {"city": "Paris"}
+    completed = gemma.complete("The capital of France is", temperature=0, seed=0, max_tokens=24,
+                               response_format={"type": "json_object"})
+    assert completed.text.startswith("{")
+    plain = gemma.complete("The capital of France is", temperature=0, seed=0, max_tokens=24)
+    assert not plain.text.lstrip().startswith("{")

@@ -1,5 +1,6 @@
 """Slots in the runtime and the server: a model loaded with ``parallel`` N runs N requests at once, 50
-more wait, the next is refused at once with 503 and Retry-After; ``ps`` and ``/corral/status`` show it."""
+more wait, the next is refused at once with 503 and Retry-After; ``ps``, ``/corral/status`` and ``/metrics``
+show it."""
 
 from __future__ import annotations
 
@@ -22,6 +23,16 @@ def runtime(library):
     rt = Runtime(library, keep_alive=None)
     yield rt
     rt.close()
+
+
+def metrics(server) -> dict:
+    """``{(sample name, model): value}`` of one ``/metrics`` scrape, read with prometheus-client's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = httpx.get(server.url + "/metrics", timeout=WAIT)
+    assert answer.status_code == 200
+    return {(s.name, s.labels.get("model")): s.value
+            for family in text_string_to_metric_families(answer.text) for s in family.samples}
 
 
 def test_parallel_running_plus_fifty_waiting_then_503(library, tiny, runtime):
@@ -49,6 +60,11 @@ def test_parallel_running_plus_fifty_waiting_then_503(library, tiny, runtime):
         assert (queue["running"], queue["parallel"], queue["waiting"]) == (2, 2, 50)
         ps = httpx.get(server.url + "/corral/ps", timeout=WAIT).json()["models"][0]
         assert (ps["running"], ps["parallel"], ps["waiting"]) == (2, 2, 50)
+        assert ps["driver"] == "llama-server"
+        scraped = metrics(server)
+        assert scraped[("corral_queue_running", tiny.name)] == 2
+        assert scraped[("corral_queue_waiting", tiny.name)] == 50
+        assert scraped[("corral_queue_rejected_total", tiny.name)] == 2  # the refusals above
 
         # Releasing one running request lets the first waiting one in; the rest stay in order.
         running[0][1].release()
@@ -130,3 +146,28 @@ def test_driver_setting_picks_this_driver_over_llamacpp(tmp_path, tiny_path):
         with pytest.raises(Exception, match="driver setting names 'nonesuch'.*drivers that can: llamacpp, llama-server"):
             driver_for(library.host, library.store.get_model(model.name))
         library.store.close()
+
+
+def test_logprobs_and_response_format_pass_the_servers_field_check(library, tiny, runtime):
+    """The fields this driver honours reach it from the openai client (the server refuses a field a driver
+    does not declare); what it does not take is refused with the field named, never ignored. (The JSON a
+    schema makes is checked on the real Gemma: llguidance cannot walk the random tiny vocabulary.)"""
+    openai = pytest.importorskip("openai")
+    from corral.testing import ServerThread
+
+    library.update_settings(tiny.name, {**FAST, "parallel": 2})
+    with ServerThread(runtime) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=WAIT)
+        ask = {"model": tiny.name, "messages": [{"role": "user", "content": "hi"}], "temperature": 0, "seed": 1}
+        scored = client.chat.completions.create(**ask, max_tokens=4, logprobs=True, top_logprobs=2)
+        content = scored.choices[0].logprobs.content
+        assert len(content) == scored.usage.completion_tokens == 4
+        assert all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in content)
+        shaped = client.chat.completions.create(**ask, max_tokens=4, response_format={"type": "json_object"})
+        assert shaped.choices[0].message.role == "assistant"
+        completed = httpx.post(server.url + "/v1/completions", timeout=WAIT, json={
+            "model": tiny.name, "prompt": "hi", "max_tokens": 4, "response_format": {"type": "json_object"}})
+        assert completed.status_code == 200, completed.text
+        refused = httpx.post(server.url + "/v1/chat/completions", timeout=WAIT, json={
+            **ask, "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]})
+        assert refused.status_code == 400 and "'tools'" in refused.text
