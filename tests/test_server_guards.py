@@ -295,6 +295,25 @@ def test_deep_json_is_a_400_with_the_default_limit(server):
     assert status == 400 and "nests deeper than 64" in json.loads(data)["error"]["message"]
 
 
+def test_connections_beyond_the_limit_are_answered_503(real_library):
+    from corral.server.limits import Limits
+
+    with guarded_server(real_library, guards=options(limits=Limits(max_connections=4))) as srv:
+        assert httpx.get(srv.url + "/v1/models", timeout=WAIT).status_code == 200
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=WAIT) for _ in range(4)]
+        try:
+            time.sleep(0.5)  # the server has accepted them all
+            refused = httpx.get(srv.url + "/v1/models", timeout=WAIT)
+            assert refused.status_code == 503, refused.text
+        finally:
+            for sock in idle:
+                sock.close()
+        deadline = time.monotonic() + WAIT
+        while httpx.get(srv.url + "/v1/models", timeout=WAIT).status_code != 200:
+            assert time.monotonic() < deadline, "the closed connections still count"
+            time.sleep(0.2)
+
+
 def test_pull_and_import_bodies_name_hub_refs_and_allowed_paths_only(server, real_library):
     home = Path(real_library.store.path).parent
     post = lambda path, body: httpx.post(server.url + path, json=body, timeout=WAIT)  # noqa: E731
