@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,37 @@ def test_response_format_makes_json_of_the_schema(gemma):
     assert completed.text.startswith("{")
     plain = gemma.complete("The capital of France is", temperature=0, seed=0, max_tokens=24)
     assert not plain.text.lstrip().startswith("{")
+
+
+MEASURE = r"""
+import json, sys
+from pathlib import Path
+import corral_llama_server
+from corral.testing import build_host, open_library, open_model
+
+library = open_library(Path(sys.argv[1]), build_host(entry_points=False, plugins=[corral_llama_server]))
+with open_model(library, "gemma", overrides=json.loads(sys.argv[2])) as handle:
+    print(json.dumps(handle.memory()))
+"""
+
+
+@pytest.mark.parametrize("parallel", [1, 8])
+def test_estimate_is_within_ten_percent_of_the_measured_load(gemma_library, parallel, tmp_path):
+    """The estimate before a load (every slot's KV cache counted) against the RAM a fresh process measured
+    around the same load, within corral-llamacpp's bound (tests/test_estimate.py)."""
+    import subprocess
+    import sys
+
+    from corral.api import estimate_memory
+
+    settings = {"n_ctx": 512, "threads": 1, "threads_batch": 1, "parallel": parallel}
+    model = gemma_library.store.get_model("gemma")
+    estimate = estimate_memory(model, settings).total_bytes
+    home = Path(gemma_library.store.path).parent
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(home), json.dumps(settings)], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    measured = json.loads(out.stdout.strip().splitlines()[-1])["ram"]
+    print(f"\nGemma 3 270M, n_ctx 512, parallel {parallel}: estimated {estimate / 2**20:.0f} MiB, "
+          f"measured after load {measured / 2**20:.0f} MiB")
+    assert abs(estimate - measured) / measured < 0.10, f"estimate {estimate / 2**20:.0f} MiB, measured {measured / 2**20:.0f} MiB"
