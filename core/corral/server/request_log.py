@@ -6,7 +6,9 @@ and the prompt and completion tokens. Never the prompt text, unless the server r
 ``--log-prompts``; then the body's prompt fields (``messages``, ``prompt``, ``input``, ``system``, ...) are
 added as ``prompt``.
 
-Lines are handed to a writer thread, so a slow disk never holds the event loop. Also here: the
+Lines are made on the event loop and handed to a writer thread, so a slow disk never holds the loop; the
+writer wakes at most every :data:`BATCH_SECONDS` and writes what came meanwhile at once, so it takes the
+interpreter's lock from the loop once per batch rather than once per request. Also here: the
 :class:`RequestRecord` the guard middleware fills for every request, and :class:`UsageScan`, which reads
 the token counts out of an answer as it passes (OpenAI ``usage``, Anthropic / Responses ``usage``,
 Ollama ``prompt_eval_count`` / ``eval_count``), whatever route produced it.
@@ -31,6 +33,8 @@ LOG_FILE = "requests.log"
 #: Size at which the log is rotated, and how many old logs are kept (requests.log.1 ... .5).
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 5
+#: Longest a line waits in memory before the writer thread writes it (with the others that came meanwhile).
+BATCH_SECONDS = 0.05
 
 #: Body fields that carry prompt text (logged only with --log-prompts).
 PROMPT_FIELDS = ("messages", "prompt", "input", "system", "instructions", "query", "documents", "suffix")
@@ -194,26 +198,32 @@ _STOP = object()
 class RequestLog:
     """Appends JSON lines to ``directory/requests.log`` from a writer thread; rotates at ``max_bytes``."""
 
-    def __init__(self, directory: Path, *, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> None:
+    def __init__(self, directory: Path, *, max_bytes: int = MAX_BYTES, backups: int = BACKUPS,
+                 batch_seconds: float = BATCH_SECONDS) -> None:
         self.directory = Path(directory)
         self.path = self.directory / LOG_FILE
         self.max_bytes = max_bytes
         self.backups = backups
+        self.batch_seconds = batch_seconds
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._broken = False
 
     def write(self, line: dict) -> None:
-        """Queue one line (never blocks)."""
+        """Queue one line (never blocks on the disk)."""
         if self._broken:
             return
+        stamp = line.get("time")
+        if isinstance(stamp, float):
+            line["time"] = iso_time(stamp)
+        data = (json.dumps(line, ensure_ascii=False, default=str) + "\n").encode("utf-8", "replace")
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="corral-request-log", daemon=True)
                     self._thread.start()
-        self._queue.put(line)
+        self._queue.put(data)
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then stop the writer thread."""
@@ -223,6 +233,23 @@ class RequestLog:
             thread.join(timeout)
             self._thread = None
 
+    def _batch(self) -> tuple[list[bytes], bool]:
+        """The lines queued (waiting for the first), and whether :meth:`close` asked to stop."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        time.sleep(self.batch_seconds)  # let the lines of this moment gather
+        lines, stop = [first], False
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return lines, stop
+            if item is _STOP:
+                stop = True
+            else:
+                lines.append(item)
+
     def _run(self) -> None:
         out = None
         try:
@@ -230,22 +257,18 @@ class RequestLog:
             out = open(self.path, "ab")
             size = out.tell()
             while True:
-                item = self._queue.get()
-                if item is _STOP:
+                lines, stop = self._batch()
+                for data in lines:
+                    if size and size + len(data) > self.max_bytes:
+                        out.close()
+                        self._rotate()
+                        out = open(self.path, "ab")
+                        size = 0
+                    out.write(data)
+                    size += len(data)
+                out.flush()
+                if stop:
                     return
-                stamp = item.get("time")
-                if isinstance(stamp, float):
-                    item["time"] = iso_time(stamp)
-                data = (json.dumps(item, ensure_ascii=False, default=str) + "\n").encode("utf-8", "replace")
-                if size and size + len(data) > self.max_bytes:
-                    out.close()
-                    self._rotate()
-                    out = open(self.path, "ab")
-                    size = 0
-                out.write(data)
-                if self._queue.empty():
-                    out.flush()
-                size += len(data)
         except OSError as exc:
             self._broken = True  # stop queueing lines nobody writes
             log.error("the request log %s cannot be written: %s", self.path, exc)
