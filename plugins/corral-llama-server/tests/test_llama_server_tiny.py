@@ -203,3 +203,31 @@ def test_estimate_counts_every_slots_kv_cache(library, tiny):
     one, four = fit(1), fit(4)
     assert four["parts_bytes"]["kv_cache"] == 4 * one["parts_bytes"]["kv_cache"] > 0
     assert any("parallel 4" in note for note in four["notes"])
+
+
+def prompt_counters(handle) -> tuple[float, float]:
+    """llama.cpp's own counters of this engine: prompt tokens evaluated, and reused from a slot's cache."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values = {s.name: s.value for f in text_string_to_metric_families(handle.metrics()) for s in f.samples}
+    return values["llamacpp:prompt_tokens_total"], values["llamacpp:prompt_tokens_cached_total"]
+
+
+def test_a_slot_reuses_its_cached_prompt(library, tiny):
+    """The next request that starts like the last one evaluates only what is new; ``cache_prompt=false``
+    and a seeded request evaluate the whole prompt again."""
+    prompt = " ".join(["hello world"] * 6)
+    with open_model(library, tiny.name, overrides={**FAST, "parallel": 1}) as handle:
+        first = handle.complete(prompt, temperature=0, max_tokens=2)
+        evaluated, cached = prompt_counters(handle)
+        assert (evaluated, cached) == (first.prompt_tokens, 0)
+        again = handle.complete(prompt + " and more", temperature=0, max_tokens=2)
+        evaluated, cached = prompt_counters(handle)
+        assert cached >= first.prompt_tokens - 1  # all but the last token, whose logits are needed again
+        assert evaluated - first.prompt_tokens == again.prompt_tokens - cached < first.prompt_tokens
+        handle.complete(prompt, temperature=0, max_tokens=2, seed=3)
+        assert prompt_counters(handle)[1] == cached  # seeded: evaluated afresh
+    with open_model(library, tiny.name, overrides={**FAST, "parallel": 1, "cache_prompt": False}) as handle:
+        for _ in range(2):
+            handle.complete(prompt, temperature=0, max_tokens=2)
+        assert prompt_counters(handle)[1] == 0
