@@ -1,9 +1,12 @@
 """Cleanup: choose models by tag, quantization, category, age of last use or missing files, show what
 deleting them frees, and delete them (files and records) only after that list was shown.
 
-Never deleted: a file another record still uses (a shared path, a component, a LoRA bound to a model
-that stays), a loaded model, and files inside another tool's store (the Hugging Face cache, Ollama),
-which are removed with that store's own tool.
+Only files the chosen records own go: their weights (or model folder), components and bound LoRAs.
+Never deleted: a file another record still uses (a shared path, a hard link to it, a component, a LoRA
+bound to a model that stays), the copies ``scan`` found of a model (recorded, never added), a loaded
+model, and files inside another tool's store (the Hugging Face cache, Ollama), which are removed with
+that store's own tool. What deleting frees is counted by inode: a file under two names counts once, and
+one whose other hard links stay frees nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 import attrs
 
 from corral.errors import ConfirmationNeeded, Conflict, CorralError, InvalidSetting
-from corral.manifests.files import FileUsage, disk_size, locations, managed_store, missing_paths
+from corral.manifests.files import DiskTally, FileUsage, disk_size, locations, managed_store, missing_paths
 from corral.records import Model, utcnow
 
 
@@ -40,8 +43,10 @@ class CleanFile:
 
     path: Path
     role: str
+    #: bytes the file (or folder) holds itself; what deleting frees is the candidate's ``frees``.
     size: int
-    #: "delete", or "keep" with ``reason`` (shared, gone already).
+    #: "delete", or "keep" with ``reason`` (shared, a copy scan found, gone already); a "delete" may
+    #: carry a reason too (hard links elsewhere keep its data).
     action: str
     reason: str | None = None
 
@@ -126,42 +131,63 @@ def plan_clean(library, filters: Filters, *, now: datetime | None = None) -> Cle
     going = {m.id for m in chosen if m.id not in blocked}
     # Everyone who stays: other models, blocked candidates, LoRAs bound to models that stay.
     usage = FileUsage([m for m in models if m.id not in going], [l for l in loras if l.base_id not in going])
-    candidates = []
+    everything = DiskTally(follow=False)  # every name the plan deletes: a file under two counts once
+    listed = []
     for m in chosen:
         files = () if m.id in blocked else tuple(_files(m, [l for l in loras if l.base_id == m.id], usage))
+        own = DiskTally(follow=False)
+        for f in files:
+            if f.action == "delete":
+                own.add(f.path)
+                everything.add(f.path)
+        listed.append((m, files, own))
+    candidates, credited = [], set()
+    for m, files, own in listed:
+        # A file is freed when the plan deletes all its names; the first candidate listing it is credited.
+        frees = 0
+        for key, size in own.sizes().items():
+            if everything.whole(key) and key not in credited:
+                credited.add(key)
+                frees += size
         candidates.append(CleanCandidate(
             id=m.id, name=m.name, category=str(m.category),
             quantization=m.facts.quantization or m.facts.dtype, last_used=last_used(store, m),
-            files=files, frees=sum(f.size for f in files if f.action == "delete"), blocked=blocked.get(m.id),
+            files=tuple(_with_links(f, everything) for f in files), frees=frees, blocked=blocked.get(m.id),
         ))  # fmt: skip
-    return CleanPlan(candidates=tuple(candidates), frees=_unique_bytes(candidates), filters=filters)
+    return CleanPlan(candidates=tuple(candidates), frees=everything.freed(), filters=filters)
 
 
-def _unique_bytes(candidates) -> int:
-    seen, total = set(), 0
-    for c in candidates:
-        for f in c.files:
-            real = os.path.realpath(f.path)
-            if f.action == "delete" and real not in seen:
-                seen.add(real)
-                total += f.size
-    return total
+def _with_links(f: CleanFile, tally: DiskTally) -> CleanFile:
+    """``f``, saying so when hard links the plan keeps hold its data (deleting this name frees nothing)."""
+    others = tally.kept_by_links(f.path) if f.action == "delete" and not os.path.isdir(f.path) else 0
+    if not others:
+        return f
+    return attrs.evolve(f, reason=f"{others} other hard link(s) keep its data; deleting this name frees nothing")
+
+
+def _inside(path: Path, folder: str) -> bool:
+    return (os.path.realpath(path) + os.sep).startswith(folder)
 
 
 def _files(model: Model, loras, usage: FileUsage) -> list[CleanFile]:
     out: list[CleanFile] = []
+    copies = {str(c) for c in model.copies}
     if model.path.is_dir():
+        inside = os.path.realpath(model.path) + os.sep
         users = usage.users(model.path, tree=True)
+        if any(_inside(c, inside) for c in model.copies):
+            users = users | {f"its copy in {model.path}"}
         if not users:
             # The folder is the model: config, tokenizer and weights go together.
             out.append(CleanFile(model.path, "model folder", disk_size(model.path), "delete"))
-            inside = os.path.realpath(model.path) + os.sep
-            locs = [l for l in locations(model, loras) if not (os.path.realpath(l.path) + os.sep).startswith(inside)]
+            locs = [l for l in locations(model, loras) if not _inside(l.path, inside)]
         else:
             locs = locations(model, loras)
     else:
         locs = locations(model, loras)
     for loc in locs:
+        if loc.role == "copy" or str(loc.path) in copies:
+            continue
         if not os.path.lexists(loc.path):
             out.append(CleanFile(loc.path, loc.role, 0, "keep", "already gone"))
             continue
@@ -172,6 +198,9 @@ def _files(model: Model, loras, usage: FileUsage) -> list[CleanFile]:
             out.append(CleanFile(loc.path, loc.role, 0, "keep", "a folder; only files are deleted"))
         else:
             out.append(CleanFile(loc.path, loc.role, disk_size(loc.path), "delete"))
+    # Copies scan found are other places of the same content, recorded but never added: not the record's.
+    for copy in model.copies:
+        out.append(CleanFile(Path(copy), "copy", 0, "keep", "a copy scan found; Corral never added it"))
     return out
 
 
@@ -185,7 +214,7 @@ def apply_clean(library, plan: CleanPlan) -> CleanReport:
     shown_ids = {c.id for c in plan.candidates if not c.blocked}
     removed, deleted, errors = [], [], []
     skipped = [f"{c.name}: {c.blocked}" for c in plan.candidates if c.blocked]
-    freed = 0
+    gone = DiskTally(follow=False)
     for c in plan_clean(library, plan.filters).candidates:
         if c.id not in shown_ids:
             continue
@@ -201,6 +230,8 @@ def apply_clean(library, plan: CleanPlan) -> CleanReport:
         for f in c.files:
             if f.action != "delete" or (c.id, str(f.path)) not in shown:
                 continue
+            this = DiskTally(follow=False)
+            this.add(f.path)  # counted before it goes: its inode and links are known only while it is there
             try:
                 if os.path.isdir(f.path) and not os.path.islink(f.path):
                     shutil.rmtree(f.path)
@@ -212,5 +243,5 @@ def apply_clean(library, plan: CleanPlan) -> CleanReport:
                 errors.append(f"{f.path}: {exc.strerror or exc}")
                 continue
             deleted.append(f.path)
-            freed += f.size
-    return CleanReport(tuple(removed), tuple(deleted), freed, tuple(skipped), tuple(errors))
+            gone.update(this)
+    return CleanReport(tuple(removed), tuple(deleted), gone.freed(), tuple(skipped), tuple(errors))

@@ -194,6 +194,12 @@ def ls_cmd(app: App, category, as_json) -> None:
         for m in models
     ]
     table(rows, ["ID", "NAME", "CATEGORY", "FORMAT", "ARCH", "QUANT", "SIZE", "STATUS"])
+    from corral.manifests.files import library_tally
+
+    listed = {m.id for m in models}
+    total = library_tally(models, [l for l in app.library.store.list_loras() if l.base_id in listed])
+    click.echo(f"{len(models)} model(s), {human_size(total.bytes) if total.bytes else '0 B'} on disk "
+               "(a file shared or hard-linked counts once)")
 
 
 @click.command("show")

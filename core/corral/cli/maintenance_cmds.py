@@ -73,6 +73,13 @@ def manifest_show(app: App, models, as_json) -> None:
         rows.append((model.name, source, rev, data.get("quantization") or "-", data.get("hashed", "-"), loras,
                      human_size(disk), data.get("generated", "")))
     table(rows, ["MODEL", "SOURCE", "REVISION", "QUANT", "HASHED", "LORAS", "DISK", "GENERATED"])
+    synced = [d for _, d in found if d is not None]
+    if len(synced) > 1:
+        from corral.manifests import manifests_tally
+
+        total = manifests_tally(synced)
+        click.echo(f"{len(synced)} manifests, {human_size(total.bytes) if total.bytes else '0 B'} on disk together "
+                   f"({total.files} files; one shared or hard-linked counts once).")
 
 
 # --- cleanup ---------------------------------------------------------------------------------------
@@ -117,7 +124,8 @@ def _show_plan(plan) -> None:
             click.echo(f"  {c.name}: kept, {c.blocked}")
         for f in c.files:
             if f.action == "delete":
-                click.echo(f"  {c.name}: delete {f.path} ({f.role}, {human_size(f.size)})")
+                why = f"; {f.reason}" if f.reason else ""
+                click.echo(f"  {c.name}: delete {f.path} ({f.role}, {human_size(f.size)}{why})")
             else:
                 click.echo(f"  {c.name}: keep {f.path} ({f.reason})")
     deleting = sum(not c.blocked for c in plan.candidates)

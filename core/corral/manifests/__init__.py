@@ -17,10 +17,10 @@ import attrs
 
 from corral.convert import to_data
 from corral.manifests.files import (
+    DiskTally,
     FileUsage,
     locations,
     missing_paths,
-    realpath,
     sha256_file,
     store_sha256,
 )
@@ -130,12 +130,10 @@ def build_manifest(library, model: Model, *, fast: bool = False, previous: dict 
         elif loc.role.startswith("component:"):
             record_sha = next((c.sha256 for c in model.components if c.path == loc.path), None)
         files.append(_file_entry(loc.path, loc.role, known, fast, record_sha))
-    seen, total = set(), 0
+    tally = DiskTally()  # by inode: a hard link, or a copy that is one, counts once
     for f in files:
-        real = realpath(Path(f["path"]))
-        if f.get("size") is not None and real not in seen:
-            seen.add(real)
-            total += f["size"]
+        if f.get("size") is not None:
+            tally.add(Path(f["path"]))
     shared = sorted(
         {u for f in files if f["exists"] for u in (usage.users(Path(f["path"])) if usage else ())}
         - {model.name} - {f"LoRA {l.name}" for l in loras}
@@ -162,7 +160,7 @@ def build_manifest(library, model: Model, *, fast: bool = False, previous: dict 
             for c in model.components
         ],
         "lora_fusion": _fusion(model, loras),
-        "disk_usage": {"bytes": total, "files": len(seen), "shared_with": shared},
+        "disk_usage": {"bytes": tally.bytes, "files": tally.files, "shared_with": shared},
         "missing": [str(p) for p in missing_paths(model)],
     }
 
@@ -183,6 +181,16 @@ def _save_hashes(library, model: Model, manifest: dict) -> Model:
     if not changes:
         return model
     return library.store.update_model(attrs.evolve(model, **changes), touch=False)
+
+
+def manifests_tally(manifests: Iterable[dict]) -> DiskTally:
+    """What the files of ``manifests`` take on disk together, each file once (by inode, as it is now)."""
+    tally = DiskTally()
+    for manifest in manifests:
+        for f in manifest.get("files") or ():
+            if isinstance(f, dict) and f.get("size") is not None and f.get("path"):
+                tally.add(Path(f["path"]))
+    return tally
 
 
 def write_manifest(home: Path, manifest: dict) -> Path:

@@ -1,7 +1,8 @@
 """The files a library record stands for, who else uses them, and their SHA-256.
 
-Shared by manifests (what a model is made of, what it takes on disk) and cleanup (what may be deleted):
-a file is identified by its real path, so a symlink and its target count as one file.
+Shared by manifests (what a model is made of, what it takes on disk), cleanup (what may be deleted) and
+``corral ls`` (the library's total): a file is identified by its inode (``st_dev``, ``st_ino``) as well as
+its real path, so a symlink and its target, two hard links, or one file under two records count once.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -98,16 +100,120 @@ def realpath(path: Path) -> str:
     return os.path.realpath(path)
 
 
+def inode(path: Path, *, follow: bool = True) -> tuple[int, int] | None:
+    """The file ``path`` is, as (st_dev, st_ino), or None when it is gone: two names with one inode are
+    one file on disk (a hard link, or a symlink when ``follow``)."""
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class DiskTally:
+    """Bytes on disk counted by inode, the one way Corral adds up file sizes (``clean preview``,
+    ``manifest show``, ``corral ls``): a file reached under several names counts once.
+
+    With ``follow`` (the default) a symlink counts as the file it points to: what a model takes on disk.
+    Without it a symlink counts nothing: what deleting it gives back. :meth:`freed` is the part that
+    deleting every name added would give back: a file with hard links outside them frees nothing.
+    """
+
+    def __init__(self, *, follow: bool = True) -> None:
+        self.follow = follow
+        self._sizes: dict[tuple[int, int], int] = {}
+        self._links: dict[tuple[int, int], int] = {}
+        self._names: dict[tuple[int, int], set[str]] = {}
+
+    def _each(self, path: Path) -> Iterator[tuple[str, os.stat_result]]:
+        if not self.follow and os.path.islink(path):
+            return
+        if os.path.isdir(path):
+            files: Iterable[Path] = tree_files(Path(path))
+        else:
+            files = (Path(path),)
+        for f in files:
+            try:
+                st = os.stat(f) if self.follow else os.lstat(f)
+            except OSError:  # gone, or a link to nothing
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield os.path.abspath(f), st
+
+    def add(self, path: Path) -> int:
+        """Count ``path`` (a file, or every file under a folder); returns the bytes not counted before."""
+        added = 0
+        for name, st in self._each(path):
+            key = (st.st_dev, st.st_ino)
+            self._names.setdefault(key, set()).add(name)
+            if key not in self._sizes:
+                self._sizes[key] = st.st_size
+                self._links[key] = st.st_nlink
+                added += st.st_size
+        return added
+
+    def update(self, other: "DiskTally") -> None:
+        """Count what ``other`` counted too."""
+        for key, size in other._sizes.items():
+            self._sizes.setdefault(key, size)
+            self._links.setdefault(key, other._links[key])
+            self._names.setdefault(key, set()).update(other._names[key])
+
+    @property
+    def bytes(self) -> int:
+        return sum(self._sizes.values())
+
+    @property
+    def files(self) -> int:
+        return len(self._sizes)
+
+    def sizes(self) -> dict[tuple[int, int], int]:
+        """Each file counted, by inode, with its size."""
+        return dict(self._sizes)
+
+    def whole(self, key: tuple[int, int]) -> bool:
+        """Whether every name (hard link) of the file ``key`` was counted: deleting them frees it."""
+        return key in self._sizes and len(self._names[key]) >= self._links[key]
+
+    def freed(self) -> int:
+        """Bytes that deleting every name counted gives back (a file's other hard links keep its data)."""
+        return sum(size for key, size in self._sizes.items() if self.whole(key))
+
+    def kept_by_links(self, path: Path) -> int:
+        """How many names of ``path``'s file lie outside what was counted (0 when none, or when gone)."""
+        key = inode(path, follow=self.follow)
+        if key is None or key not in self._sizes:
+            return 0
+        return max(0, self._links[key] - len(self._names[key]))
+
+
+def library_tally(models: Iterable[Model], loras: Iterable[Lora] = ()) -> DiskTally:
+    """What the records take on disk together: their weights (or model folders), components and LoRAs,
+    each file once. Copies that ``scan`` found are not the library's and are not counted."""
+    tally = DiskTally()
+    for model in models:
+        if model.path.is_dir():
+            tally.add(model.path)
+        for loc in locations(model):
+            if loc.role != "copy":
+                tally.add(loc.path)
+    for lora in loras:
+        tally.add(lora.path)
+    return tally
+
+
 def _inside(child: str, parent: str) -> bool:
     return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
 
 
 class FileUsage:
-    """Which records use which real paths, so a file shared between records is never deleted."""
+    """Which records use which files (by real path and by inode), so a file shared between records, or
+    a hard link to one, is never deleted."""
 
     def __init__(self, models: Iterable[Model], loras: Iterable[Lora]) -> None:
         self.files: dict[str, set[str]] = {}
         self.dirs: dict[str, set[str]] = {}
+        self.inodes: dict[tuple[int, int], set[str]] = {}
         for model in models:
             for loc in locations(model):
                 self._add(loc.path, model.name)
@@ -118,12 +224,18 @@ class FileUsage:
 
     def _add(self, path: Path, user: str) -> None:
         self.files.setdefault(realpath(path), set()).add(user)
+        key = inode(path)
+        if key is not None:
+            self.inodes.setdefault(key, set()).add(user)
 
     def users(self, path: Path, *, tree: bool = False) -> set[str]:
         """Records using ``path``: the file itself, a model folder holding it, or (``tree``) any file
         or model folder inside it."""
         real = realpath(path)
         found = set(self.files.get(real, ()))
+        key = inode(path)
+        if key is not None and not os.path.isdir(path):  # a hard link to a file a record uses
+            found |= self.inodes.get(key, set())
         for d, names in self.dirs.items():
             if _inside(real, d):
                 found |= names
@@ -148,15 +260,10 @@ def tree_files(directory: Path) -> Iterator[Path]:
 
 
 def disk_size(path: Path) -> int:
-    """Bytes that deleting ``path`` gives back: a link frees nothing, a folder frees its files."""
-    try:
-        if os.path.islink(path):
-            return 0
-        if os.path.isdir(path):
-            return sum(os.lstat(f).st_size for f in tree_files(path) if not os.path.islink(f))
-        return os.lstat(path).st_size
-    except OSError:
-        return 0
+    """Bytes ``path`` holds itself: a link holds nothing, a folder its files (each inode once)."""
+    tally = DiskTally(follow=False)
+    tally.add(path)
+    return tally.bytes
 
 
 def managed_store(path: Path) -> str | None:
