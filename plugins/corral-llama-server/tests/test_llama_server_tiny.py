@@ -4,6 +4,7 @@ settings, slots, streaming, embeddings and rerank, LoRA, images, broken files, n
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import sys
 
@@ -133,7 +134,7 @@ def test_images_reach_the_model_through_the_projector(library, tiny, tmp_path):
         return handle.chat([{"role": "user", "content": content}], logprobs=True, seed=0, **GREEDY)
 
     with open_model(library, tiny.name, overrides=FAST) as handle:
-        with pytest.raises(Unsupported, match="no mmproj component; attach one with `corral component add tiny-chat"):
+        with pytest.raises(Unsupported, match=f"no mmproj component; attach one with `corral component add {re.escape(tiny.name)} mmproj"):
             ask(handle, url(0))
     vision = library.add_component(tiny.name, ComponentKind.MMPROJ, write_llava_mmproj(tmp_path / "mmproj.gguf"))
     assert vision.category == Category.MULTIMODAL
