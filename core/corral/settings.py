@@ -14,7 +14,7 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("n_ctx", int, "context length in tokens; 0 = the model's own", 0, minimum=0),
     SettingSpec("n_gpu_layers", int, "layers offloaded to the GPU; -1 = all", 0, minimum=-1),
     SettingSpec("threads", int, "CPU threads; 0 = automatic", 0, minimum=0),
-    SettingSpec("device", str, "cpu, cuda, cuda:N or mps", None),
+    SettingSpec("device", str, "auto (the driver chooses: a GPU when there is one), cpu, cuda, cuda:N or mps", None),
     SettingSpec("dtype", str, "weights precision", None, ("auto", "float32", "float16", "bfloat16")),
     SettingSpec("seed", int, "random seed", None),
     SettingSpec("trust_remote_code", bool, "run the model repository's own Python code", False),
@@ -126,16 +126,16 @@ def warnings_for(settings: Mapping[str, Any]) -> list[str]:
     return found
 
 
-DEVICE_KINDS = ("cpu", "cuda", "mps")
+DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
 
 
 def check_device(device: Any, model_name: str) -> None:
-    """Refuse a ``device`` that is not cpu, cuda, cuda:N or mps."""
+    """Refuse a ``device`` that is not auto, cpu, cuda, cuda:N or mps."""
     kind, sep, index = str(device).partition(":")
     if kind not in DEVICE_KINDS or (sep and not index.isdigit()) or (sep and kind != "cuda"):
         close = did_you_mean(kind, DEVICE_KINDS)
         raise InvalidSetting(
-            f"{model_name}: device {device!r} is not cpu, cuda, cuda:N or mps"
+            f"{model_name}: device {device!r} is not auto, cpu, cuda, cuda:N or mps"
             + (f" ({close})" if close else "")
             + f"; fix it: corral settings {model_name} --set device=cpu"
         )
@@ -143,7 +143,8 @@ def check_device(device: Any, model_name: str) -> None:
 
 def read_settings(specs: Iterable[SettingSpec], settings: Mapping[str, Any], model_name: str) -> dict[str, Any]:
     """The typed values of ``specs`` found in ``settings`` (saved ones plus overrides; HTTP callers may
-    send strings), with ``device`` checked to be cpu, cuda, cuda:N or mps."""
+    send strings), with ``device`` checked to be auto, cpu, cuda, cuda:N or mps; ``auto`` reads as unset
+    (the driver's own choice)."""
     values = {}
     for spec in specs:
         value = settings.get(spec.name)
@@ -152,6 +153,8 @@ def read_settings(specs: Iterable[SettingSpec], settings: Mapping[str, Any], mod
     device = values.get("device")
     if device is not None:
         check_device(device, model_name)
+        if device == "auto":
+            del values["device"]
     return values
 
 

@@ -124,7 +124,7 @@ def settings_cmd(app: App, model, n_ctx, n_gpu_layers, threads, pairs, unset, re
 
     Without a change, every setting the model knows is listed with its default and its current value.
     Values are checked against the model: an n_ctx above the context it was trained with needs a RoPE
-    setting too; a device must be cpu, cuda, cuda:N or mps.
+    setting too; a device must be auto, cpu, cuda, cuda:N or mps.
 
     \b
     Examples:

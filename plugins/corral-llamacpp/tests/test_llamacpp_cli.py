@@ -68,7 +68,9 @@ def test_settings_accept_llama_options_and_bad_ones_are_one_line(corral, gemma_n
     assert out.returncode == 0, out.stderr
     unknown = corral("settings", gemma_name, "--set", "n_cxt=4")
     assert unknown.returncode != 0 and "unknown setting 'n_cxt'" in unknown.stderr
-    assert "rope_freq_base" in unknown.stderr  # the known settings listed include the driver's
+    assert "did you mean n_ctx?" in unknown.stderr and f"corral settings {gemma_name}" in unknown.stderr
+    listed = corral("settings", gemma_name)
+    assert listed.returncode == 0 and "rope_freq_base" in listed.stdout  # the settings listed include the driver's
 
 
 def test_json_schema_and_tools_print_the_structured_answer(corral, gemma_name, tmp_path):

@@ -77,8 +77,9 @@ def test_embed_normalize_flags_override_the_setting(run, tiny):
 def test_settings_are_checked(run, tiny):
     assert_clean_error(run("settings", tiny, "--set", "dtype=int8"), "dtype must be one of")
     assert_clean_error(run("settings", tiny, "--set", "batch_size=0"), "batch_size must be at least 1")
-    ok(run("settings", tiny, "--set", "device=tpu"))  # free text when saved, refused when loading
-    assert_clean_error(run("embed", tiny, CAT), "device 'tpu' is not cpu, cuda, cuda:N or mps")
+    assert_clean_error(run("settings", tiny, "--set", "device=tpu"), "device 'tpu' is not auto, cpu, cuda, cuda:N or mps")
+    ok(run("settings", tiny, "--set", "device=auto"))  # auto reads as unset: the driver's own choice
+    assert len(json.loads(ok(run("embed", tiny, CAT)).stdout)) == 1
 
 
 def test_rerank_prints_documents_best_first(run, reranker):
