@@ -92,6 +92,13 @@ class QueueFull(Busy):
     retry_after: int = 1
 
 
+class NodeLost(Busy):
+    """A cluster node (or the actor holding a model there) stopped answering: its requests fail, its
+    models are unloaded and loaded again elsewhere on the next request; retry after ``retry_after`` s."""
+
+    retry_after: int = 2
+
+
 class Unsupported(CorralError):
     """The loaded model cannot do the asked task."""
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from corral.driver import Driver, Exporter, GpuVendor, Source
     from corral.ext.categories import CategorySpec, FormatSpec
+    from corral.ext.executor import ExecutorSpec, Placement
     from corral.ext.layout import StoreLayout
     from corral.records import CatalogEntry, Detection, Lora, Model
 
@@ -117,6 +118,20 @@ def register_store_layouts(register: Callable[[type[StoreLayout]], None]) -> Non
 
 
 @hookspec
+def register_executors(register: Callable[[ExecutorSpec], None]) -> None:
+    """Register executors: where ``corral serve`` puts loaded models (``--executor NAME``).
+
+    Called once per process when plugins are loaded. The core registers ``runner`` (a process per loaded
+    model, the default) and ``in-process`` through this hook too; a name may be registered once.
+
+    :param register: call it with each :class:`corral.ext.executor.ExecutorSpec`: a ``name`` and a
+        ``factory`` (a callable, or ``"module:attribute"`` imported only when the executor is built) that
+        takes keyword arguments ``host`` and ``log_dir`` and returns a
+        :class:`corral.runtime.executor.Executor`.
+    """
+
+
+@hookspec
 def register_catalog(register: Callable[[CatalogEntry], None]) -> None:
     """Add models to the catalog that ``corral catalog`` lists and ``corral recommend`` chooses from.
 
@@ -201,6 +216,21 @@ def select_driver(model: Model, drivers: list[type[Driver]]) -> type[Driver] | N
     Stops at the first non-None result.
 
     :return: one of ``drivers``, or ``None`` to take the first candidate.
+    """
+
+
+@hookspec(firstresult=True)
+def place_model(model: Model, settings: dict, candidates: list[Placement]) -> Placement | None:
+    """Choose where a model is loaded, among the places an executor offers (a cluster's nodes).
+
+    Called by executors that place models (corral-ray) before each load, after the model's ``node``
+    setting (which wins when set). Stops at the first non-None result.
+
+    :param model: the model about to be loaded.
+    :param settings: the settings it is loaded with.
+    :param candidates: :class:`corral.ext.executor.Placement` for each node that holds the model's files
+        and a usable driver, with its free memory and facts.
+    :return: one of ``candidates``, or None to leave the choice to the executor's own rule.
     """
 
 

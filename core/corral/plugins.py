@@ -27,6 +27,7 @@ from corral import hookspecs
 from corral.errors import CorralError
 from corral.ext.categories import CategorySpec, FormatSpec
 from corral.ext.driver import Driver
+from corral.ext.executor import ExecutorSpec
 from corral.ext.exporter import Exporter
 from corral.ext.gpu import GpuVendor
 from corral.ext.layout import StoreLayout
@@ -50,13 +51,14 @@ REGISTRATION_HOOKS: dict[str, tuple[str, type]] = {
     "register_exporters": ("exporters", Exporter),
     "register_gpu_vendors": ("gpu_vendors", GpuVendor),
     "register_store_layouts": ("store_layouts", StoreLayout),
+    "register_executors": ("executors", ExecutorSpec),
 }
 
 #: Registries that hold instances (specs) rather than classes; a name may be registered once.
-SPEC_REGISTRIES = frozenset({"categories", "formats"})
+SPEC_REGISTRIES = frozenset({"categories", "formats", "executors"})
 #: Registries where a name may be registered once (the first plugin in hook order keeps it).
 UNIQUE_REGISTRIES = SPEC_REGISTRIES | {"store_layouts"}
-_SINGULAR = {"categories": "category", "formats": "format", "store_layouts": "store layout"}
+_SINGULAR = {"categories": "category", "formats": "format", "store_layouts": "store layout", "executors": "executor"}
 
 
 def _raised(hook_name: str, exc: BaseException) -> str:
@@ -102,6 +104,7 @@ class PluginHost:
     exporters: list[type[Exporter]] = attrs.field(factory=list)
     gpu_vendors: list[type[GpuVendor]] = attrs.field(factory=list)
     store_layouts: list[type[StoreLayout]] = attrs.field(factory=list)
+    executors: list[ExecutorSpec] = attrs.field(factory=list)
     #: plugin name -> info for plugins that failed to import or register.
     failures: dict[str, PluginInfo] = attrs.field(factory=dict)
     #: plugin name -> problems that did not drop the plugin (``corral plugins`` shows them).
@@ -142,6 +145,13 @@ class PluginHost:
 
     def store_layout_names(self) -> list[str]:
         return [s.name for s in self.store_layouts]
+
+    def executor(self, name: str) -> ExecutorSpec | None:
+        """The registered executor ``name`` (None: no installed plugin provides it)."""
+        return next((e for e in self.executors if e.name == name), None)
+
+    def executor_names(self) -> list[str]:
+        return [e.name for e in self.executors]
 
     def source(self, name: str) -> type[Source] | None:
         return next((s for s in self.sources if s.name == name), None)
@@ -322,7 +332,7 @@ class PluginHost:
 
 
 def _checked_register(into: list[Any], base: type, plugin: str) -> Callable[[Any], None]:
-    spec = base in (CategorySpec, FormatSpec)
+    spec = base in (CategorySpec, FormatSpec, ExecutorSpec)
 
     def register(item: Any) -> None:
         if spec and not isinstance(item, base):

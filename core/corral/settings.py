@@ -20,6 +20,8 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("trust_remote_code", bool, "run the model repository's own Python code", False),
     SettingSpec("request_timeout", float, "seconds one request may run in the server before it is cancelled; "
                 "0 = no limit", 1800.0, minimum=0),
+    SettingSpec("node", str, "cluster node to load the model on (corral serve --executor ray); "
+                "unset = the executor chooses", None),
 )
 
 _TRUE = {"1", "true", "yes", "on"}

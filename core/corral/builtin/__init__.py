@@ -1,6 +1,7 @@
 """The core's own registrations, made through the same hooks a third-party plugin uses: the built-in
 categories (chat, multimodal, text-generation, embedding, rerank, image, tts), formats, and the store
-layouts ``corral scan`` adopts (Hugging Face cache, Ollama, LM Studio)."""
+layouts ``corral scan`` adopts (Hugging Face cache, Ollama, LM Studio) and the executors ``corral serve``
+chooses from (``runner``, ``in-process``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Callable, ClassVar, Iterator
 
 from corral import hookimpl
 from corral.ext.categories import BUILTIN_CATEGORIES, BUILTIN_FORMATS, CategorySpec, FormatSpec
+from corral.ext.executor import ExecutorSpec
 from corral.ext.layout import Found, StoreLayout
 
 
@@ -59,3 +61,18 @@ def register_formats(register: Callable[[FormatSpec], None]) -> None:
 def register_store_layouts(register: Callable[[type[StoreLayout]], None]) -> None:
     for layout in (HfCacheLayout, OllamaLayout, LmStudioLayout):
         register(layout)
+
+
+#: The core's executors, named by module so that registering them imports nothing of the runtime.
+EXECUTORS = (
+    ExecutorSpec("runner", "corral.runtime.executor:RunnerProcesses",
+                 "one runner process per loaded model (the default): a crash fails that model's requests only"),
+    ExecutorSpec("in-process", "corral.runtime.executor:InProcess",
+                 "every model in the server's own process: no isolation, no overhead"),
+)
+
+
+@hookimpl(tryfirst=True)
+def register_executors(register: Callable[[ExecutorSpec], None]) -> None:
+    for spec in EXECUTORS:
+        register(spec)

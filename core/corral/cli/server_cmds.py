@@ -93,6 +93,11 @@ def _env_list(name: str, separator: str = ",") -> tuple[str, ...]:
 @click.option("--max-body", type=Size(), default="32MiB", show_default=True, help="Largest request body.")
 @click.option("--max-connections", type=click.IntRange(1), default=1000, show_default=True,
               help="Open connections at once; requests beyond are answered 503.")
+@click.option("--executor", "executor_name", metavar="NAME", default=None,
+              help="Where loaded models live: runner (default: a process per model), in-process, or one a "
+                   "plugin registers (ray: a Ray cluster); also CORRAL_EXECUTOR.")
+@click.option("--cluster", "cluster", metavar="NAME", default=None,
+              help="Place models on a cluster: --cluster ray is --executor ray (plugin corral-ray).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 @click.option("--status", "show_status", is_flag=True,
@@ -101,8 +106,8 @@ def _env_list(name: str, separator: str = ",") -> tuple[str, ...]:
 @click.option("--stop", "stop", is_flag=True, help="Stop the server running for this library (as `corral stop`).")
 @json_option
 def serve_cmd(host, port, api_key, keep_alive, memory_threshold, max_queue, allow_hosts, allow_origins, allow_paths,
-              insecure_no_auth, log_prompts, max_body, max_connections, log_level, show_status, stop,
-              as_json) -> None:
+              insecure_no_auth, log_prompts, max_body, max_connections, executor_name, cluster, log_level,
+              show_status, stop, as_json) -> None:
     """Serve the library over an OpenAI-compatible HTTP API until Ctrl-C (or `corral stop`).
 
     Binding beyond 127.0.0.1 needs an API key (--api-key, CORRAL_API_KEY, CORRAL_API_KEYS or
@@ -113,6 +118,8 @@ def serve_cmd(host, port, api_key, keep_alive, memory_threshold, max_queue, allo
     """
     if show_status and stop:
         raise click.UsageError("give --status or --stop, not both")
+    if cluster and executor_name and cluster != executor_name:
+        raise click.UsageError("give --cluster or --executor, not both")
     if show_status:
         _status(as_json)
         return
@@ -150,6 +157,7 @@ def serve_cmd(host, port, api_key, keep_alive, memory_threshold, max_queue, allo
         announce=lambda line: click.echo(line, err=True),
         guards=guards,
         insecure_no_auth=insecure_no_auth,
+        executor_name=cluster or executor_name,
     )
 
 

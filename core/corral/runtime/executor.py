@@ -47,8 +47,10 @@ from corral.ext.driver import LoadedModel
 from corral.records import LoraRequest, Model
 from corral.runtime.wire import Channel, WireError, decode, decode_error, encode
 from corral.settings import CORE_SETTINGS
+from corral.suggest import did_you_mean
 
 if TYPE_CHECKING:
+    from corral.ext.executor import Placement
     from corral.ext.gpu import GpuVendor
     from corral.loading import LoadPlan
 
@@ -90,8 +92,22 @@ class Executor:
     isolated: ClassVar[bool] = False
 
     def load(self, plan: LoadPlan, *, lost: Lost) -> LoadedModel:
-        """Load ``plan``'s model with its driver and settings; call ``lost(cause)`` if it goes away."""
+        """Load ``plan``'s model with its driver and settings; call ``lost(cause)`` if it goes away.
+
+        An executor whose :meth:`place` chose a node is called with ``placement=`` that choice too."""
         raise NotImplementedError
+
+    def place(self, plan: LoadPlan, *, occupied: Mapping[str | None, frozenset[str]],
+              force: bool = False) -> Placement | None:
+        """Where ``plan``'s model will be loaded, before the runtime applies the load rules there.
+
+        ``occupied`` maps each node (None: this machine) to the load groups its loaded models hold, so an
+        executor can prefer a node with the model's group free. None (the default) means this machine: the
+        runtime checks the memory estimate against its own free memory. A placement's node gets its own
+        load rules (one model per group per node), and the executor has checked its memory; an executor
+        that finds no node able to hold the model raises (:class:`corral.errors.InsufficientMemory` with
+        the best node's numbers)."""
+        return None
 
     def close(self) -> None:
         """End whatever this executor still holds (the runtime unloads its models first)."""
@@ -101,6 +117,9 @@ class InProcess(Executor):
     """The driver's handle in this process: no isolation, no overhead (a crash takes the process)."""
 
     name = "in-process"
+
+    def __init__(self, *, host: Any = None, log_dir: Path | None = None) -> None:
+        pass  # the factory's keyword arguments; nothing to keep
 
     def load(self, plan: LoadPlan, *, lost: Lost) -> LoadedModel:
         return plan.driver().load(plan.model, plan.settings, plan.loras)
@@ -172,16 +191,20 @@ class RunnerProcesses(Executor):
         return [r for r in self._runners if r.alive]
 
 
-def executor_from_env(*, host: Any = None, log_dir: Path | None = None) -> Executor:
-    """The executor ``corral serve`` uses: ``CORRAL_EXECUTOR`` names it (``runner``, the default, or
-    ``in-process``)."""
-    chosen = os.environ.get("CORRAL_EXECUTOR", "").strip().lower() or RunnerProcesses.name
-    if chosen == RunnerProcesses.name:
-        return RunnerProcesses(host=host, log_dir=log_dir)
-    if chosen == InProcess.name:
-        return InProcess()
-    raise InvalidSetting(f"CORRAL_EXECUTOR={chosen!r} is not an executor; use {RunnerProcesses.name!r} "
-                         f"(one process per model) or {InProcess.name!r}")
+def executor_from_env(*, host: Any = None, log_dir: Path | None = None, name: str | None = None) -> Executor:
+    """The executor ``corral serve`` uses: ``name`` (``--executor``), else ``CORRAL_EXECUTOR``, else
+    ``runner``; any executor a plugin registered (``register_executors``) may be named."""
+    if host is None:
+        from corral.plugins import get_host
+
+        host = get_host()
+    chosen = (name or os.environ.get("CORRAL_EXECUTOR", "")).strip().lower() or RunnerProcesses.name
+    spec = host.executor(chosen)
+    if spec is None:
+        known = host.executor_names()
+        raise InvalidSetting(f"{chosen!r} is not an executor; installed: {', '.join(known) or 'none'}"
+                             + (f"; {hint}" if (hint := did_you_mean(chosen, known)) else ""))
+    return spec.create(host=host, log_dir=log_dir)
 
 
 # --- the runner process, seen from the server ---------------------------------------------------------

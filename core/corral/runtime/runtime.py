@@ -21,6 +21,7 @@ import attrs
 
 from corral.ext.driver import LoadedModel
 from corral.errors import Busy, NotFound
+from corral.ext.executor import Placement
 from corral.library import Library
 from corral.loading import LoadPlan, check_memory, plan_load, record_load
 from corral.loading.rules import config_key, same_slot, slot
@@ -57,6 +58,8 @@ class LoadedInfo:
     #: Requests running now, and how many the model runs at once (its slots).
     running: int = 0
     parallel: int = 1
+    #: The node it runs on, for an executor that places models on a cluster (None: this machine).
+    node: str | None = None
 
 
 @attrs.define(eq=False)
@@ -78,6 +81,8 @@ class Loaded:
     last_used: float = attrs.field(factory=time.monotonic)
     #: Set once an unload has begun, so a model is never unloaded twice.
     retired: bool = False
+    #: The node its executor placed it on (None: this machine).
+    node: str | None = None
 
     def touch(self) -> None:
         self.last_used = time.monotonic()
@@ -119,6 +124,7 @@ class Loaded:
             rejected=self.queue.rejected,
             running=self.queue.running,
             parallel=self.queue.slots,
+            node=self.node,
         )
 
 
@@ -229,25 +235,35 @@ class Runtime:
             plan = with_slots(plan_load(lib, lib.store.get_model(model.id), loras=loras, overrides=settings))
             key = config_key(model.id, plan.loras, plan.settings)
             with self._state:
-                victims = [e for e in self._loaded.values() if same_slot(e.model.category, model.category, self.host)]
-            current = next(
-                (e for e in victims if e.key == key or (any_configuration and e.model.id == model.id)), None
-            )
+                held = list(self._loaded.values())
+            current = next((e for e in held if e.model.id == model.id
+                            and (e.key == key or any_configuration)), None)
             if current is not None:
                 current.touch()
                 if keep_alive is not None:
                     current.keep_alive = keep_alive
                 return current
-            reclaimable = (sum(v.current_memory().get("ram", 0) for v in victims),
-                           sum(v.current_memory().get("vram", 0) for v in victims))
-            check_memory(plan, force=force, reclaimable=reclaimable)
+            occupied: dict[str | None, frozenset[str]] = {}
+            for e in held:
+                occupied[e.node] = occupied.get(e.node, frozenset()) | {slot(e.model.category, self.host)}
+            # The executor says where (a cluster node, or None: here); the rules hold per node.
+            placement = self.executor.place(plan, occupied=occupied, force=force)
+            node = placement.node if placement is not None else None
+            # The same model loaded otherwise goes too, wherever it runs: one load per model.
+            victims = [e for e in held if e.model.id == model.id
+                       or (e.node == node and same_slot(e.model.category, model.category, self.host))]
+            if placement is None:  # a placed load's memory was checked against its node by the executor
+                reclaimable = (sum(v.current_memory().get("ram", 0) for v in victims),
+                               sum(v.current_memory().get("vram", 0) for v in victims))
+                check_memory(plan, force=force, reclaimable=reclaimable)
             if self._closed:  # shutdown began while this load waited for the slot
                 raise Busy("the server is shutting down")
             for victim in victims:
                 self._unload(victim, f"{victim.model.name} was unloaded to load {model.name}")
-            return self._load(lib, plan, key, self.keep_alive if keep_alive is None else keep_alive)
+            return self._load(lib, plan, key, self.keep_alive if keep_alive is None else keep_alive, placement)
 
-    def _load(self, lib: Library, plan: LoadPlan, key: tuple, keep_alive: float | None) -> Loaded:
+    def _load(self, lib: Library, plan: LoadPlan, key: tuple, keep_alive: float | None,
+              placement: Placement | None = None) -> Loaded:
         model = plan.model
         started = time.monotonic()
         # The lease lasts as long as the model lives wherever the executor put it: released only after
@@ -261,7 +277,10 @@ class Runtime:
                 self._lost(placed["entry"], cause)
 
         try:
-            handle = self.executor.load(plan, lost=lost)
+            if placement is None:
+                handle = self.executor.load(plan, lost=lost)
+            else:
+                handle = self.executor.load(plan, lost=lost, placement=placement)
         except BaseException:
             lib.store.release_lease(model.id, self.pid)
             raise
@@ -282,6 +301,7 @@ class Runtime:
             memory=memory,
             keep_alive=keep_alive,
             load_seconds=time.monotonic() - started,
+            node=placement.node if placement is not None else None,
         )
         with self._state:
             self._loaded[model.id] = entry

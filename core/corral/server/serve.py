@@ -109,11 +109,13 @@ def serve(
     guards: Any = None,
     insecure_no_auth: bool = False,
     executor: Any = None,
+    executor_name: str | None = None,
 ) -> None:
     """Serve until interrupted (SIGINT / SIGTERM); every model is unloaded before returning.
 
     ``executor`` (:mod:`corral.runtime.executor`) places loaded models; by default each gets a runner
-    process of its own (``CORRAL_EXECUTOR=in-process`` keeps them in the server's process).
+    process of its own; ``executor_name`` (``--executor``, else ``CORRAL_EXECUTOR``) names a registered one
+    (``in-process`` keeps them in the server's process; plugins add others).
 
     ``guards`` (:class:`corral.server.guards.GuardOptions`) sets the Host, Origin, limit and log rules;
     its keys default to ``api_key``, ``CORRAL_API_KEYS`` and the keys file. Listening beyond loopback
@@ -146,7 +148,7 @@ def serve(
     if executor is None:
         from corral.runtime.executor import executor_from_env
 
-        executor = executor_from_env(host=library.host, log_dir=data / LOG_DIR / "runners")
+        executor = executor_from_env(host=library.host, log_dir=data / LOG_DIR / "runners", name=executor_name)
     runtime = Runtime(library, keep_alive=keep_alive, max_waiting=max_waiting, executor=executor)
     watchdog = Watchdog(runtime, threshold=memory_threshold)
     app = create_app(runtime, watchdog, guards=guards)
