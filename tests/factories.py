@@ -67,7 +67,7 @@ def write_tiny_gguf(
     context_length: int = 2048,
     file_type: int = 1,
     chat_template: str | None = None,
-    name: str = "tiny",
+    name: str | None = None,
     seed: int = 0,
 ) -> Path:
     """Write a tiny random-weight llama-layout GGUF that llama.cpp can load; returns ``path``.
@@ -92,7 +92,8 @@ def write_tiny_gguf(
     rng = np.random.default_rng(seed)
 
     w = gguf.GGUFWriter(path, arch)
-    w.add_name(name)
+    if name is not None:  # general.name: the model's own name, which import prefers to the file name
+        w.add_name(name)
     w.add_file_type(file_type)
     w.add_context_length(context_length)
     w.add_embedding_length(n_embd)

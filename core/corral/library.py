@@ -17,7 +17,18 @@ import attrs
 
 from corral import known
 from corral.errors import Conflict, DetectionError, Incompatible, NotFound, UnsafeFile
-from corral.intake import ImportResult, default_name, lora_record, offer, unique_name, with_component
+from corral.intake import (
+    ImportResult,
+    check_name,
+    clean_name,
+    default_name,
+    find_duplicate,
+    lora_record,
+    name_free,
+    offer,
+    unique_name,
+    with_component,
+)
 from corral.home import corral_home
 from corral.records import (
     Category,
@@ -102,8 +113,10 @@ class Library:
     # --- import ----------------------------------------------------------------------------------
 
     def unique_name(self, wanted: str, taken=None) -> str:
-        """``wanted``, or ``wanted-2``, ``wanted-3``… when a model (or, with ``taken``, a LoRA) has it."""
-        return unique_name(wanted, taken or self.store.name_taken)
+        """``wanted`` (made a usable name), or ``wanted-2``, ``wanted-3``… when a model has it or it would
+        hide a model's id (with ``taken``: when ``taken`` says so, e.g. a LoRA has it)."""
+        wanted = clean_name(wanted) or "model"
+        return unique_name(wanted, taken or name_free(self.store))
 
     def model_from_detection(
         self,
@@ -129,7 +142,7 @@ class Library:
         tags = tuple(detection.facts.extra.get("tags", ()))
         return Model(
             id=new_id(),
-            name=name or self.unique_name(default_name(detection.path)),
+            name=check_name(self.store, name) if name else self.unique_name(default_name(detection.path, detection)),
             category=category,
             format=detection.format,
             path=detection.path,
@@ -155,6 +168,7 @@ class Library:
         template: str | None = None,
         components: Mapping[ComponentKind, Path] | None = None,
         tags: Sequence[str] | None = None,
+        as_variant: bool = False,
     ) -> ImportResult:
         """Detect ``path`` and add it to the library in place (files are never copied or moved).
 
@@ -162,21 +176,34 @@ class Library:
         model whose parts are separate files: ``components`` maps each kind to its file, and the import is
         refused when one the template needs is neither given nor carried by the main model. ``tags`` sets
         the capability tags (default: the detected ones, or the template's).
+
+        A file the library already holds (:func:`corral.intake.find_duplicate`) is refused, naming the
+        record that holds it; with ``as_variant`` it becomes a second record over that record's files
+        (:meth:`copy`), or, for a file inside an imported model folder, a record of its own.
         """
         detection = self.detect(path, allow_unsafe=allow_unsafe)
         if detection.kind != Kind.MODEL and template is None and not components:
             return offer(self.store, detection)
-        existing = self.store.find_model_by_path(detection.path)
-        if existing is not None:
-            raise Conflict(f"{detection.path} is already in the library as {existing.name!r}")
-        if name is not None and self.store.name_taken(name):
-            raise Conflict(f"a model named {name!r} is already in the library; choose another --name")
+        duplicate, sha = find_duplicate(self.store, detection)
+        if duplicate is not None and not as_variant:
+            way = "add a second record over the same files" if duplicate.same_files else "make it a record of its own"
+            raise Conflict(f"{detection.path} {duplicate.how}; use {duplicate.model.name}, or {way}: "
+                           f"corral import {detection.path} --as-variant [--name NEW]")
+        if duplicate is not None and duplicate.same_files:
+            variant = self.copy(duplicate.model.id, name or self.unique_name(duplicate.model.name))
+            if description or tags is not None:
+                variant = self.edit(variant.id, description=description or None)
+                if tags is not None:
+                    variant = self.store.update_model(attrs.evolve(variant, tags=self._checked_tags(variant, tags)))
+            return ImportResult(detection=detection, model=variant, variant_of=duplicate.model.name)
         if template is not None or components:
             model = self._model_from_parts(detection, template, components or {}, category, name, description)
         else:
             model = self.model_from_detection(detection, name=name, category=category, description=description)
         if tags is not None:
             model = attrs.evolve(model, tags=self._checked_tags(model, tags))
+        if sha is not None and len(model.paths) <= 1:
+            model = attrs.evolve(model, sha256=sha)  # worked out for the duplicate check: kept
         return ImportResult(detection=detection, model=self.store.add_model(model))
 
     def _model_from_parts(
@@ -243,9 +270,7 @@ class Library:
         model = self.store.get_model(ref)
         changes: dict[str, Any] = {}
         if name is not None and name != model.name:
-            if not name.strip():
-                raise Conflict("a model name cannot be empty")
-            changes["name"] = name
+            changes["name"] = check_name(self.store, name, own_id=model.id)
         if description is not None:
             changes["description"] = description
         if not changes:
@@ -284,19 +309,21 @@ class Library:
                              copies=tuple(c for c in model.copies if Path(c) != detection.path))
         return self.store.update_model(moved)
 
-    def copy(self, ref: str, name: str) -> Model:
+    def copy(self, ref: str, name: str, *, settings: Mapping[str, Any] | None = None) -> Model:
         """A second record for ``ref``'s files under ``name`` (Ollama's copy): its own id, settings and
         history, the same weights and components. The store keeps one record per path, so the copy's
         files are links in the library's ``copies/<id>/`` folder to the original ones; no bytes are copied,
-        and removing either record leaves every file where it is."""
+        and removing either record leaves every file where it is. ``settings`` are saved on the copy over
+        the ones it inherits (checked before anything is written)."""
         from corral.manifests import library_home
         from corral.records import utcnow
 
         model = self.store.get_model(ref)
-        if not name.strip():
-            raise Conflict("a model name cannot be empty")
-        if self.store.name_taken(name):
-            raise Conflict(f"a model named {name!r} is already in the library; choose another name")
+        check_name(self.store, name)
+        saved = dict(model.settings)
+        if settings:
+            specs, hint = self.setting_specs(model)
+            saved = apply_updates(saved, settings, (), specs, name, hint, model=model)
         ident = new_id()
         folder = library_home(self) / "copies" / ident
         folder.mkdir(parents=True)
@@ -314,7 +341,8 @@ class Library:
         path = linked(top)
         paths = tuple(linked(p) for p in model.paths)
         now = utcnow()
-        twin = attrs.evolve(model, id=ident, name=name, path=path, paths=paths, copies=(), created=now, updated=now)
+        twin = attrs.evolve(model, id=ident, name=name, path=path, paths=paths, copies=(), settings=saved,
+                            created=now, updated=now)
         return self.store.add_model(twin)
 
     def retag(self, ref: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> Model:

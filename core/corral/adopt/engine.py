@@ -18,8 +18,8 @@ import attrs
 
 from corral.ext.layout import Found
 from corral.errors import Conflict, CorralError, NotFound
-from corral.intake import ScanEntry, category_with, default_name, offer, with_component
-from corral.manifests.files import missing_paths, sha256_file, store_sha256
+from corral.intake import ScanEntry, category_with, default_name, holding_folder, offer, with_component
+from corral.manifests.files import inode, missing_paths, sha256_file, store_sha256
 from corral.records import Component, Detection, Kind, Model, Provenance
 
 if TYPE_CHECKING:
@@ -34,8 +34,11 @@ def _names(path: Path) -> tuple[str, str]:
 
 
 def _keys(path: Path) -> tuple[str, ...]:
-    """How a path is known: :func:`_names`, then the file it finally is."""
-    return tuple(dict.fromkeys((*_names(path), os.path.realpath(path))))
+    """How a path is known: :func:`_names`, then the file it finally is (its real path and its inode, so
+    a hard link is known as the file it shares)."""
+    found = inode(path)
+    same_file = (f"inode:{found[0]}:{found[1]}",) if found else ()
+    return tuple(dict.fromkeys((*_names(path), os.path.realpath(path), *same_file)))
 
 
 def _single_file(paths: Iterable[Path], path: Path) -> bool:
@@ -161,6 +164,11 @@ def adopt(
         if known is not None:
             entries.extend(_known(index, f, known, dry_run))
             continue
+        folder = holding_folder(list(index.models.values()), path)
+        if folder is not None:  # a file of an imported model folder: a part of that model, skipped
+            entries.append(ScanEntry(path, "exists", folder.name, folder.category,
+                                     message=f"a file inside the model folder of {folder.name}"))
+            continue
         try:
             detection = library.detect_link(path, allow_unsafe=allow_unsafe)
         except CorralError as exc:
@@ -179,7 +187,8 @@ def adopt(
             continue
         name = library.unique_name(f.name) if f.name else None
         if dry_run:
-            entries.append(ScanEntry(path, "would-add", name or default_name(path), detection.category))
+            entries.append(ScanEntry(path, "would-add", name or library.unique_name(default_name(path, detection)),
+                                     detection.category))
             continue
         try:
             model = library.model_from_detection(detection, name=name)

@@ -25,10 +25,10 @@ MODULES = (
 #: Core command name -> its module (tests/test_startup.py checks this against every module's
 #: COMMANDS). A name missing here still works: it loads every module, only slower.
 COMMAND_MODULES = {
-    **dict.fromkeys(("import", "scan", "ls", "show", "edit", "rm"), "library_cmds"),
+    **dict.fromkeys(("import", "scan", "ls", "show", "edit", "rm", "cp"), "library_cmds"),
     **dict.fromkeys(("lora", "component", "settings"), "parts_cmds"),
     "plugins": "plugin_cmds",
-    **dict.fromkeys(("chat", "embed", "rerank", "imagine", "speak"), "run_cmds"),
+    **dict.fromkeys(("chat", "run", "embed", "rerank", "imagine", "speak"), "run_cmds"),
     **dict.fromkeys(("search", "files", "pull"), "hub_cmds"),
     **dict.fromkeys(("serve", "stop", "load", "unload", "ps"), "server_cmds"),
     **dict.fromkeys(("env", "monitor", "fit", "recommend", "catalog"), "hardware_cmds"),

@@ -123,30 +123,10 @@ def pull_cmd(ctx, app: App, ref, names, quant, everything, no_mmproj, source, de
     REPO is org/name, org/name:branch or a hub link. Ctrl-C pauses; the same command resumes from the
     partial data, also after a restart. Each file is verified before it is moved into place.
     """
-    from corral.pull import Paused, describe, get_source, parse_ref, pull
+    from corral.pull import describe
 
-    wanted = parse_ref(ref, app.host.sources, source)
-    hub = get_source(app.host, wanted.source)
-    meter = progress_meter()
-    try:
-        result = pull(
-            app.library,
-            hub,
-            wanted.repo,
-            revision=wanted.revision,
-            names=tuple(names) + wanted.files,
-            quant=quant,
-            everything=everything,
-            mmproj=not no_mmproj,
-            dest=dest,
-            offline=offline,
-            name=name,
-            base=base,
-            meter=meter,
-        )
-    except Paused as exc:
-        click.echo(str(exc)[:1].upper() + str(exc)[1:] + ".", err=True)
-        ctx.exit(exc.exit_code)
+    result = pull_model(ctx, app, ref, source=source, names=names, quant=quant, everything=everything,
+                        mmproj=not no_mmproj, dest=dest, offline=offline, name=name, base=base)
     if as_json:
         emit_json(result)
         return
@@ -160,6 +140,23 @@ def pull_cmd(ctx, app: App, ref, names, quant, everything, no_mmproj, source, de
         click.echo(f"Bound LoRA {lora.name} to {base}: {lora.path}")
     for offer in result.offers:
         click.echo(offer)
+
+
+def pull_model(ctx: click.Context, app: App, ref: str, *, source: str | None = None, names=(),
+               mmproj: bool = True, **options):
+    """Pull ``ref`` (``REPO[:REV]`` or a hub link) with progress on stderr, as ``corral pull`` does; Ctrl-C
+    pauses (the message says how to resume) and ends the command. ``options`` go to
+    :func:`corral.pull.pull` (``quant``, ``everything``, ``dest``, ``offline``, ``name``, ``base``)."""
+    from corral.pull import Paused, get_source, parse_ref, pull
+
+    wanted = parse_ref(ref, app.host.sources, source)
+    hub = get_source(app.host, wanted.source)
+    try:
+        return pull(app.library, hub, wanted.repo, revision=wanted.revision, names=tuple(names) + wanted.files,
+                    mmproj=mmproj, meter=progress_meter(), **options)
+    except Paused as exc:
+        click.echo(str(exc)[:1].upper() + str(exc)[1:] + ".", err=True)
+        ctx.exit(exc.exit_code)
 
 
 def progress_meter():

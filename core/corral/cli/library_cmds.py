@@ -79,7 +79,7 @@ def model_document(app: App, record, **extra) -> dict:
 @click.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--category", type=CATEGORY, help="Override the detected category.")
-@click.option("--name", help="Library name (default: from the file name).")
+@click.option("--name", help="Library name (default: the model's own name from its metadata, else the file name).")
 @click.option("--description", default="", help="Free text shown by `corral show`.")
 @click.option(
     "--allow-unsafe",
@@ -96,10 +96,13 @@ def model_document(app: App, record, **extra) -> dict:
 @click.option("--t5xxl", type=click.Path(path_type=Path), help="T5-XXL (or Wan's UMT5) text encoder (image models).")
 @click.option("--tag", "--capability", "tags", multiple=True, metavar="TAG",
               help="Capability tag, repeatable: text-to-image, image-to-image, video (default: detected).")
+@click.option("--as-variant", is_flag=True,
+              help="When the file is already in the library, add a second record over the same files (its own "
+              "name, settings and history) instead of refusing.")
 @json_option
 @pass_app
 def import_cmd(app: App, path, category, name, description, allow_unsafe, template, vae, clip_l, clip_g, t5xxl,
-               tags, as_json) -> None:
+               tags, as_variant, as_json) -> None:
     """Detect PATH (a file or model directory) and add it to the library, in place."""
     from corral.records import ComponentKind
 
@@ -114,17 +117,22 @@ def import_cmd(app: App, path, category, name, description, allow_unsafe, templa
         template=template,
         components=parts,
         tags=tags or None,
+        as_variant=as_variant,
     )
     if as_json:
+        variant = {"variant_of": result.variant_of} if result.variant_of else {}  # only when one was made
         emit_json(model_document(app, result.model, detection=result.detection, offer=result.offer,
-                                 candidates=result.candidates))
+                                 candidates=result.candidates, **variant))
         return
     if result.model is None:
         click.echo(result.offer)
         if result.candidates:
             click.echo("Models in the library it fits: " + ", ".join(result.candidates))
         return
-    click.echo(f"Imported {result.model.name}")
+    if result.variant_of:
+        click.echo(f"Imported {result.model.name}, a variant of {result.variant_of} over the same files")
+    else:
+        click.echo(f"Imported {result.model.name}")
     print_model(result.model, result.detection)
 
 
@@ -164,7 +172,10 @@ def scan_cmd(app: App, directory, layout, dry_run, allow_unsafe, as_json) -> Non
         if e.message:
             click.echo(f"{e.path}: {e.message}", err=True)
     gone = f", {missing} missing" if missing else ""
-    click.echo(f"{added} model(s) {'would be added' if dry_run else 'added'}{gone}, {len(entries)} path(s) looked at.")
+    known = sum(e.status in ("exists", "copy") for e in entries)
+    known_text = f", {known} already in the library (duplicates skipped)" if known else ""
+    click.echo(f"{added} model(s) {'would be added' if dry_run else 'added'}{known_text}{gone}, "
+               f"{len(entries)} path(s) looked at.")
 
 
 @click.command("ls")
@@ -275,4 +286,31 @@ def rm_cmd(app: App, model, yes, as_json) -> None:
         click.echo(f"Removed {removed.name} ({len(removed_loras)} LoRA record(s)); files left at {removed.path}")
 
 
-COMMANDS = (import_cmd, scan_cmd, ls_cmd, show_cmd, edit_cmd, rm_cmd)
+@click.command("cp")
+@click.argument("model", type=MODEL_NAME)
+@click.argument("new")
+@click.option("--system", help="The copy's own system prompt (its saved system_prompt setting).")
+@click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="A setting of the copy's own (repeatable), as `corral settings NEW --set` takes.")
+@json_option
+@pass_app
+def cp_cmd(app: App, model, new, system, pairs, as_json) -> None:
+    """Copy MODEL to NEW: a second record over the same files, like `ollama cp`.
+
+    NEW starts with MODEL's settings, components and facts, and then has its own name, settings, system
+    prompt and history; no file is copied (links in CORRAL_HOME/copies/). Removing either record keeps
+    every file. The settings are checked before anything is written.
+    """
+    from corral.cli.parts_cmds import parse_pairs
+
+    settings = parse_pairs(pairs)
+    if system is not None:
+        settings["system_prompt"] = system
+    record = app.library.copy(model, new, settings=settings)
+    if as_json:
+        emit_json(model_document(app, record, variant_of=app.library.store.get_model(model).name))
+        return
+    click.echo(f"Copied {model} to {record.name} (the same files; its own settings and history).")
+
+
+COMMANDS = (import_cmd, scan_cmd, ls_cmd, show_cmd, edit_cmd, rm_cmd, cp_cmd)

@@ -99,7 +99,7 @@ def component_rm(app: App, model, kind, as_json) -> None:
         click.echo(f"Detached {kind} from {record.name}.")
 
 
-def _parse_pairs(pairs) -> dict:
+def parse_pairs(pairs) -> dict:
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -134,7 +134,7 @@ def settings_cmd(app: App, model, n_ctx, n_gpu_layers, threads, pairs, unset, re
     """
     from corral.settings import describe, warnings_for
 
-    updates = _parse_pairs(pairs)
+    updates = parse_pairs(pairs)
     for key, value in (("n_ctx", n_ctx), ("n_gpu_layers", n_gpu_layers), ("threads", threads)):
         if value is not None:
             updates[key] = value

@@ -1,4 +1,5 @@
-"""Commands that run a model in this process through its driver (chat, embed, rerank, imagine, speak).
+"""Commands that run a model through its driver, on the running server or in this process (chat, run,
+embed, rerank, imagine, speak).
 
 Each answers with the plugin to install when no installed plugin can do the job.
 """
@@ -11,43 +12,68 @@ from pathlib import Path
 
 import click
 
-from corral.cli.base import MODEL_NAME, App, emit_json, json_option, pass_app, read_lines, table
+from corral.cli.base import MODEL_NAME, App, emit_json, human_size, json_option, pass_app, read_lines, table
 from corral.errors import CorralError
+from corral.records import Category, Format
 from corral.server.remote import use_model
 
 lora_option = click.option("--lora", "loras", multiple=True, metavar="NAME[=WEIGHT]", help="LoRA to apply.")
 
 
+def chat_options(command):
+    """The options ``chat`` takes, which ``run`` passes on to it."""
+    options = (
+        lora_option,
+        click.option("--n-ctx", type=int, help="Context length for this run."),
+        click.option("--temperature", type=float),
+        click.option("--max-tokens", type=int),
+        click.option("--seed", type=int),
+        click.option("--json-schema", "schema_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Answer as JSON matching the JSON schema in FILE (decoding is constrained to it)."),
+        click.option("--tools", "tools_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Offer the functions in FILE (OpenAI tools JSON) and print the calls the model makes."),
+        click.option("--tool-choice", default=None, metavar="auto|required|none|NAME",
+                     help="With --tools: let the model choose (auto), force a call (required) or call NAME."),
+        click.option("--system", help="System prompt for this chat (the model's saved one otherwise)."),
+        click.option("--verbose", is_flag=True,
+                     help="After each answer, print its timing (first token, tokens/s) to stderr."),
+        click.option("--force", is_flag=True, help="Load even when the memory estimate does not fit."),
+        json_option,
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command("chat")
 @click.argument("model", type=MODEL_NAME)
 @click.argument("prompt", required=False)
-@lora_option
-@click.option("--n-ctx", type=int, help="Context length for this run.")
-@click.option("--temperature", type=float)
-@click.option("--max-tokens", type=int)
-@click.option("--seed", type=int)
-@click.option("--json-schema", "schema_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Answer as JSON matching the JSON schema in FILE (decoding is constrained to it).")
-@click.option("--tools", "tools_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Offer the functions in FILE (OpenAI tools JSON) and print the calls the model makes.")
-@click.option("--tool-choice", default=None, metavar="auto|required|none|NAME",
-              help="With --tools: let the model choose (auto), force a call (required) or call NAME.")
-@click.option("--force", is_flag=True, help="Load even when the memory estimate does not fit.")
+@chat_options
 @pass_app
 def chat_cmd(app: App, model, prompt, loras, n_ctx, temperature, max_tokens, seed, schema_file, tools_file,
-             tool_choice, force) -> None:
+             tool_choice, system, verbose, force, as_json) -> None:
     """Chat with MODEL: one answer to PROMPT, or an interactive session without one.
 
+    Without PROMPT and with stdin not a terminal, the prompt is read from stdin and only the answer is
+    printed. The interactive session has line editing and history, slash commands (/help lists them),
+    multi-line messages between \"\"\" lines; Ctrl-C stops an answer and keeps the session.
     With --json-schema or --tools, PROMPT is answered once and the structured answer (the JSON, or the
     tool calls as a JSON list of {name, arguments}) is printed."""
+    from corral.cli.chat_session import ChatSession, json_answer, open_history, stream_answer
+
     overrides = {"n_ctx": n_ctx} if n_ctx is not None else {}
     params = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens), ("seed", seed)) if v is not None}
     structured = _structured(schema_file, tools_file, tool_choice)
+    if prompt is None and not sys.stdin.isatty():
+        prompt = sys.stdin.read().strip()
+        if not prompt:
+            raise click.UsageError("no prompt: stdin was empty")
     if structured and prompt is None:
         raise click.UsageError("--json-schema and --tools answer one PROMPT; give it")
+    head = [{"role": "system", "content": system}] if system else []
     with use_model(app, model, loras=loras, overrides=overrides, force=force) as handle:
         if structured:
-            result = handle.chat([{"role": "user", "content": prompt}], **params, **structured)
+            result = handle.chat(head + [{"role": "user", "content": prompt}], **params, **structured)
             if getattr(result, "tool_calls", ()):
                 calls = [{"name": c.name, "arguments": json.loads(c.arguments)} for c in result.tool_calls]
                 click.echo(json.dumps(calls, indent=2, ensure_ascii=False))
@@ -55,32 +81,115 @@ def chat_cmd(app: App, model, prompt, loras, n_ctx, temperature, max_tokens, see
                 click.echo(result.text)
             return
         if prompt is not None:
-            for piece in handle.chat([{"role": "user", "content": prompt}], stream=True, **params):
-                click.echo(_text(piece), nl=False)
-            click.echo()
+            write = (lambda _piece: None) if as_json else (lambda piece: click.echo(piece, nl=False))
+            turn = stream_answer(handle, head + [{"role": "user", "content": prompt}], params, write)
+            if as_json:
+                click.echo(json_answer(turn, model))
+            else:
+                click.echo()
+            if verbose:
+                click.echo(turn.summary(), err=True)
             return
-        history: list[dict] = []
-        click.echo("Type a message; an empty line or Ctrl-D ends the chat.", err=True)
-        while True:
-            try:
-                line = input(">>> ")
-            except EOFError:
-                break
-            if not line.strip():
-                break
-            history.append({"role": "user", "content": line})
-            answer = []
-            for piece in handle.chat(history, stream=True, **params):
-                answer.append(_text(piece))
-                click.echo(_text(piece), nl=False)
-            click.echo()
-            history.append({"role": "assistant", "content": "".join(answer)})
+        from corral.home import corral_home
+
+        save_history = open_history(corral_home())
+        session = ChatSession(handle, model, params=params, system=system, verbose=verbose,
+                              save=lambda name, sys_prompt, kept: save_variant(app, model, name, sys_prompt, kept))
+        try:
+            session.run()
+        finally:
+            save_history()
 
 
-def _text(piece) -> str:
-    """The content of a streamed piece (a driver may stream corral.tools.Delta objects; thoughts are not
-    printed)."""
-    return piece if isinstance(piece, str) else getattr(piece, "content", "")
+@click.command("run")
+@click.argument("model", type=MODEL_NAME)
+@click.argument("prompt", required=False)
+@click.option("--pull", "pull_first", is_flag=True,
+              help="MODEL is not in the library: pull it first without asking (a catalog id or a hub repo).")
+@click.option("--quant", help="The quantization to pull (default: the best one that fits in free memory).")
+@click.option("--source", metavar="HUB", help="Hub to pull from (default: the catalog's, or huggingface).")
+@chat_options
+@pass_app
+@click.pass_context
+def run_cmd(ctx: click.Context, app: App, model, prompt, pull_first, quant, source, **chat) -> None:
+    """Chat with MODEL, pulling it first when the library lacks it, like `ollama run`.
+
+    MODEL is a library model (then this is `corral chat`), a catalog id (`corral catalog ls`) or a hub
+    repository (org/name[:rev]). A model not in the library is offered for pulling on a terminal; without
+    one, --pull pulls it. The pulled model keeps the name MODEL, so the same command finds it next time.
+    """
+    from corral.errors import NotFound
+
+    try:
+        name = app.library.store.get_model(model).name
+    except NotFound as missing:
+        name = _pull_for_run(ctx, app, model, missing, pull_first=pull_first, quant=quant, source=source,
+                             force=chat["force"])
+    ctx.invoke(chat_cmd, model=name, prompt=prompt, **chat)
+
+
+def _pull_for_run(ctx: click.Context, app: App, ref: str, missing: CorralError, *, pull_first: bool,
+                  quant: str | None, source: str | None, force: bool) -> str:
+    """Pull what ``corral run REF`` needs (asking first on a terminal); the name of the model to chat with."""
+    from corral.catalog import load_catalog
+    from corral.cli.hub_cmds import pull_model
+    from corral.errors import ConfirmationNeeded
+    from corral.pull import describe
+
+    entry = next((e for e in load_catalog(app.host).select() if e.id == ref.lower()), None)
+    if entry is None and "/" not in ref:
+        raise missing  # neither a catalog id nor a repository: the library's error, with its suggestions
+    if entry is not None:
+        repo, quant, source = entry.repo, quant or _quant_that_fits(entry, force), source or entry.source
+        what = f"{entry.name} ({repo}{f', {quant}' if quant else ''}, from {source})"
+        mmproj = entry.category == Category.MULTIMODAL
+    else:
+        repo, what, mmproj = ref, f"{ref}{f' ({quant})' if quant else ''}", True
+    if not pull_first:
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise ConfirmationNeeded(f"{ref} is not in the library; pull {what} and chat: corral run {ref} --pull")
+        click.confirm(f"{ref} is not in the library. Pull {what}?", default=True, abort=True, err=True)
+    result = pull_model(ctx, app, repo, source=source, quant=quant, mmproj=mmproj, name=ref)
+    click.echo(describe(result), err=True)
+    got = [*result.models, *result.existing]
+    if not got:
+        raise NotFound(f"pulling {repo} brought no model to chat with; see `corral files {repo}`")
+    return got[0].name
+
+
+def _quant_that_fits(entry, force: bool) -> str | None:
+    """The catalog entry's best quantization that fits in free memory (None: not a quantized model)."""
+    from corral.catalog.estimate import estimate_entry
+    from corral.catalog.recommend import recommend
+    from corral.errors import InsufficientMemory
+    from corral.estimate import free_memory
+
+    if not entry.quantizations or entry.format != Format.GGUF:
+        return None
+    ram, vram = free_memory()
+    picks = recommend([entry], ram + (vram or 0), limit=1)
+    if picks:
+        return picks[0].quant.name
+    smallest = min(entry.quantizations, key=lambda q: estimate_entry(entry, q, None).total_bytes)
+    if force:
+        return smallest.name
+    need = estimate_entry(entry, smallest, None).total_bytes
+    raise InsufficientMemory(f"{entry.id}: even {smallest.name} needs about {human_size(need)}, more than the "
+                             f"{human_size(ram + (vram or 0))} free; pull it anyway with --force")
+
+
+def save_variant(app: App, model: str, name: str, system: str | None, params: dict) -> str:
+    """``/save NAME``: a second record over ``model``'s files with the session's system prompt and
+    sampling parameters as its saved defaults (what ``corral cp MODEL NAME`` and ``corral settings`` do)."""
+    kept = {k: v for k, v in params.items() if k in SAVED_PARAMETERS}
+    if system:
+        kept["system_prompt"] = system
+    copy = app.library.copy(model, name, settings=kept)
+    return f"Saved {copy.name} (a copy of {model} with this session's system prompt and parameters)."
+
+
+#: The session parameters ``/save`` keeps as the copy's saved sampling defaults.
+SAVED_PARAMETERS = ("temperature", "top_p", "top_k", "repeat_penalty", "max_tokens")
 
 
 def _read_json_file(path: Path, what: str):
@@ -285,4 +394,4 @@ def write_wav(path: Path, samples, rate: int) -> None:
     Path(path).write_bytes(wav_bytes(samples, rate))
 
 
-COMMANDS = (chat_cmd, embed_cmd, rerank_cmd, imagine_cmd, speak_cmd)
+COMMANDS = (chat_cmd, run_cmd, embed_cmd, rerank_cmd, imagine_cmd, speak_cmd)

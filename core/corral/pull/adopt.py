@@ -14,7 +14,7 @@ from attrs import frozen
 from corral.adopt import unit_names
 from corral.detect.gguf import split_info
 from corral.errors import Conflict, DetectionError
-from corral.intake import default_name, lora_record, offer, with_component
+from corral.intake import default_name, find_duplicate, lora_record, offer, with_component
 from corral.pull.variants import is_gguf, is_mmproj
 from corral.records import Component, ComponentKind, Detection, Kind, Lora, Model, Provenance, RemoteFile, Snapshot
 
@@ -127,8 +127,11 @@ def _add_model(
         if existing.provenance != provenance:
             existing = store.update_model(attrs.evolve(existing, provenance=provenance))
         return False, existing
+    duplicate, sha = find_duplicate(store, detection)
+    if duplicate is not None and duplicate.same_files:  # the same file as a record: that record it is
+        return False, duplicate.model
     model = library.model_from_detection(detection, name=name or library.unique_name(default))
-    model = attrs.evolve(model, provenance=provenance)
+    model = attrs.evolve(model, provenance=provenance, sha256=sha if len(model.paths) <= 1 else None)
     if projectors and model.component(ComponentKind.MMPROJ) is None:
         model = _attach_projector(library, model, projectors[0])
     return True, store.add_model(model)
