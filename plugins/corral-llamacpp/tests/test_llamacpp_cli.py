@@ -139,6 +139,12 @@ def test_interactive_chat_on_a_terminal(corral, gemma_name):
     term.send("/show\r")
     shown = term.expect(">>> ")
     assert f"model: {gemma_name}" in shown and "max_tokens=4" in shown and "temperature=0.0" in shown
+    term.send("/set system You are a sailor.\r")
+    assert "Set the system prompt." in term.expect(">>> ")
+    term.send("/save gemma-sailor\r")
+    assert "Saved gemma-sailor" in term.expect(">>> ")
+    term.send("/nope\r")
+    assert "Unknown command /nope; /help lists them." in term.expect(">>> ")
     term.send('"""\r')
     term.send("First line\r")
     term.send("second line\r")
@@ -148,6 +154,10 @@ def test_interactive_chat_on_a_terminal(corral, gemma_name):
     assert term.wait() == 0
     history = (Path(corral.env["CORRAL_HOME"]) / "chat_history").read_text()
     assert "Write a very long story about a cat" in history and "/bye" in history
+    saved = json.loads(corral("show", "gemma-sailor", "--json").stdout)["model"]
+    assert saved["settings"]["system_prompt"] == "You are a sailor."
+    assert saved["settings"]["max_tokens"] == 4 and saved["settings"]["temperature"] == 0.0
+    assert corral("rm", "gemma-sailor", "--yes").returncode == 0
 
 
 def test_settings_accept_llama_options_and_bad_ones_are_one_line(corral, gemma_name):
