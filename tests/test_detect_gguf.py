@@ -25,7 +25,7 @@ from factories import (
 
 @pytest.fixture
 def tiny(tmp_path):
-    return write_tiny_gguf(tmp_path / "models" / "tiny.gguf")
+    return write_tiny_gguf(tmp_path / "models" / "tiny.gguf", name="tiny")  # general.name set
 
 
 # --- real model -----------------------------------------------------------------------------------------
