@@ -34,6 +34,14 @@ def test_catalog_entries_are_suggested_by_their_start(home):
     assert model_hint("qqqqqq", ["gemma3"], [], home) == ""
 
 
+def test_a_catalog_id_asked_as_a_model_says_how_to_get_it(run, home):
+    from corral.testing.cli import assert_clean_error
+
+    result = run("chat", "smollm2-135m-instruct", "hi")
+    assert_clean_error(result, "no model 'smollm2-135m-instruct' in the library",
+                       "it is in the catalog", "corral run smollm2-135m-instruct --pull")
+
+
 def test_user_catalog_entries_count_too(home):
     home.mkdir(parents=True, exist_ok=True)
     (home / "catalog.json").write_text('{"models": [{"id": "my-special-model"}]}')

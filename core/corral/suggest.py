@@ -93,8 +93,11 @@ def model_hint(ref: str, names: Iterable[str], ids: Iterable[str], home: Path | 
     """The suggestion for a model reference the library lacks: close library names (or ids), then close
     catalog entries with the command that tells where to pull one; ``""`` when nothing is close."""
     names = list(names)
+    known = catalog_ids(home)
+    if ref.lower() in known:  # a catalog entry by its id: say how to get it
+        return f"it is in the catalog: pull it and chat with `corral run {ref.lower()} --pull`"
     found = closest(ref, names) or closest_ids(ref, ids)
-    catalog = [c for c in closest(ref, catalog_ids(home)) if c not in names]
+    catalog = [c for c in closest(ref, known) if c not in names]
     listed = f"the catalog has {phrase(catalog)} (see `corral catalog show {catalog[0]}`)" if catalog else ""
     if not found:
         return listed
