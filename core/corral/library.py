@@ -259,10 +259,9 @@ class Library:
 
     def check_files(self, model: Model) -> Model:
         """``model`` with ``missing`` telling whether its files are on disk now (nothing is saved)."""
-        from corral.manifests.files import missing_paths
+        from corral.manifests.files import with_missing
 
-        missing = bool(missing_paths(model))
-        return model if missing == model.missing else attrs.evolve(model, missing=missing)
+        return with_missing(model)
 
     # --- edit / remove ---------------------------------------------------------------------------
 

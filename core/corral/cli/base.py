@@ -138,14 +138,32 @@ class App:
 
     def __init__(self) -> None:
         self._library = None
+        self._store = None
 
     @property
     def library(self):  # -> corral.library.Library
         if self._library is None:
-            from corral.library import open_library
+            from corral.library import Library, open_library
 
-            self._library = open_library()
+            self._library = open_library() if self._store is None else Library(self._store)
         return self._library
+
+    @property
+    def store(self):  # -> corral.store.Store
+        """The library database alone, for commands that only read records (``ls``): no record
+        operations and no plugin host are imported."""
+        if self._library is not None:
+            return self._library.store
+        if self._store is None:
+            import os
+
+            from corral.home import corral_home
+            from corral.store import Store
+
+            home = corral_home()
+            os.makedirs(home, exist_ok=True)
+            self._store = Store(home / "library.db")
+        return self._store
 
     @property
     def host(self):  # -> corral.plugins.PluginHost

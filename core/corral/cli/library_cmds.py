@@ -184,7 +184,9 @@ def scan_cmd(app: App, directory, layout, dry_run, allow_unsafe, as_json) -> Non
 @pass_app
 def ls_cmd(app: App, category, as_json) -> None:
     """List the models in the library."""
-    models = [app.library.check_files(m) for m in app.library.store.list_models(category)]
+    from corral.manifests.files import library_tally, with_missing
+
+    models = [with_missing(m) for m in app.store.list_models(category)]
     if as_json:
         emit_json(models)
         return
@@ -205,10 +207,8 @@ def ls_cmd(app: App, category, as_json) -> None:
         for m in models
     ]
     table(rows, ["ID", "NAME", "CATEGORY", "FORMAT", "ARCH", "QUANT", "SIZE", "STATUS"])
-    from corral.manifests.files import library_tally
-
     listed = {m.id for m in models}
-    total = library_tally(models, [l for l in app.library.store.list_loras() if l.base_id in listed])
+    total = library_tally(models, [l for l in app.store.list_loras() if l.base_id in listed])
     click.echo(f"{len(models)} model(s), {human_size(total.bytes) if total.bytes else '0 B'} on disk "
                "(a file shared or hard-linked counts once)")
 

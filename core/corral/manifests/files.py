@@ -96,6 +96,12 @@ def missing_paths(model: Model) -> list[Path]:
     return [p for p in dict.fromkeys([model.path, *model.paths]) if not os.path.exists(p)]
 
 
+def with_missing(model: Model) -> Model:
+    """``model`` with ``missing`` telling whether its files are on disk now (nothing is saved)."""
+    missing = bool(missing_paths(model))
+    return model if missing == model.missing else attrs.evolve(model, missing=missing)
+
+
 def realpath(path: Path) -> str:
     return os.path.realpath(path)
 
