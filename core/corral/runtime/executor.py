@@ -220,6 +220,18 @@ def _driver_path(driver: type) -> str:
     return f"{driver.__module__}:{qualname}"
 
 
+def load_message(plan: LoadPlan) -> dict:
+    """The ``load`` frame that tells a runner (a process, or a cluster's actor) what to load."""
+    return {
+        "op": "load",
+        "driver": _driver_path(plan.driver),
+        "model": to_data(plan.model),
+        "settings": encode(dict(plan.settings)),
+        "loras": [to_data(r) for r in plan.loras],
+        "sys_path": [p for p in sys.path if isinstance(p, str)],
+    }
+
+
 def describe_exit(returncode: int | None) -> str:
     """How a runner process ended, in words."""
     if returncode is None:
@@ -347,6 +359,28 @@ class Runner:
         self._ended(problem)
 
     def _ended(self, problem: str | None) -> None:
+        cause = self._exit_cause(problem)
+        with self._lock:
+            self._dead = True
+            self.cause = cause
+            boxes = list(self._calls.values())
+        self.channel.close()
+        if not self._ready and not self._stopping:  # a load that crashed: the runtime never had it
+            log.warning("%s: %s", self.name, cause)
+        if not self._stopping:
+            # Told first, so the requests waiting behind the running one fail with this cause instead
+            # of taking their turn on a dead runner.
+            try:
+                self._lost(cause)
+            except Exception:
+                log.exception("handling the end of %s's runner failed", self.name)
+        for box in boxes:
+            box.put({"op": "died"})
+        self._control.put({"op": "died"})
+
+    def _exit_cause(self, problem: str | None) -> str:
+        """Why the runner ended, in words (waiting for its process to exit); ``problem`` is what broke
+        the connection, if something did."""
         if problem is not None and self._kill_reason is None:
             self._kill_reason = f"broke the runner protocol ({problem})"
         if self.process.poll() is None:
@@ -367,23 +401,7 @@ class Runner:
             cause += "; its log ends: " + " / ".join(tail)
         if returncode != 0:
             cause += f" (log: {self.log_path})"
-        with self._lock:
-            self._dead = True
-            self.cause = cause
-            boxes = list(self._calls.values())
-        self.channel.close()
-        if not self._ready and not self._stopping:  # a load that crashed: the runtime never had it
-            log.warning("%s: %s", self.name, cause)
-        if not self._stopping:
-            # Told first, so the requests waiting behind the running one fail with this cause instead
-            # of taking their turn on a dead runner.
-            try:
-                self._lost(cause)
-            except Exception:
-                log.exception("handling the end of %s's runner failed", self.name)
-        for box in boxes:
-            box.put({"op": "died"})
-        self._control.put({"op": "died"})
+        return cause
 
     def _gone(self) -> RunnerFailed:
         return RunnerFailed(f"{self.name}: {self.cause or 'its runner process has ended'}; it is loaded again "
@@ -408,14 +426,7 @@ class Runner:
 
     def load(self, plan: LoadPlan, timeout: float | None) -> dict:
         """Send the load and wait for the runner to be ready; the driver's error when it fails."""
-        self._send({
-            "op": "load",
-            "driver": _driver_path(plan.driver),
-            "model": to_data(plan.model),
-            "settings": encode(dict(plan.settings)),
-            "loras": [to_data(r) for r in plan.loras],
-            "sys_path": [p for p in sys.path if isinstance(p, str)],
-        })
+        self._send(load_message(plan))
         reply = self._control_reply(timeout)
         if reply is None:
             self.kill(f"did not finish loading within {timeout:.0f} s")

@@ -205,7 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     faulthandler.enable()  # a native crash leaves the Python stacks in the log
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops its runners itself, after Ctrl-C
-    channel = Channel(socket.socket(fileno=args.fd))
+    return run(Channel(socket.socket(fileno=args.fd)))
+
+
+def run(channel: Any) -> int:
+    """Serve one model over ``channel`` (anything with the :class:`Channel` ``send`` / ``receive``): wait
+    for its ``load`` frame, load it, answer ``ready`` (or ``failed``), then serve calls until ``unload``.
+    A cluster's model actor runs this over its own channel."""
     first = channel.receive()
     if first is None or first.get("op") != "load":
         return 0
