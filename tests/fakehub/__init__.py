@@ -6,6 +6,7 @@ and MODELSCOPE_DOMAIN, set before the client is imported: run them in a subproce
     with FakeHub.start(tmp_path / "hub") as hub:
         hub.cut(CHAT, Q8, at=1_000_000)          # drop the connection there
         hub.stall(CHAT, Q8, at=500_000)          # stop sending there until released
+        hub.throttle(CHAT, Q8, 500_000)          # at most 500 kB a second
         hub.bad_sha(CHAT, Q8)                    # list a wrong sha256
         hub.bytes_served(CHAT, Q8)               # body bytes sent for that file
 """
@@ -98,6 +99,14 @@ class FakeHub:
             stall = self.state.stalls.pop((repo, path), None)
         if stall is not None:
             stall.release.set()
+
+    def throttle(self, repo: str, path: str, rate: int | None) -> None:
+        """Send ``path`` at most ``rate`` bytes a second (None: at full speed again)."""
+        with self.state.lock:
+            if rate:
+                self.state.throttles[(repo, path)] = rate
+            else:
+                self.state.throttles.pop((repo, path), None)
 
     def bad_sha(self, repo: str, path: str) -> None:
         """List a sha256 for ``path`` that its bytes do not have."""

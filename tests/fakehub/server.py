@@ -7,8 +7,8 @@ ModelScope: ``GET /openapi/v1/models`` (search), ``GET /openapi/v1/models/{repo}
 ``GET /api/v1/models/{repo}``, ``.../revisions``, ``.../repo/files``, ``HEAD|GET .../repo?FilePath=``.
 
 File bodies honour ``Range: bytes=N-``. Switches make it misbehave on purpose: ``cut`` closes the
-connection at a byte offset, ``stall`` stops sending at an offset until released, ``bad_sha`` lists a
-wrong sha256. It counts every body byte it sends, per file, so tests can prove what was fetched again.
+connection at a byte offset, ``stall`` stops sending at an offset until released, ``throttle`` sends at
+most so many bytes a second, ``bad_sha`` lists a wrong sha256. It counts every body byte it sends, per file, so tests can prove what was fetched again.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class State:
             self.cuts: dict[tuple[str, str], list[int | None]] = {}  # (repo, path) -> [offset, times left]
             self.stalls: dict[tuple[str, str], Stall] = {}
             self.bad_sha: set[tuple[str, str]] = set()
+            self.throttles: dict[tuple[str, str], int] = {}  # (repo, path) -> bytes per second
             self.served: list[Served] = []
             self.requests: list[tuple[str, str]] = []
 
@@ -353,6 +354,7 @@ class Handler(BaseHTTPRequestHandler):
                     if cut[1] <= 0:
                         del self.state.cuts[key]
             stall = self.state.stalls.get(key)
+            self.rate = self.state.throttles.get(key)
             record = Served(repo, entry.path, start, 0)
             self.state.served.append(record)
         self.wfile.flush()
@@ -369,13 +371,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _copy(self, f, offset: int, stop: int, record: Served) -> int:
         """Send bytes ``offset..stop`` of ``f`` with sendfile, counting them as they go."""
+        rate = getattr(self, "rate", None)
+        block = 4 * 1024 * 1024 if not rate else max(1, rate // 20)
         while offset < stop:
-            sent = self.connection.sendfile(f, offset, min(stop - offset, 4 * 1024 * 1024))
+            sent = self.connection.sendfile(f, offset, min(stop - offset, block))
             if sent == 0:
                 break
             offset += sent
             with self.state.lock:
                 record.sent += sent
+            if rate:
+                time.sleep(sent / rate)
         return offset
 
 

@@ -30,19 +30,24 @@ def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: s
         ollama_generate,
         ollama_routes,
         openai_routes,
+        pull_routes,
         responses_routes,
     )
+    from corral.pull.jobs import PullJobs
     from corral.server.guards import guard_stack
 
     service = Service(runtime, watchdog)
+    pulls = PullJobs(runtime.lib)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         if watchdog is not None:
             watchdog.start()
+        await anyio.to_thread.run_sync(pulls.start)  # resume the pulls a stopped server left
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(pulls.close)
             if watchdog is not None:
                 watchdog.stop()
             # Unloading waits for requests in progress: keep the event loop free meanwhile.
@@ -57,13 +62,14 @@ def create_app(runtime: Runtime, watchdog: Watchdog | None = None, *, api_key: s
     middleware, guard_routes, metrics = guard_stack(runtime, watchdog, api_key=api_key, options=guards)
     app = Starlette(
         routes=openai_routes.routes() + anthropic_routes.routes() + responses_routes.routes()
-        + ollama_routes.routes() + ollama_generate.routes() + manage_routes.routes() + guard_routes
+        + ollama_routes.routes() + ollama_generate.routes() + manage_routes.routes() + pull_routes.routes() + guard_routes
         + plugin_routes(runtime.host),
         middleware=middleware,
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.pulls = pulls
     app.state.metrics = metrics
     return app
 

@@ -32,6 +32,9 @@ ROUTE_SCOPES: dict[str, str] = {
     "/api/create": MANAGEMENT,
     "/api/blobs": MANAGEMENT,
     "/corral/": MANAGEMENT,
+    # pull jobs start downloads and hub listings reach out to the hubs: management too
+    "/corral/pulls": MANAGEMENT,
+    "/corral/hub": MANAGEMENT,
     # read-only status under /corral/
     "/corral/status": INFERENCE,
     "/corral/ps": INFERENCE,

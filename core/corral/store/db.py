@@ -79,6 +79,18 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX responses_by_created ON responses (created);
     """,
+    # Background jobs of the server (pulls): kept so that a restarted server resumes them.
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX jobs_by_kind ON jobs (kind, created);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -437,6 +449,38 @@ class Store:
         """Forget a kept answer; whether there was one."""
         with self.transaction() as db:
             return db.execute("DELETE FROM responses WHERE id = ?", (response_id,)).rowcount > 0
+
+    # --- jobs: the server's background work (pulls), kept across restarts ------------------------------
+
+    def save_job(self, job_id: str, kind: str, state: str, data: dict) -> None:
+        """Insert or replace job ``job_id`` of ``kind`` (``pull``) in ``state`` with JSON-able ``data``."""
+        now = utcnow().isoformat()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO jobs (id, kind, state, created, updated, data) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET state = excluded.state, updated = excluded.updated, "
+                "data = excluded.data",
+                (job_id, kind, state, now, now, json.dumps(data)),
+            )
+
+    def get_job(self, job_id: str) -> dict | None:
+        """A job's data, or None when there is no such job."""
+        row = self._conn.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return json.loads(row["data"]) if row else None
+
+    def list_jobs(self, kind: str, states: tuple[str, ...] = ()) -> list[dict]:
+        """The data of every job of ``kind`` (only those in ``states`` when given), oldest first."""
+        query, args = "SELECT data FROM jobs WHERE kind = ?", [kind]
+        if states:
+            query += f" AND state IN ({', '.join('?' * len(states))})"
+            args += list(states)
+        rows = self._conn.execute(query + " ORDER BY created, id", args)
+        return [json.loads(r["data"]) for r in rows]
+
+    def delete_job(self, job_id: str) -> bool:
+        """Forget a job; whether there was one."""
+        with self.transaction() as db:
+            return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
 
     # --- leases: which process holds which model loaded ------------------------------------------
 
