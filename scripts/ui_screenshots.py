@@ -2,7 +2,8 @@
 
 Builds a library in a temporary home (the real Gemma 3 270M and MiniLM when their PyPI packages are
 installed, and a few tiny GGUFs), serves it with the web UI on a free loopback port, loads Gemma, asks it
-one question, and photographs each page in Debian's Chromium (Playwright for Python)::
+one question, and photographs each page in Debian's Chromium (Playwright for Python); the downloads page
+pulls from the tests' fake hub (tests/fakehub)::
 
     python scripts/ui_screenshots.py [--out docs/images]
 """
@@ -119,7 +120,45 @@ def main() -> None:
             dark.wait_for_timeout(300)
             dark.screenshot(path=str(args.out / "ui-library-dark.png"))
             print(args.out / "ui-library-dark.png")
+            downloads_shot(browser, home / "downloads", args.out)
             browser.close()
+        runtime.close()
+        library.store.close()
+
+
+def downloads_shot(browser, home: Path, out: Path) -> None:
+    """The downloads page against the tests' fake hub: a repository's files with the fits mark and a
+    pull on its way (the hub sends slowly so the bar stands mid-way)."""
+    import os
+
+    import corral_huggingface
+    import corral_webui
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fakehub import CHAT, Q8, FakeHub
+
+    from corral.testing import Runtime, ServerThread, build_host, open_library
+
+    with FakeHub.start(home / "hub") as hub:
+        os.environ.update(hub.env(home=home))
+        library = open_library(home / "corral", build_host(entry_points=False, plugins=[corral_webui, corral_huggingface]))
+        runtime = Runtime(library)
+        hub.throttle(CHAT, Q8, 200_000)
+        with ServerThread(runtime) as server:
+            page = browser.new_page(viewport=VIEWPORT, color_scheme="light")
+            page.goto(server.url + "/#downloads")
+            page.wait_for_selector("#hub-source option[value=huggingface]", state="attached")
+            page.fill("#hub-query", "tiny")
+            page.click("#hub-search")
+            page.click(f"[data-files='{CHAT}']")
+            page.wait_for_selector("#variants")
+            page.uncheck("#pull-mmproj")
+            page.click("[data-pull-quant=Q8_0]")
+            page.wait_for_function("Number(document.querySelector('#pulls progress')?.value) > 30", timeout=60_000)
+            page.screenshot(path=str(out / "ui-downloads.png"))
+            print(out / "ui-downloads.png")
+            hub.throttle(CHAT, Q8, None)
+            page.close()
         runtime.close()
         library.store.close()
 

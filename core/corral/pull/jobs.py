@@ -90,13 +90,11 @@ class PullJob:
 
     def steps(self) -> list[dict]:
         """``[{"name": "list", "state": "done"}, ...]``: done, current (running, paused, failed...) or pending."""
-        if self.state == DONE:
-            return [{"name": s, "state": "done"} for s in STEPS]
         current = STEPS.index(self.step) if self.step in STEPS else 1
         out = []
         for i, name in enumerate(STEPS):
-            state = "done" if i < current else "pending"
-            if i == current:
+            state = "done" if i < current or self.state == DONE else "pending"
+            if i == current and self.state != DONE:
                 state = {QUEUED: "waiting", RUNNING: "running"}.get(self.state, self.state)
             if name == "verify" and state == "pending" and self.verified:
                 state = "partial"

@@ -10,7 +10,7 @@ from ui_helpers import open_ui
 
 def test_every_page_asks_only_the_server(page, ui_server, traffic):
     open_ui(page, ui_server)
-    for tab in ("runtime", "playground", "monitor", "import", "library"):
+    for tab in ("runtime", "playground", "monitor", "import", "downloads", "library"):
         page.click(f"#tab-{tab}")
         page.wait_for_selector(f"#page-{tab}:not([hidden])")
         if tab == "monitor":  # its chart library and first point, before the stream stops on leaving

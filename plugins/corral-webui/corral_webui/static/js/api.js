@@ -78,6 +78,10 @@ export async function post(path, body) {
   return (await send("POST", path, body || {})).json();
 }
 
+export async function remove(path) {
+  return (await send("DELETE", path)).json();
+}
+
 // Read a server-sent event stream (GET when body is null, else POST): onData gets each `data:` JSON
 // value until `[DONE]` or the end. Pass an AbortSignal to stop.
 export async function stream(path, body, onData, signal) {

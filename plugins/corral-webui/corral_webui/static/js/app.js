@@ -14,6 +14,7 @@ async function page(name) {
       playground: async () => (await import("./playground.js")).page(library),
       monitor: async () => (await import("./monitor.js")).page(),
       import: async () => (await import("./importer.js")).page(library, info.layouts || []),
+      downloads: async () => (await import("./downloads.js")).page(library),
     };
     pages[name] = await loaders[name]();
   }
