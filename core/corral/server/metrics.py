@@ -49,7 +49,11 @@ class _RuntimeCollector:
                                        "queue, since its load", labels=["model"])
         served = CounterMetricFamily("corral_queue_served", "Requests a loaded model served since its load",
                                      labels=["model"])
+        nodes = GaugeMetricFamily("corral_model_node", "The cluster node a loaded model runs on (1 per model "
+                                  "placed by a cluster executor)", labels=["model", "node"])
         for entry in entries:
+            if getattr(entry, "node", None):
+                nodes.add_metric([entry.model.name, entry.node], 1)
             name, queue = entry.model.name, entry.queue
             waiting.add_metric([name], queue.waiting)
             count = getattr(queue, "running", None)
@@ -66,7 +70,7 @@ class _RuntimeCollector:
         counts = getattr(self.watchdog, "evictions", None) or {}
         for reason in ("keep_alive", "memory"):
             evictions.add_metric([reason], counts.get(reason, 0))
-        yield from (loaded, waiting, running, memory, load, rejected, served, evictions)
+        yield from (loaded, waiting, running, memory, load, rejected, served, nodes, evictions)
 
 
 class Metrics:
