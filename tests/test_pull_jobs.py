@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from fakehub import CHAT, EMBED, HOSTILE, HUGE, MMPROJ, Q8
-from fakehub.fixtures import hub  # noqa: F401
+from fakehub.fixtures import hub, point_here  # noqa: F401
 
 corral_huggingface = pytest.importorskip("corral_huggingface")
 httpx = pytest.importorskip("httpx")
@@ -45,10 +45,7 @@ def server(hub, tmp_path, monkeypatch):
     """A server in this process whose library has the Hugging Face plugin, pointed at the fake hub."""
     from corral.testing import Runtime, ServerThread, build_host, open_library
 
-    hub.reset()
-    for key, value in hub.env(home=tmp_path).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    point_here(monkeypatch, hub, tmp_path)
     home = tmp_path / "corral"
     library = open_library(home, build_host(entry_points=False, plugins=[corral_huggingface]))
     runtime = Runtime(library)

@@ -81,6 +81,16 @@ def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
     return lines[0]
 
 
+def point_here(monkeypatch, hub: FakeHub, home: Path) -> None:
+    """Point this process at ``hub`` (huggingface_hub reads HF_ENDPOINT at call time) with caches and the
+    library under ``home``, for tests that run the server in-process; the hub's switches are reset."""
+    hub.reset()
+    for key in ("HF_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_CACHE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in hub.env(home=home).items():
+        monkeypatch.setenv(key, value)
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     with FakeHub.start(tmp_path_factory.mktemp("fakehub")) as running:

@@ -82,11 +82,9 @@ def files_cmd(app: App, ref, source, offline, as_json) -> None:
         return quant_of(name) or "" if is_gguf(name) else ""
 
     if as_json:
-        from corral.convert import to_data
+        from corral.pull.variants import listing
 
-        files = [{**to_data(f), "quant": quant_of(f.name) if is_gguf(f.name) else None,
-                  "mmproj": is_mmproj(f.name), "unsafe": unsafe_reason(f.name)} for f in snap.files]  # fmt: skip
-        emit_json({**to_data(snap), "files": files, "variants": to_data(variants)})
+        emit_json(listing(snap))
         return
     at = f" @ {snap.revision}" + (f" ({snap.commit[:12]})" if snap.commit else "") if snap.revision else ""
     click.echo(f"{snap.repo} on {snap.source}{at}")

@@ -136,3 +136,15 @@ def select_files(
         if projector is not None:
             chosen.update(projector.files)
     return [f for f in snapshot.files if f.name in chosen]
+
+
+def listing(snapshot: Snapshot) -> dict:
+    """``corral files --json`` (and ``GET /corral/hub/files``): the snapshot, each file with its
+    quantization, projector mark and unsafe-name reason, and the GGUF variants."""
+    from corral.convert import to_data
+    from corral.pull.names import unsafe_reason
+
+    files = [{**to_data(f), "quant": quant_of(f.name) if is_gguf(f.name) else None, "mmproj": is_mmproj(f.name),
+              "unsafe": unsafe_reason(f.name)} for f in snapshot.files]
+    return {**to_data(snapshot), "files": files, "variants": to_data(gguf_variants(snapshot.files))}
+

@@ -122,10 +122,9 @@ async def search(request: Any) -> Any:
 async def files(request: Any) -> Any:
     """``?repo=REPO[:REV]&source=HUB``: the files, GGUF variants by quantization, and which fit in memory."""
     from corral.estimate import free_memory
-    from corral.pull import get_source, gguf_variants, parse_ref, quant_of
+    from corral.pull import get_source, gguf_variants, parse_ref
     from corral.pull.fits import estimate_variants
-    from corral.pull.names import unsafe_reason
-    from corral.pull.variants import is_gguf, is_mmproj
+    from corral.pull.variants import listing
 
     params = request.query_params
     ref = params.get("repo", "").strip()
@@ -138,12 +137,8 @@ async def files(request: Any) -> Any:
         wanted = parse_ref(ref, host.sources, params.get("source") or None)
         hub = get_source(host, wanted.source)
         snap = hub.snapshot(wanted.repo, wanted.revision)
-        variants = gguf_variants(snap.files)
-        listed = [{**to_data(f), "quant": quant_of(f.name) if is_gguf(f.name) else None,
-                   "mmproj": is_mmproj(f.name), "unsafe": unsafe_reason(f.name)} for f in snap.files]
         ram, vram = free_memory()
-        return {**to_data(snap), "files": listed, "variants": to_data(variants),
-                "fits": estimate_variants(hub, snap, variants, (ram, vram)),
+        return {**listing(snap), "fits": estimate_variants(hub, snap, gguf_variants(snap.files), (ram, vram)),
                 "free": {"ram_bytes": ram, "vram_bytes": vram}}
 
     return _json(await service.in_thread(work, load=True))

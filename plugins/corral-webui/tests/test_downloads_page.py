@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from fakehub import CHAT, MMPROJ, Q8
-from fakehub.fixtures import hub  # noqa: F401
+from fakehub.fixtures import hub, point_here  # noqa: F401
 from ui_helpers import build_library, open_ui, served
 
 corral_huggingface = pytest.importorskip("corral_huggingface")
@@ -20,10 +20,7 @@ PULLED = "corral-test/tiny-chat-GGUF:Q8_0"
 @pytest.fixture
 def hub_library(hub, tmp_path, monkeypatch):
     """A library with the web UI and the Hugging Face plugin, the client pointed at the fake hub."""
-    hub.reset()
-    for key, value in hub.env(home=tmp_path).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    point_here(monkeypatch, hub, tmp_path)
     library = build_library(tmp_path / "corral", corral_huggingface)
     try:
         yield library
