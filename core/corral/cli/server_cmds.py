@@ -380,7 +380,11 @@ def ps_cmd(as_json) -> None:
         rows.append((m["name"], m["category"], m["driver"], ",".join(m["loras"]) or "-", human_size(m["ram_bytes"]),
                      human_size(m["vram_bytes"]), f"{m.get('running', int(m['busy']))}/{m.get('parallel', 1)}",
                      m["waiting"], _ago(now - m["last_used"]), until))
-    table(rows, ["NAME", "CATEGORY", "DRIVER", "LORAS", "RAM", "VRAM", "RUNNING", "WAITING", "IDLE", "UNLOAD IN"])
+    headers = ["NAME", "CATEGORY", "DRIVER", "LORAS", "RAM", "VRAM", "RUNNING", "WAITING", "IDLE", "UNLOAD IN"]
+    if any(m.get("node") for m in models):  # placed on a cluster's nodes (corral serve --cluster ray)
+        rows = [(row[0], models[i].get("node") or "-", *row[1:]) for i, row in enumerate(rows)]
+        headers.insert(1, "NODE")
+    table(rows, headers)
 
 
 COMMANDS = (serve_cmd, stop_cmd, load_cmd, unload_cmd, ps_cmd)

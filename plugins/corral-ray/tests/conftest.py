@@ -111,7 +111,14 @@ def host():
     import corral_ray
     from corral.testing import build_host, set_host
 
-    built = build_host(entry_points=False, plugins=[llamacpp, corral_ray, to_a_plugin])
+    plugins = [llamacpp, corral_ray, to_a_plugin]
+    try:
+        import corral_webui  # its runtime page shows the node too
+
+        plugins.append(corral_webui)
+    except ImportError:
+        pass
+    built = build_host(entry_points=False, plugins=plugins)
     set_host(built)
     yield built
     set_host(None)

@@ -56,10 +56,11 @@ def test_the_node_setting_and_place_model_pin_a_model(runtime, tiny):
 
 
 @pytest.fixture
-def server(runtime):
+def server(runtime, monkeypatch):
     from corral.testing import ServerThread
 
-    with ServerThread(runtime) as running:
+    monkeypatch.setenv("CORRAL_HOME", str(runtime.library.store.path.parent))  # for `corral ps`
+    with ServerThread(runtime, state=True) as running:
         yield running
 
 
@@ -90,6 +91,16 @@ def test_two_chat_models_answer_at_once_from_two_nodes(server, runtime, tiny):
     metrics = httpx.get(server.url + "/metrics").text
     for name, node in nodes_of(runtime).items():
         assert f'corral_model_node{{model="{name}",node="{node}"}} 1.0' in metrics
+    from click.testing import CliRunner
+
+    from corral.testing import build_cli
+
+    table = CliRunner().invoke(build_cli(), ["ps"]).output.splitlines()
+    assert table[1].split()[:3] == ["NAME", "NODE", "CATEGORY"]
+    assert {tuple(line.split()[:2]) for line in table[2:]} == set(nodes_of(runtime).items())
+    page = httpx.get(server.url + "/corral/ui/api/runtime")
+    if page.status_code != 404:  # the web UI plugin is installed: its runtime page shows the node
+        assert {m["name"]: m["node"] for m in page.json()["models"]} == nodes_of(runtime)
 
 
 def test_a_stream_comes_through_the_actor(server, runtime, tiny):

@@ -248,7 +248,7 @@ def loaded_row(info: Any) -> dict[str, Any]:
         "loras": list(info.loras), "settings": to_data(dict(info.settings)), "ram": info.ram, "vram": info.vram,
         "loaded_at": info.loaded_at, "last_used": info.last_used, "expires_in": info.expires_in,
         "busy": info.busy, "running": info.running, "parallel": info.parallel, "waiting": info.waiting,
-        "served": info.served, "rejected": info.rejected,
+        "served": info.served, "rejected": info.rejected, "node": getattr(info, "node", None),
     }
 
 

@@ -10,7 +10,7 @@ function row(m) {
     + `<td class="num">${m.running}/${m.parallel}</td><td class="num">${m.waiting}</td><td class="num">${m.served}</td>`
     + `<td class="num">${m.rejected}</td><td class="num">${size(m.ram)}</td><td class="num">${est.ram != null ? size(est.ram) : "?"}</td>`
     + `<td class="num">${size(m.vram)}</td><td class="num">${est.vram != null ? size(est.vram) : "?"}</td>`
-    + `<td>${duration(m.expires_in)}</td><td><button type="button" data-unload="${esc(m.id)}" aria-label="Unload ${esc(m.name)}">Unload</button></td></tr>`;
+    + `<td>${duration(m.expires_in)}</td><td>${esc(m.node || "this machine")}</td><td><button type="button" data-unload="${esc(m.id)}" aria-label="Unload ${esc(m.name)}">Unload</button></td></tr>`;
 }
 
 export function page() {
