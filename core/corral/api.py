@@ -192,6 +192,7 @@ _EXPORTS: dict[str, Any] = {
     "WireError": "corral.runtime.wire",
     "free_memory": "corral.estimate",
     "shortfalls": "corral.loading.fit",
+    "sha256_file": "corral.manifests.files",
     "read_gpus": "corral.monitor",
     "get_host": "corral.plugins",
     "Service": "corral.server.service",

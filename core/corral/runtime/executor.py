@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 from corral.convert import to_data
-from corral.errors import Cancelled, InvalidSetting, RunnerFailed, TimedOut
+from corral.errors import Cancelled, CorralError, InvalidSetting, RunnerFailed, TimedOut
 from corral.ext.driver import LoadedModel
 from corral.records import LoraRequest, Model
 from corral.runtime.wire import Channel, WireError, decode, decode_error, encode
@@ -478,17 +478,21 @@ class Runner:
         """Unload and end the runner (killed when it does not exit within ``stop_timeout``)."""
         self._stopping = True
         if not self._dead:
-            try:
-                with self._control_lock:
-                    self._send({"op": "unload"})
-                    self._control_reply(self.stop_timeout)
-            except RunnerFailed:
-                pass
+            self._ask_unload()
             try:
                 self.process.wait(timeout=self.cancel_grace)
             except subprocess.TimeoutExpired:
                 self.kill(f"did not exit within {self.stop_timeout:.0f} s of being unloaded")
         self._join(self.cancel_grace + 5)
+
+    def _ask_unload(self) -> None:
+        """Tell the model to unload and wait up to ``stop_timeout`` for it to say it has."""
+        try:
+            with self._control_lock:
+                self._send({"op": "unload"})
+                self._control_reply(self.stop_timeout)
+        except CorralError:  # it is gone already
+            pass
 
     def _join(self, timeout: float) -> None:
         if threading.current_thread() is not self._reader:

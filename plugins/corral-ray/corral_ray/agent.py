@@ -9,7 +9,6 @@ opens a library database: everything it checks comes in the head's request.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import sys
 import traceback
@@ -20,8 +19,6 @@ import ray
 
 from corral_ray.nodes import NAMESPACE, SHARE, agent_name, local_versions, node_resource
 
-#: Bytes read at a time while hashing a model file.
-CHUNK = 8 * 1024 * 1024
 #: Seconds the worker waits for its new agent to answer.
 START_TIMEOUT = 60.0
 
@@ -91,6 +88,8 @@ class NodeAgent:
         return found
 
     def _holds(self, wanted: dict) -> bool:
+        from corral.api import sha256_file
+
         path = Path(str(wanted["path"]))
         if not _under(path.resolve() if path.exists() else path, self.roots):
             return False
@@ -109,20 +108,12 @@ class NodeAgent:
         digest = self._hashes.get(key)
         if digest is None:
             try:
-                digest = _sha256(path)
+                digest = sha256_file(path)
             except OSError:
                 traceback.print_exc()
                 return False
             self._hashes[key] = digest
         return digest == sha
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 #: The actor class (kept apart so the class above stays plain Python to read and test).

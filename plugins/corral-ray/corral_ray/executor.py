@@ -209,12 +209,7 @@ class ActorRunner(Runner):
         """Unload the model in the actor, then end the actor."""
         self._stopping = True
         if not self._dead:
-            try:
-                with self._control_lock:
-                    self._send({"op": "unload"})
-                    self._control_reply(self.stop_timeout)
-            except CorralError:
-                pass
+            self._ask_unload()
         self._kill_now()
         self._join(self.cancel_grace + POLL + 5)
 
