@@ -78,6 +78,12 @@ export async function post(path, body) {
   return (await send("POST", path, body || {})).json();
 }
 
+// POST JSON, answer as a Blob (audio, images) with the response headers.
+export async function postBlob(path, body) {
+  const response = await send("POST", path, body || {});
+  return { blob: await response.blob(), headers: response.headers };
+}
+
 export async function remove(path) {
   return (await send("DELETE", path)).json();
 }

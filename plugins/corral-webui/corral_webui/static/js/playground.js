@@ -1,8 +1,10 @@
 // The playground: chat streamed from /v1/chat/completions (system prompt, temperature, max tokens) and
-// embeddings shown as the cosine similarity matrix of the inputs (/v1/embeddings).
+// embeddings shown as the cosine similarity matrix of the inputs (/v1/embeddings); rerank, image and
+// speech in media.js.
 
 import { post, stream } from "./api.js";
 import { esc, notice } from "./format.js";
+import { start as startMedia } from "./media.js";
 
 const CHAT = new Set(["chat", "multimodal", "text-generation"]);
 
@@ -43,7 +45,11 @@ export function page(library) {
   const fill = (list) => {
     options(chatModel, list.filter((m) => CHAT.has(m.category) && !m.missing), "chat");
     options(embedModel, list.filter((m) => m.category === "embedding" && !m.missing), "embedding");
+    for (const [id, category] of [["rerank-model", "rerank"], ["image-model", "image"], ["speech-model", "tts"]]) {
+      options(document.getElementById(id), list.filter((m) => m.category === category && !m.missing), category);
+    }
   };
+  startMedia();
   library.onModelsChanged(fill);
   fill(library.models());
 
