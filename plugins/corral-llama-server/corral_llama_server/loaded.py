@@ -17,10 +17,12 @@ from typing import Any, Iterator, Mapping, Sequence
 from corral.api import Category, ChatResult, LoraRequest, Model, TokenLogprob
 from corral.api import CorralError, InvalidRequest
 from corral.api import LoadedModel
+from corral.api import Delta, family_of
 from corral.api import read_response_format, with_defaults, with_system_prompt
 
 from corral_llama_server import images
 from corral_llama_server.sampling import PARAMS, request_body
+from corral_llama_server.shaping import FEATURES, prepare, read_asked, reason
 from corral_llama_server.templates import ChatTemplate
 
 _END = object()
@@ -31,8 +33,9 @@ class LlamaServerModel(LoadedModel):
     """A live ``xllamacpp.Server`` (one model, ``parallel`` slots of ``context_length`` tokens each)."""
 
     #: What the server may pass to :meth:`chat` / :meth:`complete` (any other field is a 400 naming it):
-    #: the sampling parameters, log-probabilities, and ``response_format`` (llama.cpp's JSON-schema grammar).
-    request_fields = frozenset(PARAMS) | {"stop", "logprobs", "top_logprobs", "response_format"}
+    #: the sampling parameters, log-probabilities, ``response_format`` (llama.cpp's JSON-schema grammar),
+    #: tools and ``reasoning_effort`` (see :mod:`corral_llama_server.shaping`).
+    request_fields = frozenset(PARAMS) | {"stop", "logprobs", "top_logprobs", "response_format", *FEATURES}
 
     def __init__(
         self,
@@ -68,6 +71,11 @@ class LlamaServerModel(LoadedModel):
         """The context of one slot, in tokens."""
         return self._slot_context
 
+    @property
+    def tool_family(self) -> str | None:
+        """How this model writes tool calls (:data:`corral.tools.FAMILIES`), from its chat template."""
+        return family_of(self.template.text) if self.template else None
+
     def memory(self) -> dict[str, int]:
         """RAM and VRAM the load took, measured around it (bytes)."""
         return dict(self._memory)
@@ -85,23 +93,43 @@ class LlamaServerModel(LoadedModel):
     # --- tasks ---------------------------------------------------------------------------------------
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, **params: Any) -> Any:
-        """Answer OpenAI-style ``messages``: a :class:`ChatResult`, or with ``stream=True`` text pieces."""
+        """Answer OpenAI-style ``messages``: a :class:`ChatResult`, or with ``stream=True`` text pieces
+        (:class:`Delta` pieces where the answer has structure: reasoning, tool calls).
+
+        ``tools`` / ``tool_choice`` / ``parallel_tool_calls``, ``response_format``, ``logprobs`` /
+        ``top_logprobs`` and ``reasoning_effort`` as in OpenAI's chat completions (see docs/http.md)."""
         self._can("chat", _TEXT)
         messages = with_system_prompt(self.settings, _checked(messages))
-        body = self._body(params)
-        body["messages"] = images.prepared(messages, self.model.name, can_see=self.projector is not None)
+        asked = read_asked(params)
+        assert self.template is not None  # every chat model's load chose one
+        ready = prepare(messages, asked, self.template, self.settings,
+                        read_response_format(params.get("response_format")))
+        body = self._body(asked.rest, ready.schema)
+        body["messages"] = images.prepared(ready.messages, self.model.name, can_see=self.projector is not None)
+        body["reasoning_format"] = "none"  # the raw text: Corral's parsers find the thought and the calls
+        if ready.kwargs:
+            body["chat_template_kwargs"] = ready.kwargs
         if stream:
             body["stream_options"] = {"include_usage": True}
-            return self._stream("handle_chat_completions", body, lambda c: (c.get("delta") or {}).get("content"))
+            answer = ready.shape.stream() if ready.shaped else None
+            return self._stream("handle_chat_completions", body, lambda c: (c.get("delta") or {}).get("content"),
+                                answer=answer)
         result = self._call("handle_chat_completions", body)
-        return _result(result, (result["choices"][0].get("message") or {}).get("content") or "", params)
+        text = (result["choices"][0].get("message") or {}).get("content") or ""
+        if not ready.shaped:
+            return _result(result, text, params)
+        return _result(result, text, params, shaped=ready.shape.finish(text.strip() if ready.schema else text))
 
     def complete(self, prompt: str, *, stream: bool = False, **params: Any) -> Any:
         """Continue ``prompt`` as plain text (no chat template)."""
         self._can("complete text", _TEXT)
         if not isinstance(prompt, str):
             raise CorralError("a completion prompt must be a string")
-        body = self._body(params)
+        asked = read_asked(params)
+        if asked.tools is not None:
+            raise InvalidRequest("tools need a chat; a plain completion cannot call them")
+        answer_format = read_response_format(params.get("response_format"))
+        body = self._body(asked.rest, answer_format.json_schema() if answer_format.constrained else None)
         body["prompt"] = prompt
         if stream:
             return self._stream("handle_completions", body, lambda c: c.get("text"))
@@ -140,12 +168,11 @@ class LlamaServerModel(LoadedModel):
             raise CorralError(f"{self.model.name} has been unloaded")
         return self.server
 
-    def _body(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _body(self, params: Mapping[str, Any], schema: Mapping[str, Any] | None) -> dict[str, Any]:
         params = with_defaults(self.settings, params)
         body = request_body(params, default_seed=self._default_seed, cache_prompt=self._cache_prompt)
-        answer_format = read_response_format(params.get("response_format"))
-        if answer_format.constrained:  # llama.cpp turns the schema into a grammar for this slot
-            body["json_schema"] = answer_format.json_schema()
+        if schema is not None:  # llama.cpp turns the schema into a grammar for this slot
+            body["json_schema"] = dict(schema)
         top = params.get("top_logprobs")
         if params.get("logprobs") or top:
             if isinstance(top, bool) or not isinstance(top or 0, int) or not 0 <= (top or 0) <= 20:
@@ -162,7 +189,7 @@ class LlamaServerModel(LoadedModel):
             raise self._failed(result["error"])
         return dict(result)
 
-    def _stream(self, handler: str, body: dict[str, Any], text_of) -> Iterator[str]:
+    def _stream(self, handler: str, body: dict[str, Any], text_of, answer: Any = None) -> Iterator[Any]:
         body["stream"] = True
         engine = self._engine()
         chunks: queue.Queue = queue.Queue()
@@ -182,9 +209,13 @@ class LlamaServerModel(LoadedModel):
 
         worker = threading.Thread(target=run, name=f"corral-llama-server-{self.model.name}", daemon=True)
         worker.start()
-        return self._pieces(chunks, worker, cancelled, text_of)
+        return self._pieces(chunks, worker, cancelled, text_of, answer)
 
-    def _pieces(self, chunks: queue.Queue, worker: threading.Thread, cancelled: threading.Event, text_of):
+    def _pieces(self, chunks: queue.Queue, worker: threading.Thread, cancelled: threading.Event, text_of,
+                answer: Any):
+        """The text of the engine's chunks (run through ``answer``, a corral.tools answer stream, when the
+        answer has structure); returns
+        the :class:`ChatResult` of the end: why it ended, the token counts, the calls and the thought."""
         finish_reason, count, prompt_tokens, completion_tokens = "stop", 0, None, None
         try:
             while (chunk := chunks.get()) is not _END:
@@ -201,15 +232,25 @@ class LlamaServerModel(LoadedModel):
                     piece = text_of(choice)
                     if piece:
                         count += 1
-                        yield piece
+                        if answer is None:
+                            yield piece
+                        elif delta := answer.feed(piece):
+                            yield _plain(delta)
         finally:
             cancelled.set()
             worker.join()
+        shaped = None
+        if answer is not None:
+            last, shaped = answer.close()
+            if last:
+                yield _plain(last)
         return ChatResult(
             text="",
-            finish_reason=finish_reason,
+            finish_reason=reason(finish_reason, shaped.finish_reason) if shaped else finish_reason,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens if completion_tokens is not None else count,
+            tool_calls=shaped.tool_calls if shaped else (),
+            reasoning=shaped.reasoning if shaped else None,
         )
 
     def _failed(self, error: Any) -> CorralError:
@@ -230,17 +271,27 @@ class LlamaServerModel(LoadedModel):
         return CorralError(f"{self.model.name}: llama.cpp could not answer: {message}")
 
 
-def _result(result: Mapping[str, Any], text: str, params: Mapping[str, Any]) -> ChatResult:
+def _result(result: Mapping[str, Any], text: str, params: Mapping[str, Any], shaped: Any = None) -> ChatResult:
+    """A :class:`ChatResult` of the engine's answer; ``shaped``: its content, thought and calls as
+    Corral's parsers split them."""
     choice = result["choices"][0]
     usage = result.get("usage") or {}
+    finish_reason = choice.get("finish_reason") or "stop"
     return ChatResult(
-        text=text,
-        finish_reason=choice.get("finish_reason") or "stop",
+        text=shaped.content if shaped else text,
+        finish_reason=reason(finish_reason, shaped.finish_reason) if shaped else finish_reason,
         prompt_tokens=usage.get("prompt_tokens"),
         completion_tokens=usage.get("completion_tokens"),
+        tool_calls=shaped.tool_calls if shaped else (),
+        reasoning=shaped.reasoning if shaped else None,
         logprobs=_logprobs(choice.get("logprobs"), int(params.get("top_logprobs") or 0))
         if params.get("logprobs") or params.get("top_logprobs") else None,
     )
+
+
+def _plain(delta: Delta) -> Any:
+    """A delta holding only content goes out as the plain text piece older callers expect."""
+    return delta if delta.reasoning or delta.tool_calls or delta.logprobs else delta.content
 
 
 def _logprobs(found: Any, top: int) -> tuple[TokenLogprob, ...] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from corral.api import DEFAULT_SETTINGS
+from corral.api import DEFAULT_SETTINGS, THINKING
 from corral.api import CACHE_TYPES, LLAMA_CPP_SETTINGS, NUMA_STRATEGIES, ROPE_SCALING, SPLIT_MODES
 from corral.api import InvalidSetting
 from corral.api import Model, SettingSpec
@@ -34,6 +34,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("draft_max", int, "tokens the draft model proposes per step", 16, minimum=1, maximum=64),
     *LLAMA_CPP_SETTINGS,
     SettingSpec("verbose", bool, "show llama.cpp's own log on stderr", False),
+    THINKING,  # thinking off for every request (templates with enable_thinking)
     *DEFAULT_SETTINGS,  # the model's own system prompt and sampling defaults
 )  # fmt: skip
 

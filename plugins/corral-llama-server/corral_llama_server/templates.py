@@ -30,14 +30,26 @@ ARCHITECTURES: dict[str, str] = {
 }  # fmt: skip
 
 
+#: The turn markup llama.cpp's built-ins write, for telling their tool-call family (corral.tools.family_of).
+MARKUP: dict[str, str] = {
+    "gemma": "<start_of_turn>", "chatml": "<|im_start|>", "llama3": "<|start_header_id|>", "llama2": "[INST]",
+    "mistral": "[INST]", "phi3": "<|user|>", "phi4": "<|im_start|>",
+}  # fmt: skip
+
+
 @frozen
 class ChatTemplate:
-    """The template a load uses: its name, what llama.cpp is given, whether that is Jinja, and why."""
+    """The template a load uses: its name, what llama.cpp is given, whether that is Jinja, and why.
+
+    ``text`` is what Corral reads of it: the Jinja source (the setting's or the GGUF's), or for a
+    built-in the markup it writes; it says which tool-call family and switches the template has.
+    """
 
     name: str
     source: str
     jinja: bool
     origin: str
+    text: str = ""
 
 
 def choose_template(*, override: str | None, embedded: str | None, architecture: str | None) -> ChatTemplate:
@@ -49,11 +61,11 @@ def choose_template(*, override: str | None, embedded: str | None, architecture:
     if override and override.strip():
         name = override.strip().lower()
         if name in BUILTINS:
-            return ChatTemplate(name, BUILTINS[name], False, "chat_template setting")
-        return ChatTemplate("custom", override, True, "chat_template setting")
+            return ChatTemplate(name, BUILTINS[name], False, "chat_template setting", MARKUP[name])
+        return ChatTemplate("custom", override, True, "chat_template setting", override)
     if embedded:
-        return ChatTemplate("gguf", "", True, "the GGUF's tokenizer.chat_template")
+        return ChatTemplate("gguf", "", True, "the GGUF's tokenizer.chat_template", embedded)
     arch = (architecture or "").lower()
     name = ARCHITECTURES.get(arch, "chatml")
     why = f"built-in for architecture {arch}" if arch in ARCHITECTURES else f"default for architecture {arch or '?'}"
-    return ChatTemplate(name, BUILTINS[name], False, why)
+    return ChatTemplate(name, BUILTINS[name], False, why, MARKUP[name])
