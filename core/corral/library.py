@@ -48,8 +48,11 @@ from corral.words import a_or_an
 if TYPE_CHECKING:
     from corral.plugins import PluginHost
 
-#: Components that image models take; mmproj belongs to GGUF chat/multimodal models.
+#: Components that image models take; mmproj and draft belong to GGUF chat/multimodal models.
 IMAGE_COMPONENTS = frozenset({ComponentKind.VAE, ComponentKind.CLIP_L, ComponentKind.CLIP_G, ComponentKind.T5XXL})
+#: How many tokens a draft's vocabulary may differ from its base's (llama.cpp's own limit,
+#: SPEC_VOCAB_MAX_SIZE_DIFFERENCE: fine-tunes pad the same vocabulary differently).
+DRAFT_VOCAB_SLACK = 128
 
 
 class Library:
@@ -406,10 +409,11 @@ class Library:
     def add_component(self, ref: str, kind: ComponentKind, path: Path) -> Model:
         """Attach (or replace) a component after checking it is the kind it claims to be."""
         model = self.store.get_model(ref)
-        if kind == ComponentKind.MMPROJ and not (
+        if kind in (ComponentKind.MMPROJ, ComponentKind.DRAFT) and not (
             model.format == Format.GGUF and model.category in (Category.CHAT, Category.MULTIMODAL)
         ):
-            raise Incompatible(f"{model.name}: an mmproj attaches to a GGUF chat model, not {a_or_an(model.category)} model")
+            what = "an mmproj" if kind == ComponentKind.MMPROJ else "a draft"
+            raise Incompatible(f"{model.name}: {what} attaches to a GGUF chat model, not {a_or_an(model.category)} model")
         return self.store.update_model(with_component(model, self._checked_component(model, kind, path)))
 
     def _checked_component(self, model: Model, kind: ComponentKind, path: Path) -> Component:
@@ -417,6 +421,8 @@ class Library:
         if kind in IMAGE_COMPONENTS and model.category != Category.IMAGE:
             raise Incompatible(f"{model.name}: {a_or_an(kind)} component attaches to an image model, not {model.category}")
         detection = self.detect(path)
+        if kind == ComponentKind.DRAFT:
+            return self._checked_draft(model, detection)
         found = detection.component if detection.kind == Kind.COMPONENT else detection.kind
         # CLIP-L and CLIP-G differ only by width (768, 1280); a CLIP of another width is whichever the user says.
         clip_either = {kind, found} <= {ComponentKind.CLIP_L, ComponentKind.CLIP_G} and (
@@ -424,6 +430,27 @@ class Library:
         if found != kind and not clip_either:
             raise Incompatible(f"{detection.path} is not {a_or_an(kind)} component (detected: {found})")
         return Component(kind=kind, path=detection.path, size=detection.size, facts=detection.facts)
+
+    def _checked_draft(self, model: Model, detection: Detection) -> Component:
+        """A draft model for speculative decoding: a GGUF language model whose vocabulary (tokenizer model
+        and size, from the GGUF headers) is the base's, since the base checks the draft's tokens."""
+        if detection.kind != Kind.MODEL or detection.format != Format.GGUF or detection.category not in (
+                Category.CHAT, Category.MULTIMODAL):
+            what = detection.component if detection.kind == Kind.COMPONENT else detection.category or detection.kind
+            raise Incompatible(f"{detection.path} is not a GGUF language model (detected: {what} "
+                               f"{detection.format}); a draft is a small GGUF chat model")
+        base = model.facts
+        if base.vocab_size is None or "tokenizer" not in base.extra:  # a record from before these facts
+            base = self.detect(Path(model.path)).facts
+        mine = detection.facts
+        theirs = (base.vocab_size, base.extra.get("tokenizer"))  # (vocabulary size, tokenizer model)
+        ours = (mine.vocab_size, mine.extra.get("tokenizer"))
+        if None in (*theirs, *ours) or ours[1] != theirs[1] or abs(ours[0] - theirs[0]) > DRAFT_VOCAB_SLACK:
+            raise Incompatible(
+                f"{detection.path} cannot draft for {model.name}: its vocabulary is {ours[0]} tokens "
+                f"({ours[1]} tokenizer), {model.name}'s is {theirs[0]} ({theirs[1]}); a draft needs the "
+                "base's vocabulary (a smaller model of the same family)")
+        return Component(kind=ComponentKind.DRAFT, path=detection.path, size=detection.size, facts=detection.facts)
 
     def remove_component(self, ref: str, kind: ComponentKind) -> Model:
         model = self.store.get_model(ref)

@@ -86,9 +86,11 @@ del _name, _value
 
 
 class ComponentKind(str, enum.Enum):
-    """Parts attached to a model: a multimodal projector, or the pieces of an image pipeline."""
+    """Parts attached to a model: a multimodal projector, a draft model for speculative decoding, or the
+    pieces of an image pipeline."""
 
     MMPROJ = "mmproj"
+    DRAFT = "draft"
     VAE = "vae"
     CLIP_L = "clip-l"
     CLIP_G = "clip-g"

@@ -64,7 +64,8 @@ def lora_rm(app: App, lora, as_json) -> None:
 
 @click.group("component")
 def component_group() -> None:
-    """Components attached to a model: mmproj (multimodal); vae, clip-l, clip-g, t5xxl (image)."""
+    """Components attached to a model: mmproj (multimodal), draft (a small GGUF of the same vocabulary for
+    speculative decoding); vae, clip-l, clip-g, t5xxl (image)."""
 
 
 KIND = click.Choice([k.value for k in ComponentKind])

@@ -119,6 +119,17 @@ def _mmproj(split: Split, path: Path, on_gpu: bool) -> None:
         split.add("mmproj", 4 * (patches * (3 * hidden + ffn) + heads * patches * patches), on_gpu)
 
 
+def _draft(split: Split, path: Path, settings: Mapping[str, Any], on_gpu: bool) -> None:
+    """A draft model for speculative decoding: its weights, and a KV cache of the same context and slots
+    as the base's (llama.cpp gives it the same n_ctx and offloads it as the base)."""
+    (header,) = _headers([path], "draft")
+    shape = shape_from_header(header)
+    run = lc.LlamaRun.from_settings(shape, settings)
+    split.add("weights", sum(t.nbytes or 0 for t in header.tensors), on_gpu)
+    for layer in range(shape.n_layer):
+        split.add("kv_cache", lc.layer_kv_bytes(shape, run, layer), on_gpu and run.offload_kqv)
+
+
 def _lora(split: Split, path: Path, gpu: set[int], output_gpu: bool, n_layer: int) -> None:
     (header,) = _headers([path], "LoRA")
     for t in header.tensors:
@@ -168,6 +179,10 @@ def estimate_gguf(
     mmproj = model.component(ComponentKind.MMPROJ)
     if mmproj is not None:
         _mmproj(split, Path(mmproj.path), any_gpu)
+    draft = model.component(ComponentKind.DRAFT)
+    if draft is not None:
+        _draft(split, Path(draft.path), settings, any_gpu)
+        notes.append(f"draft model {Path(draft.path).name}: its weights and KV cache (speculative decoding)")
     for path in loras:
         _lora(split, Path(path), gpu, output_gpu, shape.n_layer)
     return split.finish(run.n_ctx, notes)

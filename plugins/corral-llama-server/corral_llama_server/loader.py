@@ -39,9 +39,17 @@ _capture_lock = threading.Lock()
 
 
 def check_draft(model: Model, settings: Mapping[str, Any]) -> Path | None:
-    """The ``draft_model`` GGUF for speculative decoding, checked like a model of its own."""
-    from corral.api import read_gguf_header
+    """The GGUF for speculative decoding: the model's ``draft`` component (its vocabulary checked when it
+    was attached), else the older ``draft_model`` setting, checked like a model of its own."""
+    from corral.api import ComponentKind, read_gguf_header
 
+    component = model.component(ComponentKind.DRAFT)
+    if component is not None:
+        path = Path(component.path)
+        if not path.is_file():
+            raise InvalidSetting(f"{model.name}: its draft component {path} does not exist; "
+                                 f"corral component rm {model.name} draft")
+        return path
     value = settings.get("draft_model")
     if not value:
         return None
