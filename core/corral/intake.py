@@ -254,6 +254,8 @@ def find_duplicate(store: Store, detection: Detection, *, known_sha256: str | No
                          same_files=False), known_sha256
     inodes = {k for p in (path, *mine) if (k := inode(p)) is not None}
     for m in models:
+        if path.is_dir() and inode(m.path) not in inodes:
+            continue  # a folder holding recorded files (a pipeline and its transformer) is a model of its own
         for p in (m.path, *m.paths, *m.copies):
             if inode(p) in inodes:
                 if Path(m.path).is_dir() and not path.is_dir():  # one file of a model folder

@@ -47,7 +47,7 @@ def test_bad_settings_are_refused(library, sdxl):
     model = library.import_path(sdxl.folder).model
     for key, value, words in (("cpu_offload", "always", "must be one of none, model, sequential"),
                               ("dtype", "int8", "must be one of fp32"),
-                              ("device", "tpu", "is not cpu, cuda, cuda:N or mps"),
+                              ("device", "tpu", "is not auto, cpu, cuda, cuda:N or mps"),
                               ("vae_tiling", "maybe", "wants a bool")):
         with pytest.raises(InvalidSetting, match=words):
             library.update_settings(model.id, {key: value})

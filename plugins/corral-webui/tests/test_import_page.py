@@ -20,7 +20,8 @@ def test_scan_previews_before_adding(page, ui_server, ui_home, ui_library):
     assert ui_library.store.list_models() == []  # the preview added nothing
     page.click("#scan-apply")
     page.wait_for_function("document.getElementById('scan-result').textContent.includes('Added 2 models')")
-    assert sorted(m.name for m in ui_library.store.list_models()) == ["one", "two"]
+    # named by their general.name and quantization
+    assert sorted(m.name for m in ui_library.store.list_models()) == ["one-f32", "two-f32"]
     page.click("#tab-library")
     assert page.locator("#models tbody tr").count() == 2
 
