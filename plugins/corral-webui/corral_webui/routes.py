@@ -2,7 +2,7 @@
 
 The page and its files are ``public`` (a browser fetches them before it has a key); every JSON route
 keeps the key rule: reading the library, the runtime and the monitor takes any key (``inference``),
-changing something (settings, name and description, removal, LoRAs, import, scan, the load preview) a
+changing something (settings, name and description, removal, LoRAs, components, import, scan, the load preview) a
 ``full`` key (``management``). Loads, unloads and chats go through the server's own routes (``/corral/load``,
 ``/v1/chat/completions``, ...).
 """
@@ -175,6 +175,8 @@ def routes() -> list[tuple[Any, str]]:
         (Route(f"{API}/remove/{{ref:path}}", on_model(views.remove), methods=["POST"]), "management"),
         (Route(f"{API}/lora/add/{{ref:path}}", on_model(views.add_lora), methods=["POST"]), "management"),
         (Route(f"{API}/lora/remove/{{ref:path}}", on_model(views.remove_lora), methods=["POST"]), "management"),
+        (Route(f"{API}/component/add/{{ref:path}}", on_model(views.add_component), methods=["POST"]), "management"),
+        (Route(f"{API}/component/remove/{{ref:path}}", on_model(views.remove_component), methods=["POST"]), "management"),
         (Route(f"{API}/import", import_model, methods=["POST"]), "management"),
         (Route(f"{API}/scan", scan_folder, methods=["POST"]), "management"),
     ]

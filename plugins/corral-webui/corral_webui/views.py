@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from corral.api import (
+    ComponentKind,
     CorralError,
     InvalidRequest,
     estimate_memory,
@@ -87,6 +88,7 @@ def detail(library: Any, runtime: Any, ref: str) -> dict[str, Any]:
     except (CorralError, OSError) as exc:
         data["detection"] = {"confidence": None, "reasons": [], "problem": str(exc)}
     data["loras"] = to_data(library.store.list_loras(model.id))
+    data["component_kinds"] = [k.value for k in ComponentKind]
     specs, drivers = setting_specs(library, model)
     data["setting_specs"] = specs
     data["drivers"] = drivers
@@ -141,6 +143,34 @@ def remove_lora(library: Any, runtime: Any, ref: str, body: Mapping[str, Any]) -
     lora = library.store.get_lora(ref)
     library.store.delete_lora(lora.id)
     return {"removed": lora.name, "file_kept": str(lora.path)}
+
+
+def _component_kind(body: Mapping[str, Any]) -> ComponentKind:
+    kind = body.get("kind")
+    kinds = [k.value for k in ComponentKind]
+    if kind not in kinds:
+        raise InvalidRequest(f"field 'kind': one of {', '.join(kinds)}")
+    return ComponentKind(kind)
+
+
+def add_component(library: Any, runtime: Any, ref: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Attach (or replace) ``ref``'s ``body['kind']`` component with the file at ``body['path']``, checked
+    as ``corral component add`` checks it (the file must be that kind and fit the model)."""
+    kind = _component_kind(body)
+    path = body.get("path")
+    if not isinstance(path, str) or not path:
+        raise InvalidRequest("field 'path': the absolute path of the component file")
+    model = library.add_component(ref, kind, Path(path))
+    return {"model": model_row(model, loaded_by_id(runtime)), "components": to_data(list(model.components))}
+
+
+def remove_component(library: Any, runtime: Any, ref: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Detach ``ref``'s ``body['kind']`` component (as ``corral component rm``; the file stays)."""
+    kind = _component_kind(body)
+    before = library.store.get_model(ref).component(kind)
+    model = library.remove_component(ref, kind)
+    return {"model": model_row(model, loaded_by_id(runtime)), "components": to_data(list(model.components)),
+            "file_kept": str(before.path) if before is not None else None}
 
 
 def _lora_records(library: Any, model: Any, refs: Any) -> list[Any]:

@@ -1,7 +1,8 @@
 // The library page: the models table (category tabs, search, sort) and the detail panel (facts,
-// provenance, files, components, LoRAs, settings form, load and unload).
+// provenance, files, components (components.js), LoRAs, settings form, load and unload).
 
 import { get, post } from "./api.js";
+import * as components from "./components.js";
 import { count, esc, notice, selectTab, size, tabKeys } from "./format.js";
 
 const API = "/corral/ui/api";
@@ -196,7 +197,6 @@ export async function openDetail(id, focus = true) {
   if (ticket !== opening) return;  // another model was opened meanwhile: its panel wins
   const r = m.row;
   const det = m.detection || {};
-  const components = m.components || [];
   const loras = m.loras || [];
   const prov = m.provenance || {};
   const loaded = m.loaded_info;
@@ -221,7 +221,7 @@ export async function openDetail(id, focus = true) {
     <h3>Files</h3>
     <ul class="files">${(m.paths && m.paths.length ? m.paths : [m.path]).map((p) => `<li>${esc(p)}</li>`).join("")}</ul>
     <h3>Components</h3>
-    ${components.length ? `<table><thead><tr><th>Kind</th><th>File</th><th class="num">Size</th></tr></thead><tbody>${components.map((c) => `<tr><td>${esc(c.kind)}</td><td class="files">${esc(c.path)}</td><td class="num">${size(c.size_bytes ?? c.size)}</td></tr>`).join("")}</tbody></table>` : "<p class=\"hint\">none</p>"}
+    ${components.section(m)}
     <h3>LoRAs</h3>
     ${loras.length ? `<p class="hint">Ticked LoRAs are loaded with the model, at the weight shown.</p>
     <table id="loras"><thead><tr><th>Use</th><th>Name</th><th class="num">Weight</th><th>File</th><th><span class="sr">Actions</span></th></tr></thead><tbody>${loras.map((l) => `<tr data-lora="${esc(l.name)}">`
@@ -264,6 +264,7 @@ export async function openDetail(id, focus = true) {
     panel.querySelector("#load-box").innerHTML = `<p class="message bad" role="alert">${esc(err.message)}</p>`;
   });
   panel.querySelector("#unload").onclick = () => unload(m);
+  components.wire(panel, m, refresh);
   const form = panel.querySelector("#settings-form");
   form.onsubmit = async (event) => {
     event.preventDefault();
