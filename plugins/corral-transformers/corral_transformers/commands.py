@@ -12,14 +12,9 @@ from typing import Any
 
 import click
 
-from corral.api import App, emit_json, human_count, human_size, json_option, pass_app
-from corral.api import Conflict, InvalidSetting, PluginMissing
+from corral.api import App, emit_json, human_size, json_option, pass_app
 from corral_transformers import spec as specs
 from corral_transformers.tokenizer_train import DEFAULT_VOCAB, TYPES
-
-EXPORTER = "hf-causal-lm"
-#: Room for tokenizer and config files on top of the weights when checking disk space.
-SMALL_FILES = 32 * 1024 * 1024
 
 
 class ProgressLine:
@@ -54,56 +49,11 @@ class ProgressLine:
         self.shown = -1
 
 
-def _tokenizer_choice(tokenizer: str, vocab_size: int | None) -> tuple[str, int | None, str]:
-    """(tokenizer option for the exporter, vocab size to use, description) for ``--tokenizer``."""
-    if tokenizer == "default":
-        return "default", vocab_size, ""
-    from corral_transformers.hf_tokenizer import load_tokenizer
-
-    directory = Path(tokenizer).expanduser().absolute()
-    tokens = len(load_tokenizer(directory))
-    low = specs.LIMITS["vocab_size"][0]
-    if vocab_size is None and tokens < low:
-        raise InvalidSetting(
-            f"the tokenizer in {directory} has {tokens:,} tokens, fewer than a model vocabulary's minimum of "
-            f"{low:,}; pass --vocab-size {low} to leave spare embedding rows, or train a larger tokenizer"
-        )
-    if vocab_size is not None and vocab_size < tokens:
-        raise InvalidSetting(
-            f"--vocab-size {vocab_size:,} is smaller than the tokenizer in {directory} ({tokens:,} tokens); "
-            "leave --vocab-size out to use the tokenizer's size"
-        )
-    return str(directory), vocab_size or tokens, f"{directory} ({tokens:,} tokens)"
-
-
-def _available_memory() -> int:
-    import psutil
-
-    return int(psutil.virtual_memory().available)
-
-
 def print_preview(data: dict[str, Any], *, dry_run: bool) -> None:
     """The preview as aligned lines on stdout."""
-    mem = data["memory"]
-    yes = "yes" if data["tie_embeddings"] else "no"
-    rows = [
-        ("architecture", f"{data['architecture']} (preset {data['preset']})"),
-        ("vocabulary", f"{data['vocab_size']:,} tokens; tokenizer: {data['tokenizer']}"),
-        ("hidden size", f"{data['hidden_size']:,}"),
-        ("layers", f"{data['layers']}"),
-        ("attention heads", f"{data['heads']} (KV heads {data['kv_heads']}, head size {data['head_dim']})"),
-        ("FFN size", f"{data['ffn_size']:,}"),
-        ("context length", f"{data['context_length']:,} tokens"),
-        ("tied embeddings", yes),
-        ("parameters", f"{data['parameters']:,} ({human_count(data['parameters'])})"),
-        ("weights fp32", human_size(mem["weights_fp32"])),
-        ("weights bf16", human_size(mem["weights_bf16"])),
-        ("training", f"{human_size(mem['training'])} (Adam, mixed precision: 16 bytes per parameter; "
-                     "activations extra)"),
-        ("build memory", f"{human_size(mem['build'])} needed here, {human_size(mem['available'])} available"
-                         + ("" if mem["fits"] else " (does not fit)")),
-        ("writes", f"{data['out']}/model.safetensors, {human_size(data['file_size'])} ({data['dtype']})"),
-    ]
+    from corral_transformers.create import preview_rows
+
+    rows = preview_rows(data)
     click.echo("Dry run: nothing is written." if dry_run else "Creating:")
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
@@ -135,51 +85,23 @@ def print_preview(data: dict[str, Any], *, dry_run: bool) -> None:
 def create_cmd(app: App, preset, vocab_size, hidden_size, layers, heads, kv_heads, ffn_size, context_length,
                tie_embeddings, tokenizer, dtype, seed, out, force, dry_run, as_json) -> None:
     """Create a fresh, untrained Llama-style model as a Hugging Face directory and add it to the library."""
-    from corral_transformers import default_tokenizer
-    from corral_transformers.outdir import check_output_dir
+    from corral_transformers import create
 
-    choice, vocab_size, described = _tokenizer_choice(tokenizer, vocab_size)
-    overrides = dict(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=heads,
-                     kv_heads=kv_heads, ffn_size=ffn_size, context_length=context_length,
-                     tie_embeddings=tie_embeddings)
-    spec = specs.validate(specs.resolve(preset, overrides))
-    available = _available_memory()
-    data = {"preset": preset, **specs.preview(spec, dtype=dtype, available=available),
-            "tokenizer": described or default_tokenizer.describe(spec.vocab_size),
-            "out": str(Path(out).expanduser().absolute()), "seed": seed}
+    shape = dict(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=heads, kv_heads=kv_heads,
+                 ffn_size=ffn_size, context_length=context_length, tie_embeddings=tie_embeddings)
+    plan = create.plan(preset, shape, out=out, tokenizer=tokenizer, dtype=dtype, seed=seed)
     if dry_run:
         if as_json:
-            emit_json(data)
+            emit_json(plan.data)
         else:
-            print_preview(data, dry_run=True)
+            print_preview(plan.data, dry_run=True)
         return
-    specs.check_memory(spec, available)
-    out = check_output_dir(out, force=force, need_bytes=data["file_size"] + SMALL_FILES)
-    library = app.library
-    existing = library.store.find_model_by_path(out.resolve())
-    if existing is not None and existing.id in library.store.loaded_ids():
-        raise Conflict(f"{out} is the library model {existing.name!r}, which is loaded; unload it first")
-    exporter = app.host.exporter(EXPORTER)
-    if exporter is None:
-        raise PluginMissing(f"the {EXPORTER} exporter is not registered; reinstall corral-transformers",
-                            distribution="corral-transformers")
-    status = exporter.check()
-    if not status.available:
-        raise PluginMissing(f"corral create cannot run: {status.problem}; fix: {status.install}",
-                            distribution=exporter.distribution)
-    if not as_json:
-        print_preview(data, dry_run=False)
     progress = ProgressLine()
-    exporter().export(out, {"spec": spec, "tokenizer": choice, "seed": seed, "dtype": dtype}, progress)
+    out, model = create.create(app.library, plan, force=force, progress=progress,
+                               announce=None if as_json else lambda: print_preview(plan.data, dry_run=False))
     progress.finish()
-    name = None
-    if existing is not None:  # --force over a library model: the record follows the new files
-        library.remove(existing.id)
-        name = existing.name
-    description = f"untrained {specs.ARCHITECTURE} from corral create (preset {preset}, seed {seed})"
-    model = library.import_path(out, name=name, description=description).model
     if as_json:
-        emit_json({**data, "path": str(out), "model": model})
+        emit_json({**plan.data, "path": str(out), "model": model})
         return
     click.echo(f"Wrote {out}")
     click.echo(f"Added to the library as {model.name} ({model.category})")
