@@ -2,9 +2,9 @@
 
 Registers the ``transformers`` driver (causal LMs with precision, device map, quantization and weighted
 PEFT adapters), the ``hf-causal-lm`` exporter (a fresh Llama-style model written as a Hugging Face
-directory) and the ``corral create`` and ``corral tokenizer train`` commands. Only Corral and the standard
-library are imported here: torch, transformers, peft, tokenizers and sentencepiece load inside loads and
-commands.
+directory), the ``corral create`` and ``corral tokenizer train`` commands and their HTTP routes
+(``/corral/create``, ``/corral/tokenizers``). Only Corral and the standard library are imported here:
+torch, transformers, peft, tokenizers and sentencepiece load inside loads, commands and routes.
 """
 
 from __future__ import annotations
@@ -42,3 +42,12 @@ def register_commands(cli: click.Group) -> None:
 
     cli.add_command(create_cmd)
     cli.add_command(tokenizer_group)
+
+
+@hookimpl
+def register_routes(register: Callable[..., None]) -> None:
+    """``corral create`` and ``corral tokenizer train`` over HTTP (management scope)."""
+    from corral_transformers.web import routes
+
+    for route in routes():
+        register(route, scope="management")
