@@ -3,7 +3,8 @@
 Builds a library in a temporary home (the real Gemma 3 270M and MiniLM when their PyPI packages are
 installed, and a few tiny GGUFs), serves it with the web UI on a free loopback port, loads Gemma, asks it
 one question, and photographs each page in Debian's Chromium (Playwright for Python); the downloads page
-pulls from the tests' fake hub (tests/fakehub)::
+pulls from the tests' fake hub (tests/fakehub); the create page (with corral-transformers) previews a
+shape and trains a tokenizer on a small corpus::
 
     python scripts/ui_screenshots.py [--out docs/images]
 """
@@ -121,6 +122,8 @@ def main() -> None:
             dark.screenshot(path=str(args.out / "ui-library-dark.png"))
             print(args.out / "ui-library-dark.png")
             downloads_shot(browser, home / "downloads", args.out)
+            if optional("corral_transformers") is not None:
+                create_shot(browser, home / "create", args.out)
             browser.close()
         runtime.close()
         library.store.close()
@@ -161,6 +164,47 @@ def downloads_shot(browser, home: Path, out: Path) -> None:
             page.close()
         runtime.close()
         library.store.close()
+
+
+def create_shot(browser, home: Path, out: Path) -> None:
+    """The create page: a tokenizer trained from an uploaded corpus, and the preview of a free-preset shape
+    that uses it."""
+    import random
+
+    import corral_transformers
+    import corral_webui
+
+    from corral.testing import Runtime, ServerThread, build_host, open_library
+
+    home.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(1)
+    syllables = [a + b for a in "bcdfghklmnprstvz" for b in ("a", "e", "i", "o", "u", "ai", "ou")]
+    words = list({"".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))) for _ in range(12000)})
+    corpus = home / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(6000)) + "\n",
+                      encoding="utf-8")
+    library = open_library(home / "corral", build_host(entry_points=False, plugins=[corral_webui, corral_transformers]))
+    runtime = Runtime(library)
+    with ServerThread(runtime) as server:
+        page = browser.new_page(viewport={"width": 1360, "height": 1000}, color_scheme="light")
+        page.goto(server.url + "/#create")
+        page.wait_for_selector("#create-preview tr[data-row=parameters]")
+        page.set_input_files("#tokenizer-corpus", str(corpus))
+        page.fill("#tokenizer-name", "made-up-words")
+        page.fill("#tokenizer-vocab", "8000")
+        page.click("#tokenizer-run")
+        page.wait_for_selector("#tokenizer-message[data-trained]")
+        page.select_option("#create-preset", "free")
+        for name, value in (("hidden_size", "512"), ("layers", "8"), ("vocab_size", "10000")):
+            page.fill(f"#create-{name}", value)
+        page.fill("#create-path", str(home / "corral" / "created" / "words-lm"))
+        page.wait_for_function("document.getElementById('create-preview').dataset.pending === 'false'")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(out / "ui-create.png"))
+        print(out / "ui-create.png")
+        page.close()
+    runtime.close()
+    library.store.close()
 
 
 if __name__ == "__main__":

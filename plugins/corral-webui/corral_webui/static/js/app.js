@@ -15,6 +15,7 @@ async function page(name) {
       monitor: async () => (await import("./monitor.js")).page(),
       import: async () => (await import("./importer.js")).page(library, info.layouts || []),
       downloads: async () => (await import("./downloads.js")).page(library),
+      create: async () => (await import("./create.js")).page(library),
     };
     pages[name] = await loaders[name]();
   }
