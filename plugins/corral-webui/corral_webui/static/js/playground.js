@@ -1,9 +1,10 @@
-// The playground: chat streamed from /v1/chat/completions (system prompt, temperature, max tokens) and
-// embeddings shown as the cosine similarity matrix of the inputs (/v1/embeddings); rerank, image and
+// The playground: chat from /v1/chat/completions, streamed or whole (system prompt, temperature, max
+// tokens, a JSON schema and tools from chat_tools.js) and embeddings shown as the cosine similarity matrix of the inputs (/v1/embeddings); rerank, image and
 // speech in media.js.
 
 import { post, stream } from "./api.js";
 import { esc, notice } from "./format.js";
+import { Calls, requestFields, wireToggles } from "./chat_tools.js";
 import { start as startMedia } from "./media.js";
 
 const CHAT = new Set(["chat", "multimodal", "text-generation"]);
@@ -50,6 +51,7 @@ export function page(library) {
     }
   };
   startMedia();
+  wireToggles();
   library.onModelsChanged(fill);
   fill(library.models());
 
@@ -68,14 +70,24 @@ export function page(library) {
     const input = document.getElementById("chat-input");
     const text = input.value.trim();
     if (!text || running) return;
+    let structured;
+    try {
+      structured = requestFields();
+    } catch (err) {
+      turn("error", err.message).parentElement.setAttribute("role", "alert");
+      return;
+    }
     input.value = "";
     history.push({ role: "user", content: text });
     turn("user", text);
     const out = turn("assistant", "");
-    out.parentElement.setAttribute("aria-busy", "true");
+    const el = out.parentElement;
+    el.setAttribute("aria-busy", "true");
+    const calls = new Calls(el.appendChild(document.createElement("div")));
     const system = document.getElementById("chat-system").value.trim();
     const messages = system ? [{ role: "system", content: system }, ...history] : [...history];
-    const body = { model: chatModel.value, messages, stream: true };
+    const streamed = document.getElementById("chat-stream").checked;
+    const body = { model: chatModel.value, messages, stream: streamed, ...structured };
     // Left empty, the model's own saved defaults (its settings) apply.
     const temperature = parseFloat(document.getElementById("chat-temperature").value);
     const maxTokens = parseInt(document.getElementById("chat-max-tokens").value, 10);
@@ -86,29 +98,49 @@ export function page(library) {
     stop.disabled = false;
     let answer = "";
     let chunks = 0;
+    let finish = null;
+    const remember = () => {
+      const toolCalls = calls.message();
+      history.push(toolCalls.length ? { role: "assistant", content: answer || null, tool_calls: toolCalls } : { role: "assistant", content: answer });
+    };
     try {
-      await stream("/v1/chat/completions", body, (chunk) => {
-        const delta = chunk.choices?.[0]?.delta?.content;
-        if (delta) {
-          answer += delta;
-          chunks += 1;
-          out.textContent = answer;
-          out.parentElement.dataset.chunks = String(chunks);
-          log.scrollTop = log.scrollHeight;
-        }
-      }, running.signal);
-      history.push({ role: "assistant", content: answer });
+      if (streamed) {
+        await stream("/v1/chat/completions", body, (chunk) => {
+          const choice = chunk.choices?.[0];
+          if (!choice) return;
+          const delta = choice.delta || {};
+          if (choice.finish_reason) finish = choice.finish_reason;
+          if (delta.tool_calls) calls.merge(delta.tool_calls);
+          if (delta.content) answer += delta.content;
+          if (delta.content || delta.tool_calls) {
+            chunks += 1;
+            out.textContent = answer;
+            el.dataset.chunks = String(chunks);
+            log.scrollTop = log.scrollHeight;
+          }
+        }, running.signal);
+      } else {
+        const whole = await post("/v1/chat/completions", body);
+        const choice = whole.choices[0];
+        answer = choice.message.content || "";
+        finish = choice.finish_reason;
+        out.textContent = answer;
+        calls.set(choice.message.tool_calls);
+      }
+      remember();
     } catch (err) {
       if (err.name !== "AbortError") {
         out.textContent = answer;
         turn("error", err.message).parentElement.setAttribute("role", "alert");
         history.pop();
       } else {
-        history.push({ role: "assistant", content: answer });
+        remember();
       }
     } finally {
-      out.parentElement.setAttribute("aria-busy", "false");
-      out.parentElement.dataset.done = "true";
+      if (finish) el.dataset.finish = finish;
+      if (finish === "length") el.insertAdjacentHTML("beforeend", " <small class=\"cut\">(cut at the max tokens)</small>");
+      el.setAttribute("aria-busy", "false");
+      el.dataset.done = "true";
       running = null;
       send.disabled = false;
       stop.disabled = true;
