@@ -187,3 +187,10 @@ def test_tokenizer_trained_from_an_uploaded_corpus_is_used_by_create(page, creat
 
     model = library.store.get_model("words-lm")
     assert len(AutoTokenizer.from_pretrained(str(model.path))) == 8000
+
+
+def test_without_corral_transformers_the_page_says_what_to_install(page, ui_server):
+    open_ui(page, ui_server, "#create")
+    page.wait_for_selector("#create-missing:not([hidden])")
+    assert "needs the corral-transformers plugin" in page.inner_text("#create-missing")
+    assert page.is_hidden("#create-form")
