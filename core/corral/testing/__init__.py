@@ -23,6 +23,7 @@ _EXPORTS = {
     # server and the CLI): tests reach them here, so the core may move them without breaking plugins.
     "Library": "corral.library",
     "Runtime": "corral.runtime",
+    "RunnerProcesses": "corral.runtime.executor",
     "ServerThread": "corral.server.serve",
     "build_cli": "corral.cli",
     "driver_for": "corral.loading",

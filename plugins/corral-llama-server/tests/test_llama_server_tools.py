@@ -121,11 +121,13 @@ NAMED = {"type": "function", "function": {"name": "get_weather"}}
 
 
 @pytest.fixture(scope="module")
-def gemma_server(gemma_library):
-    from corral.testing import Runtime, ServerThread
+def gemma_server(gemma_library, tmp_path_factory):
+    """The real Gemma behind a started server, in a runner process of its own as ``corral serve`` runs it:
+    the engine's native code cannot take the test process with it, and a runner that ends says why."""
+    from corral.testing import RunnerProcesses, Runtime, ServerThread
 
     gemma_library.update_settings("gemma", {"n_ctx": 256, "threads": 1, "threads_batch": 1, "parallel": 2})
-    runtime = Runtime(gemma_library)
+    runtime = Runtime(gemma_library, executor=RunnerProcesses(log_dir=tmp_path_factory.mktemp("runners")))
     try:
         with ServerThread(runtime) as server:
             yield server
