@@ -107,7 +107,7 @@ export function page(library) {
       missing.textContent = err.status === 404
         ? "Creating models needs the corral-transformers plugin in the server: pip install -e plugins/corral-transformers, then restart corral serve."
         : err.message;
-      $("create-columns").hidden = err.status === 404;
+      $("create-columns").hidden = true;  // without the options the form cannot be filled
       return false;
     }
     $("create-preset").innerHTML = options.preset_names.map((p) => `<option value="${esc(p)}">${esc(p)}</option>`).join("");
