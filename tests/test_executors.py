@@ -9,8 +9,8 @@ import pytest
 
 import plugins_for_tests as tp
 from corral import hookimpl
-from corral.errors import InvalidSetting
-from corral.ext.executor import ExecutorSpec, Placement, choose_placement
+from corral.errors import InsufficientMemory, InvalidSetting
+from corral.ext.executor import ExecutorSpec, Placement, Resident, choose_placement, room_by_eviction
 from corral.loading.rules import slot
 from corral.runtime import Runtime
 from corral.runtime.executor import Executor, InProcess, RunnerProcesses, executor_from_env
@@ -30,7 +30,7 @@ class RoomsExecutor(Executor):
         self.placed: list[tuple[str, str]] = []
         self.closed = False
 
-    def place(self, plan, *, occupied, force=False):
+    def place(self, plan, *, occupied, force=False, residents=()):
         candidates = [Placement(node=n, free_ram=1 << 30) for n in NODES]
         chosen = choose_placement(self.host, plan.model, plan.settings, candidates)
         if chosen is not None:
@@ -76,7 +76,7 @@ class taken_plugin:  # noqa: N801 - registers a name the core already has
 def host():
     from corral.plugins import build_host, set_host
 
-    built = build_host(entry_points=False, plugins=[tp.echo_plugin, rooms_plugin, pin_plugin, taken_plugin])
+    built = build_host(entry_points=False, plugins=[tp.echo_plugin, rooms_plugin, pin_plugin, taken_plugin, embed_plugin])
     set_host(built)
     yield built
     set_host(None)
@@ -168,3 +168,85 @@ def test_serve_offers_the_executor_options():
     result = CliRunner().invoke(build_cli(), ["serve", "--help"])
     assert result.exit_code == 0
     assert "--executor NAME" in result.output and "--cluster NAME" in result.output
+
+
+class EchoVectors(tp.EchoHandle):
+    def embed(self, texts, **params):
+        return [[1.0] for _ in texts]
+
+
+class EchoEmbedder(tp.EchoDriver):
+    name = "echo-embed"
+    categories = frozenset({tp.Category.EMBEDDING})
+    formats = frozenset({tp.Format.HF_DIR})
+    settings = ()
+
+    def load(self, model, settings, loras=()):
+        return EchoVectors(model, settings, loras)
+
+
+class OneRoomExecutor(RoomsExecutor):
+    """One node that holds 100 bytes: a load that does not fit asks for the least recently used idle
+    models there to be unloaded (each model needs what ``NEED`` says)."""
+
+    name = "one-room"
+    SIZE = 100
+    NEED = {"talk": 60, "vectors": 50}
+
+    def place(self, plan, *, occupied, force=False, residents=()):
+        self.residents = list(residents)
+        free = self.SIZE - sum(r.ram for r in residents)
+        need = self.NEED[plan.model.name]
+        evict = room_by_eviction(residents, "left", lambda ram, vram: free + ram >= need)
+        if evict is None:
+            raise InsufficientMemory(f"{plan.model.name} does not fit on left")
+        return Placement(node="left", free_ram=free, evict=evict)
+
+    def load(self, plan, *, lost, placement=None):
+        handle = super().load(plan, lost=lost, placement=placement)
+        handle.memory = lambda: {"ram": self.NEED[plan.model.name], "vram": 0}
+        return handle
+
+
+class embed_plugin:  # noqa: N801
+    @staticmethod
+    @hookimpl
+    def register_drivers(register):
+        register(EchoEmbedder)
+
+
+def test_room_by_eviction_takes_the_least_recently_used_idle_models_first():
+    residents = [Resident("x", "x", "left", "chat", ram=30, last_used=3.0, idle=True),
+                 Resident("y", "y", "left", "embedding", ram=30, last_used=1.0, idle=True),
+                 Resident("z", "z", "left", "image", ram=90, last_used=0.5, idle=False),
+                 Resident("w", "w", "right", "image", ram=90, last_used=0.1, idle=True)]
+    assert room_by_eviction(residents, "left", lambda ram, vram: ram >= 0) == ()
+    assert room_by_eviction(residents, "left", lambda ram, vram: ram >= 20) == ("y",)
+    assert room_by_eviction(residents, "left", lambda ram, vram: ram >= 50) == ("y", "x")
+    assert room_by_eviction(residents, "left", lambda ram, vram: ram >= 61) is None  # z is busy, w elsewhere
+
+
+def test_a_full_node_unloads_its_least_recently_used_idle_model_and_never_a_busy_one(lib, tmp_path):
+    from factories_weights import write_embedding_dir
+
+    executor = OneRoomExecutor()
+    runtime = Runtime(lib, executor=executor)
+    try:
+        lib.import_path(write_tiny_gguf(tmp_path / "chat.gguf"), name="talk")
+        lib.import_path(write_embedding_dir(tmp_path / "vectors"), name="vectors")
+        runtime.load("vectors")
+        assert runtime.find("vectors").memory["ram"] == 50
+        runtime.load("talk")  # 50 free, 60 needed: the idle embedding model goes
+        assert [i.name for i in runtime.ps()] == ["talk"]
+        assert [(r.name, r.node, r.ram, r.idle) for r in executor.residents] == [("vectors", "left", 50, True)]
+        runtime.load("vectors")  # 40 free, 50 needed: now the chat model is the idle one
+        assert [i.name for i in runtime.ps()] == ["vectors"]
+        entry, turn = runtime.enter("vectors")  # a request running on it
+        try:
+            with pytest.raises(InsufficientMemory, match="^talk does not fit on left$"):
+                runtime.load("talk")  # the only model there is busy: nothing to unload
+            assert [i.name for i in runtime.ps()] == ["vectors"]
+        finally:
+            turn.release()
+    finally:
+        runtime.close()

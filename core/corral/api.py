@@ -95,6 +95,8 @@ _EXPORTS: dict[str, Any] = {
     "ExecutorSpec": "corral.ext.executor",
     "NODE_SETTING": "corral.ext.executor",
     "Placement": "corral.ext.executor",
+    "Resident": "corral.ext.executor",
+    "room_by_eviction": "corral.ext.executor",
     "choose_placement": "corral.ext.executor",
     "pinned": "corral.ext.executor",
     "Busy": "corral.errors",

@@ -55,6 +55,40 @@ class Placement:
     free_vram: int = 0
     #: Anything else the executor reports about the node (its GPUs, usable drivers, held files...).
     facts: Mapping[str, Any] = attrs.field(factory=dict)
+    #: Ids of idle models on the node that the runtime unloads before this load (least recently used
+    #: first), to make room the node would not have otherwise.
+    evict: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Resident:
+    """A model loaded now, as a placement sees it: where it runs, what its load took, when it last
+    served, and whether a request runs or waits for it (``idle`` False)."""
+
+    model_id: str
+    name: str
+    node: str | None
+    group: str
+    ram: int = 0
+    vram: int = 0
+    last_used: float = 0.0
+    idle: bool = False
+
+
+def room_by_eviction(residents: Sequence[Resident], node: str, fits: Callable[[int, int], bool]) -> tuple[str, ...] | None:
+    """The idle models on ``node`` to unload, least recently used first, until ``fits(ram, vram)`` (the
+    memory they give back) holds: () when nothing needs to go, None when unloading every idle one there
+    is not enough."""
+    back_ram = back_vram = 0
+    chosen: list[str] = []
+    idle = sorted((r for r in residents if r.node == node and r.idle), key=lambda r: r.last_used)
+    for resident in [None, *idle]:
+        if resident is not None:
+            chosen.append(resident.model_id)
+            back_ram, back_vram = back_ram + resident.ram, back_vram + resident.vram
+        if fits(back_ram, back_vram):
+            return tuple(chosen)
+    return None
 
 
 def pinned(settings: Mapping[str, Any], candidates: Sequence[Placement]) -> Placement | None:

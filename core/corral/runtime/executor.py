@@ -50,7 +50,7 @@ from corral.settings import CORE_SETTINGS
 from corral.suggest import did_you_mean
 
 if TYPE_CHECKING:
-    from corral.ext.executor import Placement
+    from corral.ext.executor import Placement, Resident
     from corral.ext.gpu import GpuVendor
     from corral.loading import LoadPlan
 
@@ -98,15 +98,17 @@ class Executor:
         raise NotImplementedError
 
     def place(self, plan: LoadPlan, *, occupied: Mapping[str | None, frozenset[str]],
-              force: bool = False) -> Placement | None:
+              force: bool = False, residents: Sequence[Resident] = ()) -> Placement | None:
         """Where ``plan``'s model will be loaded, before the runtime applies the load rules there.
 
         ``occupied`` maps each node (None: this machine) to the load groups its loaded models hold, so an
-        executor can prefer a node with the model's group free. None (the default) means this machine: the
-        runtime checks the memory estimate against its own free memory. A placement's node gets its own
-        load rules (one model per group per node), and the executor has checked its memory; an executor
-        that finds no node able to hold the model raises (:class:`corral.errors.InsufficientMemory` with
-        the best node's numbers)."""
+        executor can prefer a node with the model's group free; ``residents`` are the loaded models other
+        than this one (where, how much, idle or not): a placement may name idle ones to unload first
+        (``Placement.evict``; :func:`corral.ext.executor.room_by_eviction`). None (the default) means
+        this machine: the runtime checks the memory estimate against its own free memory. A placement's
+        node gets its own load rules (one model per group per node), and the executor has checked its
+        memory; an executor that finds no node able to hold the model raises
+        (:class:`corral.errors.InsufficientMemory` with the best node's numbers)."""
         return None
 
     def close(self) -> None:

@@ -20,8 +20,8 @@ from typing import Any, Iterator, Mapping, Sequence
 import attrs
 
 from corral.ext.driver import LoadedModel
-from corral.errors import Busy, NotFound
-from corral.ext.executor import Placement
+from corral.errors import Busy, InsufficientMemory, NotFound
+from corral.ext.executor import Placement, Resident
 from corral.library import Library
 from corral.loading import LoadPlan, check_memory, plan_load, record_load
 from corral.loading.rules import config_key, same_slot, slot
@@ -103,6 +103,12 @@ class Loaded:
             except Exception:  # a runner that just died: its exit is reported by the executor
                 log.debug("could not measure %s", self.model.name, exc_info=True)
         return self.memory
+
+    def resident(self, host: Any) -> Resident:
+        """This model as an executor's placement sees it (what its load recorded, idle or not)."""
+        return Resident(model_id=self.model.id, name=self.model.name, node=self.node,
+                        group=slot(self.model.category, host), ram=int(self.memory.get("ram", 0)),
+                        vram=int(self.memory.get("vram", 0)), last_used=self.last_used, idle=self.queue.idle)
 
     def info(self) -> LoadedInfo:
         memory = self.current_memory()
@@ -247,17 +253,26 @@ class Runtime:
             for e in held:
                 occupied[e.node] = occupied.get(e.node, frozenset()) | {slot(e.model.category, self.host)}
             # The executor says where (a cluster node, or None: here); the rules hold per node.
-            placement = self.executor.place(plan, occupied=occupied, force=force)
+            placement = self.executor.place(plan, occupied=occupied, force=force, residents=[
+                e.resident(self.host) for e in held if e.model.id != model.id])
             node = placement.node if placement is not None else None
             # The same model loaded otherwise goes too, wherever it runs: one load per model.
             victims = [e for e in held if e.model.id == model.id
                        or (e.node == node and same_slot(e.model.category, model.category, self.host))]
+            evicted = [e for e in held if placement is not None and e.model.id in placement.evict
+                       and e not in victims]
             if placement is None:  # a placed load's memory was checked against its node by the executor
                 reclaimable = (sum(v.current_memory().get("ram", 0) for v in victims),
                                sum(v.current_memory().get("vram", 0) for v in victims))
                 check_memory(plan, force=force, reclaimable=reclaimable)
             if self._closed:  # shutdown began while this load waited for the slot
                 raise Busy("the server is shutting down")
+            for idle in evicted:  # the least recently used idle models there, to make room
+                reason = f"{idle.model.name} was unloaded to make room on node {node} for {model.name}"
+                if not idle.queue.close_if_idle(reason):
+                    raise InsufficientMemory(f"{model.name} needs the room of {idle.model.name} on node {node}, "
+                                             f"which is serving a request now; try again when it is idle")
+                self._unload(idle, reason, closed=True)
             for victim in victims:
                 self._unload(victim, f"{victim.model.name} was unloaded to load {model.name}")
             return self._load(lib, plan, key, self.keep_alive if keep_alive is None else keep_alive, placement)

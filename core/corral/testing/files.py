@@ -67,11 +67,13 @@ def write_tiny_gguf(
     context_length: int = 2048,
     name: str = "tiny",
     seed: int = 0,
+    pooling_type: int | None = None,
 ) -> Path:
     """Write a tiny random-weight llama GGUF (about 450 KB) and return its path.
 
     The core detects it as a ``chat`` model in ``gguf`` format; llama.cpp loads it and generates
-    (meaningless) text, fast, which makes it a sample for any GGUF chat driver.
+    (meaningless) text, fast, which makes it a sample for any GGUF chat driver. With ``pooling_type``
+    (llama.cpp's: 1 mean, 4 rank) it is an ``embedding`` (or ``rerank``) model instead.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +104,8 @@ def write_tiny_gguf(
         _kv("tokenizer.ggml.add_bos_token", _BOOL, True),
         _kv("tokenizer.ggml.add_eos_token", _BOOL, False),
     ]
+    if pooling_type is not None:
+        kvs.append(_kv("llama.pooling_type", _U32, pooling_type))
     # (name, shape as (rows=out, cols=in), random?) -- GGUF stores the dims reversed (ne0 = in).
     shapes: list[tuple[str, tuple[int, ...], bool]] = [("token_embd.weight", (n_vocab, n_embd), True)]
     for i in range(n_layers):

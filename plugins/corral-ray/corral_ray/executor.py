@@ -9,8 +9,9 @@ Ray actor at the other end: the same frames, streams, cancels and time limits
 Placement, for each load: the nodes whose agents answer (within :data:`REPORT_TIMEOUT`), whose versions
 match the head's, that hold the load's files and can run its driver; among them the model's ``node``
 setting or a ``place_model`` plugin may choose; else a node where the model's load group is free, then
-the one with the most free memory. A load whose memory estimate fits no node is refused with the best
-node's numbers. A node or actor that dies fails its requests with :class:`corral.api.NodeLost` (503 with
+the one with the most free memory. When no node has room as it is, the least recently used idle models
+of other load groups on a node are unloaded first (the first node, in that order, where that makes
+enough room); a load that fits no node even so is refused with the best node's numbers. A node or actor that dies fails its requests with :class:`corral.api.NodeLost` (503 with
 Retry-After) and its models are dropped, so the next request places them again.
 """
 
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import attrs
 import ray
 from ray.exceptions import GetTimeoutError, RayError
 
@@ -39,6 +41,7 @@ from corral.api import (
     NotFound,
     Placement,
     PluginMissing,
+    Resident,
     Runner,
     RunnerFailed,
     RunnerHandle,
@@ -46,6 +49,7 @@ from corral.api import (
     choose_placement,
     estimate_memory,
     request_timeout,
+    room_by_eviction,
     shortfalls,
 )
 from corral_ray.actor import ModelActor
@@ -340,7 +344,7 @@ class RayExecutor(Executor):
     # --- placing -------------------------------------------------------------------------------------
 
     def place(self, plan: LoadPlan, *, occupied: Mapping[str | None, frozenset[str]],
-              force: bool = False) -> Placement:
+              force: bool = False, residents: Sequence[Resident] = ()) -> Placement:
         model = plan.model
         files = load_files(plan)
         driver = driver_path(plan.driver)
@@ -379,19 +383,30 @@ class RayExecutor(Executor):
         except CorralError:
             need = None
 
-        def problems(p: Placement) -> list[str]:
+        def problems(p: Placement, ram: int = 0, vram: int = 0) -> list[str]:
+            """What ``p`` lacks for the model, once ``ram`` / ``vram`` more were given back there."""
             if need is None or not need.total_bytes:
                 return []
             back = self._reclaimable(p.node, group) if group in occupied.get(p.node, frozenset()) else (0, 0)
             return shortfalls(need, p.free_ram, p.free_vram if p.facts.get("has_gpu_memory") else None,
-                              reclaimable=back)
+                              reclaimable=(back[0] + ram, back[1] + vram))
+
+        # Models of the same group there are replaced anyway (counted above); the others may make room.
+        others = [r for r in residents if r.group != group]
+
+        def made_room(p: Placement) -> Placement | None:
+            """``p`` with the least recently used idle models there to unload first, if that is enough."""
+            evict = room_by_eviction(others, p.node, lambda ram, vram: not problems(p, ram, vram))
+            return attrs.evolve(p, evict=evict) if evict is not None else None
 
         chosen = choose_placement(self.host, model, plan.settings, able)
         if chosen is not None:
-            if not force and (short := problems(chosen)):
-                raise InsufficientMemory(f"{model.name} on node {chosen.node} {'; '.join(short)}; "
-                                         f"use --force to try anyway")
-            return chosen
+            if force or not problems(chosen):
+                return chosen
+            if (roomy := made_room(chosen)) is not None:
+                return roomy
+            raise InsufficientMemory(f"{model.name} on node {chosen.node} {'; '.join(problems(chosen))}; "
+                                     f"use --force to try anyway")
         # A node with the model's load group free first, then the most free memory.
         ranked = sorted(able, key=lambda p: (group in occupied.get(p.node, frozenset()), -p.free_vram,
                                              -p.free_ram, p.node))
@@ -400,6 +415,10 @@ class RayExecutor(Executor):
             return fitting[0]
         if force:
             return ranked[0]
+        # No node has room as it is: the first where unloading idle models (oldest first) makes enough.
+        for p in ranked:
+            if (roomy := made_room(p)) is not None:
+                return roomy
         best = max(able, key=lambda p: (p.free_vram, p.free_ram))
         raise InsufficientMemory(f"{model.name} fits no node; the best, {best.node}: {'; '.join(problems(best))}; "
                                  f"unload models there, lower n_ctx, add a node, or use --force to try anyway")

@@ -112,12 +112,11 @@ def host():
     from corral.testing import build_host, set_host
 
     plugins = [llamacpp, corral_ray, to_a_plugin]
-    try:
-        import corral_webui  # its runtime page shows the node too
-
-        plugins.append(corral_webui)
-    except ImportError:
-        pass
+    for optional in ("corral_webui", "corral_llama_server"):  # the UI's runtime page shows the node too;
+        try:  # llama-server serves the tiny embedding GGUF (a second load group on a node)
+            plugins.append(__import__(optional))
+        except ImportError:
+            pass
     built = build_host(entry_points=False, plugins=plugins)
     set_host(built)
     yield built

@@ -47,6 +47,35 @@ def test_a_load_goes_where_the_memory_is_and_is_refused_with_the_best_nodes_numb
         cluster.agent("b")
 
 
+def test_a_full_node_unloads_its_least_recently_used_idle_model_of_another_kind(runtime, tiny, cluster, library):
+    """Node a has room for one tiny model, b for none: loading the chat model "one" while an idle
+    embedding model holds a unloads that one first; with a request running on it nothing is unloaded."""
+    pytest.importorskip("corral_llama_server")
+    from corral.api import estimate_memory
+    from corral.testing import plan_load, write_tiny_gguf
+
+    path = write_tiny_gguf(cluster.folders["shared"] / "vectors.gguf", pooling_type=1, seed=6)
+    vectors = library.import_path(path, name="vectors").model
+    library.update_settings(vectors.id, {"n_ctx": 256, "threads": 1, "threads_batch": 1, "parallel": 1})
+    need = estimate_memory(tiny["one"], dict(plan_load(library, tiny["one"]).settings)).total_bytes
+    try:
+        assert runtime.load("vectors", settings={"node": "a"}).node == "a"
+        cluster.agent("a", memory_limit=need + (1 << 20))  # one tiny model's room, taken by "vectors"
+        cluster.agent("b", memory_limit=1024)
+        entry, turn = runtime.enter("vectors")  # busy: it may not be unloaded
+        try:
+            with pytest.raises(InsufficientMemory, match=r"^one fits no node; the best, [ab]: needs about "):
+                runtime.load("one")
+        finally:
+            turn.release()
+        assert nodes_of(runtime) == {"vectors": "a"}
+        assert runtime.load("one").node == "a"  # idle now: unloaded to make room
+        assert nodes_of(runtime) == {"one": "a"}
+    finally:
+        cluster.agent("a")
+        cluster.agent("b")
+
+
 def test_the_node_setting_and_place_model_pin_a_model(runtime, tiny):
     assert runtime.load("to-a").node == "a"  # the test's place_model plugin
     runtime.unload("to-a")
