@@ -199,6 +199,11 @@ def test_lora_checked_against_base(run, tmp_path, tiny):
     assert_clean_error(run("lora", "add", "tiny-chat", other_arch), "arch.gguf")
     assert_clean_error(run("lora", "add", "tiny-chat", tiny), "not a LoRA")
     assert [l["name"] for l in as_json(run("lora", "ls", "tiny-chat", "--json"))] == ["good"]
+    assert as_json(run("lora", "set", "good", "--weight", "0.75", "--json"))["weight"] == 0.75
+    assert [l["weight"] for l in as_json(run("lora", "ls", "tiny-chat", "--json"))] == [0.75]
+    assert_clean_error(run("lora", "set", "ghost", "--weight", "1"), "ghost")
+    assert_clean_error(run("lora", "set", "good", "--weight", "nan"), "the weight must be a number")
+    assert [l["weight"] for l in as_json(run("lora", "ls", "tiny-chat", "--json"))] == [0.75]
     assert run("lora", "rm", "good").exit_code == 0
     assert good.exists()
 

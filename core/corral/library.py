@@ -9,6 +9,7 @@ only after detection and every check succeeded.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import attrs
 
 from corral import known
-from corral.errors import Conflict, DetectionError, Incompatible, NotFound, UnsafeFile
+from corral.errors import Conflict, DetectionError, Incompatible, InvalidSetting, NotFound, UnsafeFile
 from corral.intake import (
     ImportResult,
     check_name,
@@ -403,6 +404,13 @@ class Library:
             raise Conflict(f"a LoRA named {name!r} already exists; choose another --name")
         name = name or self.unique_name(default_name(detection.path), self.store.lora_name_taken)
         return self.store.add_lora(lora_record(detection, base, name, weight=weight))
+
+    def set_lora_weight(self, ref: str, weight: float) -> Lora:
+        """Change the strength a LoRA is loaded with when a load names no weight of its own."""
+        lora = self.store.get_lora(ref)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise InvalidSetting(f"LoRA {lora.name}: the weight must be a number, not {weight!r}")
+        return self.store.update_lora(attrs.evolve(lora, weight=float(weight)))
 
     # --- components ------------------------------------------------------------------------------
 

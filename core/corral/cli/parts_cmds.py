@@ -48,6 +48,20 @@ def lora_ls(app: App, base, as_json) -> None:
     table(rows, ["ID", "NAME", "BASE", "FORMAT", "WEIGHT", "SIZE", "PATH"])
 
 
+@lora_group.command("set")
+@click.argument("lora", type=LORA_NAME)
+@click.option("--weight", type=float, required=True, help="Default strength (a load may name its own).")
+@json_option
+@pass_app
+def lora_set(app: App, lora, weight, as_json) -> None:
+    """Change a LoRA's default weight."""
+    record = app.library.set_lora_weight(lora, weight)
+    if as_json:
+        emit_json(record)
+    else:
+        click.echo(f"LoRA {record.name} now loads at weight {record.weight:g} by default.")
+
+
 @lora_group.command("rm")
 @click.argument("lora", type=LORA_NAME)
 @json_option

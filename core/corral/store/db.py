@@ -404,6 +404,12 @@ class Store:
         row = self._find("loras", "data", ref, "LoRA", "corral lora ls")
         return from_data(json.loads(row["data"]), Lora)
 
+    def update_lora(self, lora: Lora) -> Lora:
+        """Write a LoRA record's fields again (its id, base and path stay)."""
+        with self.transaction() as db:
+            db.execute("UPDATE loras SET name = ?, data = ? WHERE id = ?", (lora.name, json.dumps(to_data(lora)), lora.id))
+        return lora
+
     def delete_lora(self, lora_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM loras WHERE id = ?", (lora_id,))

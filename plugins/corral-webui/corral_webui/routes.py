@@ -174,6 +174,7 @@ def routes() -> list[tuple[Any, str]]:
         (Route(f"{API}/edit/{{ref:path}}", on_model(views.edit), methods=["POST"]), "management"),
         (Route(f"{API}/remove/{{ref:path}}", on_model(views.remove), methods=["POST"]), "management"),
         (Route(f"{API}/lora/add/{{ref:path}}", on_model(views.add_lora), methods=["POST"]), "management"),
+        (Route(f"{API}/lora/weight/{{ref:path}}", on_model(views.set_lora_weight), methods=["POST"]), "management"),
         (Route(f"{API}/lora/remove/{{ref:path}}", on_model(views.remove_lora), methods=["POST"]), "management"),
         (Route(f"{API}/component/add/{{ref:path}}", on_model(views.add_component), methods=["POST"]), "management"),
         (Route(f"{API}/component/remove/{{ref:path}}", on_model(views.remove_component), methods=["POST"]), "management"),

@@ -138,6 +138,14 @@ def add_lora(library: Any, runtime: Any, ref: str, body: Mapping[str, Any]) -> d
     return {"lora": to_data(lora)}
 
 
+def set_lora_weight(library: Any, runtime: Any, ref: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Save a LoRA's default weight (``body['weight']``), as ``corral lora set --weight``."""
+    weight = body.get("weight")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise InvalidRequest("field 'weight' must be a number")
+    return {"lora": to_data(library.set_lora_weight(ref, float(weight)))}
+
+
 def remove_lora(library: Any, runtime: Any, ref: str, body: Mapping[str, Any]) -> dict[str, Any]:
     """Unbind a LoRA (its record only; the adapter file stays)."""
     lora = library.store.get_lora(ref)

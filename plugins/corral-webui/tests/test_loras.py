@@ -1,5 +1,5 @@
 """LoRAs in the detail panel: bind one (checked against the base), load the base with it at a chosen
-weight (llama.cpp on a tiny GGUF), unbind it with its file left on disk."""
+weight (llama.cpp on a tiny GGUF), save that weight as its default, unbind it with its file left on disk."""
 
 from __future__ import annotations
 
@@ -42,6 +42,11 @@ def test_bind_load_with_weight_and_unbind(page, ui_home):
             page.wait_for_function("document.querySelector('#detail .state-loaded')", timeout=120_000)
             entry = server.runtime.find("tiny")
             assert [(r.lora.name, r.weight) for r in entry.loras] == [("style", 0.75)]
+            # Keep 0.75 as its default weight.
+            page.fill("#loras tr[data-lora=style] .lora-weight", "0.75")
+            page.click("#loras tr[data-lora=style] .lora-save")
+            page.wait_for_function("document.getElementById('notice').textContent.includes('weight 0.75 by default')")
+            assert [(l.name, l.weight) for l in library.store.list_loras()] == [("style", 0.75)]
             page.click("#unload")
             page.wait_for_function("!document.querySelector('#detail .state-loaded')")
             assert server.runtime.find("tiny") is None

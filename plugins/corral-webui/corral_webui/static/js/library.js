@@ -223,11 +223,11 @@ export async function openDetail(id, focus = true) {
     <h3>Components</h3>
     ${components.section(m)}
     <h3>LoRAs</h3>
-    ${loras.length ? `<p class="hint">Ticked LoRAs are loaded with the model, at the weight shown.</p>
+    ${loras.length ? `<p class="hint">Ticked LoRAs are loaded with the model, at the weight shown; "Save weight" keeps it as the LoRA's default.</p>
     <table id="loras"><thead><tr><th>Use</th><th>Name</th><th class="num">Weight</th><th>File</th><th><span class="sr">Actions</span></th></tr></thead><tbody>${loras.map((l) => `<tr data-lora="${esc(l.name)}">`
       + `<td><input type="checkbox" class="lora-use" aria-label="Load with ${esc(l.name)}"></td><td>${esc(l.name)}</td>`
       + `<td class="num"><input type="number" class="lora-weight" step="0.05" value="${l.weight}" aria-label="Weight of ${esc(l.name)}" size="5"></td>`
-      + `<td class="files">${esc(l.path)}</td><td><button type="button" class="lora-remove" aria-label="Unbind ${esc(l.name)}">Unbind</button></td></tr>`).join("")}</tbody></table>` : "<p class=\"hint\">none</p>"}
+      + `<td class="files">${esc(l.path)}</td><td><button type="button" class="lora-save" aria-label="Save the weight of ${esc(l.name)} as its default">Save weight</button> <button type="button" class="lora-remove" aria-label="Unbind ${esc(l.name)}">Unbind</button></td></tr>`).join("")}</tbody></table>` : "<p class=\"hint\">none</p>"}
     <form id="lora-form" aria-label="Bind a LoRA to ${esc(m.name)}">
       <label>LoRA file <input id="lora-path" type="text" required placeholder="/models/my-lora.gguf"></label>
       <div class="row">
@@ -300,6 +300,19 @@ export async function openDetail(id, focus = true) {
       out.textContent = err.message;
     }
   };
+  for (const button of panel.querySelectorAll(".lora-save")) {
+    button.onclick = async () => {
+      const row = button.closest("tr");
+      const weight = parseFloat(row.querySelector(".lora-weight").value);
+      try {
+        const answer = await post(`${API}/lora/weight/${encodeURIComponent(row.dataset.lora)}`, { weight });
+        notice(`${answer.lora.name} now loads at weight ${answer.lora.weight} by default.`);
+        await openDetail(m.id, false);
+      } catch (err) {
+        notice(err.message, true);
+      }
+    };
+  }
   for (const button of panel.querySelectorAll(".lora-remove")) {
     button.onclick = async () => {
       const lora = button.closest("tr").dataset.lora;
