@@ -189,6 +189,40 @@ def test_what_cannot_be_pulled_is_refused_before_any_byte(server, hub):
     assert api(server, "GET", "/corral/pulls/nope").status_code == 404
 
 
+def test_asking_again_with_resume_goes_on_with_the_paused_job(server, hub):
+    size = hub.entry(CHAT, Q8).size
+    hub.throttle(CHAT, Q8, RATE)
+    body = {"repo": CHAT, "quant": "Q8_0", "mmproj": False, "resume": True}
+    job = start(server, **body)
+    wait_for(lambda: job_of(server, job["id"])["done"] > 300_000, what="bytes to arrive")
+    api(server, "POST", f"/corral/pulls/{job['id']}/pause")
+    hub.throttle(CHAT, Q8, None)
+    again = api(server, "POST", "/corral/pulls", json=body)
+    assert again.status_code == 200 and again.json()["id"] == job["id"]
+    assert again.json()["landed"] == [] and again.json()["fetched"] == 0
+    done = finished(server, job["id"])
+    assert done["state"] == "done" and done["verified"] == 1
+    (landed,) = done["landed"]
+    assert landed["name"] == Q8 and not landed["reused"] and 0 < landed["fetched"] < size
+    assert any(n.startswith(f"Resuming {Q8} at ") for n in done["notes"])
+    result = done["result"]  # what `corral pull --json` prints
+    assert result["files"] == [Q8] and result["resumed"] == [Q8] and result["fetched"] == landed["fetched"]
+    (model,) = result["models"]
+    assert model["name"] == "corral-test/tiny-chat-GGUF:Q8_0" and model["id"] == done["models"][0]["id"]
+    assert [j["id"] for j in api(server, "GET", "/corral/pulls").json()["pulls"]] == [job["id"]]
+
+
+def test_a_failed_job_names_its_error_and_offline_refuses_what_is_not_cached(server, hub):
+    hub.bad_sha(CHAT, Q8)
+    job = start(server, repo=CHAT, quant="Q8_0", mmproj=False)
+    failed = finished(server, job["id"])
+    assert failed["state"] == "failed" and failed["error_code"] == "integrity_error"
+    assert "does not match" in failed["error"] and failed["result"] is None
+    offline = api(server, "POST", "/corral/pulls", json={"repo": CHAT, "quant": "Q8_0", "offline": True})
+    assert offline.status_code >= 400 and "offline" in offline.json()["error"]["message"]
+    assert models(server) == []
+
+
 def test_the_same_files_are_not_pulled_twice_at_once(server, hub):
     hub.throttle(CHAT, Q8, RATE)
     first = start(server, repo=CHAT, quant="Q8_0", mmproj=False)

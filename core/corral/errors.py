@@ -11,6 +11,8 @@ docs/cli.md lists the table; tests/test_errors.py keeps the codes unique across 
 
 from __future__ import annotations
 
+import re
+
 
 class CorralError(Exception):
     """Base class: a clear, user-facing problem (never a bug)."""
@@ -228,3 +230,9 @@ class Cancelled(CorralError):
 
     exit_code = 26
     http_status = 499
+
+
+def error_code(cls: type) -> str:
+    """The ``code`` an error class has in HTTP error bodies, ``--json`` errors and failed jobs:
+    ``QueueFull`` -> ``queue_full``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()

@@ -43,6 +43,7 @@ __all__ = [
     "UnsafeName",
     "Variant",
     "download",
+    "check_offline",
     "get_source",
     "gguf_variants",
     "open_url_range",
@@ -113,6 +114,16 @@ def plan(source: Source, snapshot: Snapshot, files: Sequence[RemoteFile], dest: 
     return transfers
 
 
+def check_offline(transfers: Sequence[Transfer], repo: str) -> None:
+    """Refuse an offline pull of files that are not in the local cache yet."""
+    missing = [t.file.name for t in transfers if t.url is not None and not t.target.exists()]
+    if missing:
+        raise CorralError(
+            f"offline: {len(missing)} file(s) of {repo} are not in the local cache "
+            f"({', '.join(missing[:3])}); go online or drop --offline"
+        )
+
+
 def pull(
     library,
     source: Source,
@@ -145,12 +156,7 @@ def pull(
     transfers = plan(source, snapshot, files, dest)
     version = snapshot.commit or snapshot.revision
     if offline:
-        missing = [t.file.name for t in transfers if t.url is not None and not t.target.exists()]
-        if missing:
-            raise CorralError(
-                f"offline: {len(missing)} file(s) of {repo} are not in the local cache "
-                f"({', '.join(missing[:3])}); go online or drop --offline"
-            )
+        check_offline(transfers, repo)
     check_space(transfers, version)
     outcomes = fetch_all(source, transfers, meter, version)
     paths = [source.finish(t) for t in transfers]

@@ -8,6 +8,9 @@ rest. Every change of state is saved (bytes at most once a second); a server tha
 the jobs that were queued or running when it stopped, however it stopped.
 
 Pause and cancel take effect at the next chunk the hub sends; cancel also deletes the partial files.
+A finished job keeps what the pull did (:class:`corral.pull.PullResult` as data, ``result``), a failed
+one its error's message and code, so ``corral pull`` through the server ends as a pull in its own
+process would.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from typing import Any, Callable, Sequence
 
 import attrs
 
-from corral.errors import Conflict, CorralError, NotFound
+from corral.convert import to_data
+from corral.errors import Conflict, CorralError, NotFound, error_code
 from corral.pull.errors import Paused
-from corral.pull.fetch import Meter, check_space, note_path, part_path
+from corral.pull.fetch import Meter, check_space, human_bytes, note_path, part_path
 
 #: The store's kind for these jobs.
 KIND = "pull"
@@ -55,6 +59,7 @@ class PullJob:
     dest: str | None = None
     name: str | None = None
     base: str | None = None
+    offline: bool = False
     state: str = QUEUED
     step: str = "download"
     total: int | None = None
@@ -62,10 +67,16 @@ class PullJob:
     fetched: int = 0
     file: str | None = None
     verified: int = 0
+    #: The files this run has verified, in order: ``{"name", "fetched", "reused"}`` (a follower's meter).
+    landed: list[dict] = attrs.Factory(list)
     speed: float | None = None
     eta: float | None = None
     error: str | None = None
+    #: The error's class as :func:`corral.errors.error_code` names it (``integrity_error``).
+    error_code: str | None = None
     models: list[dict] = attrs.Factory(list)
+    #: What the pull did, :class:`corral.pull.PullResult` as data (once done).
+    result: dict | None = None
     notes: list[str] = attrs.Factory(list)
     created: float = attrs.Factory(time.time)
     started: float | None = None
@@ -82,6 +93,18 @@ class PullJob:
     def view(self) -> dict:
         """What the HTTP API shows: the saved fields plus the steps with their state."""
         return {**self.to_data(), "steps": self.steps(), "percent": self.percent()}
+
+    def again(self) -> None:
+        """Ready to run again (resumed or restarted): this run's counts start from nothing."""
+        self.state, self.error, self.error_code, self.step = QUEUED, None, None, "download"
+        self.speed = self.eta = self.file = None
+        self.verified, self.fetched, self.landed = 0, 0, []
+
+    def takes(self, source: str, repo: str, files: Sequence[str], dest: str | None, name: str | None,
+              base: str | None) -> bool:
+        """Whether this job is the pull of exactly these files, to the same place under the same name."""
+        return ((self.source, self.repo, sorted(self.files), self.dest, self.name, self.base)
+                == (source, repo, sorted(files), dest, name, base))
 
     def percent(self) -> float | None:
         if not self.total:
@@ -129,6 +152,8 @@ class JobMeter(Meter):
     def start_file(self, name: str, size: int | None, have: int) -> None:
         self.job.file, self.job.step = name, "download"
         self.file_size, self.file_done = size, have
+        if have:
+            self.note(f"Resuming {name} at {human_bytes(have)} of {human_bytes(size)}")
         self._check()
 
     def advance(self, nbytes: int) -> None:
@@ -157,6 +182,7 @@ class JobMeter(Meter):
 
     def end_file(self, name: str, fetched: int, reused: bool) -> None:
         self.job.verified += 1
+        self.job.landed = [*self.job.landed, {"name": name, "fetched": fetched, "reused": reused}]
         self.job.step = "download"
         if reused:
             self.job.notes.append(f"{name}: already here")
@@ -205,7 +231,7 @@ class PullJobs:
         resumed = []
         for data in self.store.list_jobs(KIND, ACTIVE):
             job = PullJob.from_data(data)
-            job.state, job.speed, job.eta = QUEUED, None, None
+            job.again()
             job.notes = [*job.notes[-19:], "resumed after a server restart"]
             with self._lock:
                 self._jobs[job.id] = job
@@ -231,16 +257,22 @@ class PullJobs:
 
     def submit(self, ref: str, *, source: str | None = None, files: Sequence[str] = (), quant: str | None = None,
                everything: bool = False, mmproj: bool = True, dest: Path | None = None, name: str | None = None,
-               base: str | None = None) -> PullJob:
+               base: str | None = None, offline: bool = False, resume: bool = False) -> PullJob:
         """List ``ref`` (``REPO[:REV]`` or a hub link), choose its files as ``corral pull`` does, check
-        the names, the destination and the free space, then queue the download. Errors come at once."""
-        from corral.pull import get_source, parse_ref, plan, select_files
+        the names, the destination and the free space, then queue the download. Errors come at once.
+
+        ``offline``: list the local download cache only, and refuse files that are not there.
+        ``resume``: a job that takes exactly these files (same destination, name and base) and is paused
+        or failed is resumed instead (one queued or running is returned as it is), as running the same
+        ``corral pull`` again resumes; without it such a job is a :class:`Conflict`.
+        """
+        from corral.pull import check_offline, get_source, parse_ref, plan, select_files
         from corral.store import new_id
 
         host = self.library_for().host
         wanted = parse_ref(ref, host.sources, source)
         hub = get_source(host, wanted.source)
-        snapshot = hub.snapshot(wanted.repo, wanted.revision)
+        snapshot = hub.snapshot(wanted.repo, wanted.revision, offline=offline)
         chosen = select_files(snapshot, names=tuple(files) + wanted.files, quant=quant, everything=everything,
                               mmproj=mmproj)
         if not chosen:
@@ -248,9 +280,16 @@ class PullJobs:
         if dest is not None:
             dest = Path(dest).expanduser().resolve()
         transfers = plan(hub, snapshot, chosen, dest)
+        if offline:
+            check_offline(transfers, snapshot.repo)
         check_space(transfers, snapshot.commit or snapshot.revision)
         names = [f.name for f in chosen]
         with self._lock:
+            if resume:
+                same = [j for j in self.list() if j.state in (*ACTIVE, PAUSED, FAILED) and j.offline == offline
+                        and j.takes(hub.name, snapshot.repo, names, str(dest) if dest else None, name, base)]
+                if same:
+                    return self.resume(same[-1].id)
             for other in self._jobs.values():
                 shared = set(other.files) & set(names)
                 if other.state in (*ACTIVE, PAUSED) and (other.source, other.repo) == (hub.name, snapshot.repo) \
@@ -260,7 +299,7 @@ class PullJobs:
             job = PullJob(id=new_id(), source=hub.name, repo=snapshot.repo, revision=snapshot.revision,
                           commit=snapshot.commit, files=names, sizes=[f.size for f in chosen],
                           parts=[str(t.target) for t in transfers if t.url is not None],
-                          dest=str(dest) if dest else None, name=name, base=base,
+                          dest=str(dest) if dest else None, name=name, base=base, offline=offline,
                           total=None if any(f.size is None for f in chosen) else sum(f.size for f in chosen))
             self._jobs[job.id] = job
             self._save(job)
@@ -303,7 +342,7 @@ class PullJobs:
                 return job
             if job.state not in (PAUSED, FAILED):
                 raise Conflict(f"pull {job_id} is {job.state}; only a paused or failed pull resumes")
-            job.state, job.error, job.step = QUEUED, None, "download"
+            job.again()
             self._jobs[job.id] = job
             self._save(job)
             self._spawn(job)
@@ -383,13 +422,13 @@ class PullJobs:
             hub = get_source(library.host, job.source)
             result = pull(library, hub, job.repo, revision=job.commit or job.revision, names=job.files,
                           mmproj=False, dest=Path(job.dest) if job.dest else None, name=job.name, base=job.base,
-                          meter=meter)
+                          offline=job.offline, meter=meter)
         except Paused:
             with self._lock:
                 self._stopped(job, run)
             return
         except CorralError as exc:
-            self._end(job, FAILED, error=str(exc))
+            self._end(job, FAILED, error=str(exc), code=error_code(type(exc)))
         except Exception as exc:  # a plugin's bug: the job fails with it, the server goes on
             self._end(job, FAILED, error=f"{type(exc).__name__}: {exc}")
         else:
@@ -397,6 +436,8 @@ class PullJobs:
                 {"id": m.id, "name": m.name, "added": False} for m in result.existing]
             job.notes = [*job.notes, *result.offers, *(f"bound LoRA {lora.name}" for lora in result.loras)]
             job.done = job.total if job.total is not None else job.done
+            # The run asked for the pinned commit; the result names the revision the pull was asked for.
+            job.result = to_data(attrs.evolve(result, revision=job.revision or result.revision))
             self._end(job, DONE)
 
     def _stopped(self, job: PullJob, run: _Run) -> None:
@@ -407,9 +448,10 @@ class PullJobs:
             job.state = run.why  # paused, or queued again by a shutdown
             self._save(job)
 
-    def _end(self, job: PullJob, state: str, error: str | None = None) -> None:
+    def _end(self, job: PullJob, state: str, error: str | None = None, code: str | None = None) -> None:
         with self._lock:
             job.state, job.error, job.finished, job.speed, job.eta = state, error, time.time(), None, None
+            job.error_code = code
             if state == DONE:
                 job.step = "import"
             self._save(job)

@@ -12,22 +12,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from corral.errors import CorralError, ServerUnavailable
+from corral.errors import CorralError, ServerUnavailable, error_code
 from corral.server.state import ServerState, log_path, read_state
 
 #: Seconds a background server may take to answer its first request.
 START_TIMEOUT = 60.0
-
-
-def error_code(cls: type) -> str:
-    """The ``code`` an error class has in an HTTP error body: ``QueueFull`` -> ``queue_full``."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
 
 
 def _error_classes() -> dict[str, type[CorralError]]:
@@ -49,12 +43,17 @@ def raise_for_body(status: int, body: bytes) -> None:
         message, code = str(error["message"]), error.get("code")
     except (ValueError, KeyError, TypeError):
         raise ServerUnavailable(f"the Corral server answered HTTP {status}: {body[:200]!r}") from None
+    raise error_for(code, message)
+
+
+def error_for(code: str | None, message: str) -> CorralError:
+    """The CorralError of ``code`` (as :func:`corral.errors.error_code` names it) with ``message``:
+    what a server's error body or a failed job says, raised here as the server raised it."""
     cls = _error_classes().get(code or "", CorralError)
     try:
-        exc = cls(message)
+        return cls(message)
     except TypeError:  # an error class with a different constructor
-        exc = CorralError(message)
-    raise exc
+        return CorralError(message)
 
 
 class Client:

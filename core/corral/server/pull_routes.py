@@ -16,7 +16,8 @@ from corral.server.bodies import check_fields, field, read_json
 from corral.server.responses import endpoint
 from corral.server.service import Service
 
-PULL_FIELDS = frozenset({"repo", "source", "files", "quant", "all", "mmproj", "dest", "library_name", "base"})
+PULL_FIELDS = frozenset({"repo", "source", "files", "quant", "all", "mmproj", "dest", "library_name", "base",
+                         "offline", "resume"})
 
 
 def _service(request: Any) -> Service:
@@ -35,7 +36,11 @@ def _json(data: Any, status: int = 200) -> Any:
 
 @endpoint
 async def submit(request: Any) -> Any:
-    """Queue a pull: the repository is listed and the pull checked before the answer (201 and the job)."""
+    """Queue a pull: the repository is listed and the pull checked before the answer (201 and the job).
+    With ``resume``, a paused or failed job of the same files is resumed instead (200 and that job)."""
+    import time
+
+    asked = time.time()
     body = await read_json(request)
     check_fields(body, PULL_FIELDS, "POST /corral/pulls")
     files = field(body, "files", list, [])
@@ -46,9 +51,10 @@ async def submit(request: Any) -> Any:
         _jobs(request).submit, field(body, "repo", str), source=field(body, "source", str, None), files=files,
         quant=field(body, "quant", str, None), everything=field(body, "all", bool, False),
         mmproj=field(body, "mmproj", bool, True), dest=Path(dest) if dest else None,
-        name=field(body, "library_name", str, None), base=field(body, "base", str, None), load=True,
+        name=field(body, "library_name", str, None), base=field(body, "base", str, None),
+        offline=field(body, "offline", bool, False), resume=field(body, "resume", bool, False), load=True,
     )
-    return _json(job.view(), 201)
+    return _json(job.view(), 201 if job.created >= asked else 200)
 
 
 @endpoint
