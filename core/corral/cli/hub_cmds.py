@@ -112,19 +112,28 @@ def files_cmd(app: App, ref, source, offline, as_json) -> None:
 @click.option("--name", help="Library name for the pulled model.")
 @click.option("--base", metavar="MODEL", help="Bind a pulled LoRA adapter to this library model.")
 @click.option("--offline", is_flag=True, help="Use only files already downloaded; never touch the network.")
+@click.option("--local", is_flag=True, help="Pull in this process even when a server runs for this library.")
 @json_option
 @pass_app
 @click.pass_context
-def pull_cmd(ctx, app: App, ref, names, quant, everything, no_mmproj, source, dest, name, base, offline, as_json) -> None:
+def pull_cmd(ctx, app: App, ref, names, quant, everything, no_mmproj, source, dest, name, base, offline, local,
+             as_json) -> None:
     """Download a model from a hub and add it to the library.
 
     REPO is org/name, org/name:branch or a hub link. Ctrl-C pauses; the same command resumes from the
-    partial data, also after a restart. Each file is verified before it is moved into place.
+    partial data, also after a restart. Each file is verified before it is moved into place. When a
+    server runs for this library (corral serve), the pull is one of its jobs: Ctrl-C pauses the job and
+    the same command resumes it; --local pulls in this process instead.
     """
     from corral.pull import describe
 
+    server = None
+    if not local:
+        from corral.cli.server_pull import running_server
+
+        server = running_server()
     result = pull_model(ctx, app, ref, source=source, names=names, quant=quant, everything=everything,
-                        mmproj=not no_mmproj, dest=dest, offline=offline, name=name, base=base)
+                        mmproj=not no_mmproj, dest=dest, offline=offline, name=name, base=base, server=server)
     if as_json:
         emit_json(result)
         return
@@ -141,15 +150,23 @@ def pull_cmd(ctx, app: App, ref, names, quant, everything, no_mmproj, source, de
 
 
 def pull_model(ctx: click.Context, app: App, ref: str, *, source: str | None = None, names=(),
-               mmproj: bool = True, **options):
+               mmproj: bool = True, server=None, **options):
     """Pull ``ref`` (``REPO[:REV]`` or a hub link) with progress on stderr, as ``corral pull`` does; Ctrl-C
     pauses (the message says how to resume) and ends the command. ``options`` go to
-    :func:`corral.pull.pull` (``quant``, ``everything``, ``dest``, ``offline``, ``name``, ``base``)."""
-    from corral.pull import Paused, get_source, parse_ref, pull
+    :func:`corral.pull.pull` (``quant``, ``everything``, ``dest``, ``offline``, ``name``, ``base``).
+    ``server`` (a :class:`corral.server.client.Client`): pull as a job of that server and follow it."""
+    from corral.errors import Paused
 
-    wanted = parse_ref(ref, app.host.sources, source)
-    hub = get_source(app.host, wanted.source)
     try:
+        if server is not None:
+            from corral.cli.server_pull import pull_through
+
+            return pull_through(server, ref, progress_meter(), source=source, names=names, mmproj=mmproj,
+                                **options)
+        from corral.pull import get_source, parse_ref, pull
+
+        wanted = parse_ref(ref, app.host.sources, source)
+        hub = get_source(app.host, wanted.source)
         return pull(app.library, hub, wanted.repo, revision=wanted.revision, names=tuple(names) + wanted.files,
                     mmproj=mmproj, meter=progress_meter(), **options)
     except Paused as exc:
