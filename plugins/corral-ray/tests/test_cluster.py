@@ -1,7 +1,8 @@
 """The ray executor on a local two-node cluster (conftest.py): placement by files, memory, the node
 setting and place_model; two chat models on two nodes at once; the head's queue and 503 in front of
-the actors; streaming through the actor; a version mismatch refused at join; a node killed mid-request.
-The models are real llama.cpp loads (tiny random-weight GGUFs, the real Gemma for the fault test)."""
+the actors; streaming through the actor; a version mismatch refused at join; a node killed mid-request;
+a full node unloading its least recently used idle model; `corral worker` joining a third node with a
+real `ray start` and leaving on Ctrl-C. The models are real llama.cpp loads (tiny random-weight GGUFs, the real Gemma for the fault test)."""
 
 from __future__ import annotations
 
@@ -239,3 +240,51 @@ def test_a_node_killed_mid_request_fails_it_with_503_and_the_next_is_served_else
     assert reply.usage.completion_tokens >= 1
     assert nodes_of(runtime)["gemma"] == other
     print(f"the request failed {failed_after:.1f} s after its node was killed")
+
+
+def test_corral_worker_joins_a_real_node_that_takes_a_model_and_leaves_on_ctrl_c(runtime, tiny, cluster, executor):
+    """`corral worker` as a user runs it: `ray start` joins a third node "c" with Corral's resources, its
+    agent reports, a model pinned to it loads there; Ctrl-C takes the node out of the cluster."""
+    import signal
+    import subprocess
+    import sys
+
+    # `ray start` turns 127.0.0.1 in --address into this machine's outside address (right across machines);
+    # here every node is on loopback, so the worker's processes keep the address as given.
+    keep = cluster.root / "keep-loopback"
+    keep.mkdir(exist_ok=True)
+    (keep / "sitecustomize.py").write_text(
+        "import ray._private.services as services\nservices.resolve_ip_for_localhost = lambda host: host\n")
+    address = cluster.cluster.address
+    before = executor.node_names()
+    env = {**os.environ, "RAY_TMPDIR": str(cluster.root / "ray"),
+           "PYTHONPATH": os.pathsep.join([str(keep), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "corral", "worker", "--address", address, "--name", "c",
+         "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--models", str(cluster.folders["shared"])],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "c" not in executor.node_names() or runtime.executor.reports([], [])[1]:
+            assert worker.poll() is None, worker.stderr.read()
+            if time.monotonic() > deadline:
+                worker.terminate()
+                raise AssertionError(f"node c did not join with its agent: nodes {executor.node_names()}, "
+                                     f"{runtime.executor.reports([], [])[1]}; {worker.communicate(timeout=60)[1]}")
+            time.sleep(0.5)
+        assert runtime.load("one", settings={"node": "c"}).node == "c"
+        reply = runtime.call("one", "complete", "Hello", max_tokens=2)
+        assert reply.completion_tokens >= 1
+        runtime.unload("one")
+        os.killpg(worker.pid, signal.SIGINT)  # Ctrl-C in its terminal
+        assert worker.wait(60) == 0
+        assert "joined" in worker.stderr.read()
+        deadline = time.monotonic() + 30
+        while "c" in executor.node_names() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert executor.node_names() == before
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(30)
