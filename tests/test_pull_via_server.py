@@ -193,3 +193,35 @@ def test_the_watch_makes_the_calls_of_a_local_pull():
     ]
     assert new_notes(["x", "y", "z"], ["y", "z", "w"]) == ["w"]
     assert new_notes([], ["a"]) == ["a"] and new_notes(["a"], ["a"]) == []
+
+
+class SlowServer:
+    """A client whose server takes a while to list the repository."""
+
+    url = "http://127.0.0.1:1"
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def post(self, path, body):
+        import time
+
+        self.asked.append(path)
+        if path == "/corral/pulls":
+            time.sleep(0.5)
+            return view(state="queued")
+        return view(state="paused")
+
+
+def test_ctrl_c_while_the_server_lists_pauses_the_job_it_queues():
+    import _thread
+    import threading
+
+    from corral.cli.server_pull import pull_through
+    from corral.errors import Paused
+
+    client = SlowServer()
+    threading.Timer(0.1, _thread.interrupt_main).start()
+    with pytest.raises(Paused, match="paused after 0 of 2 files; pull j on the server"):
+        pull_through(client, CHAT, Recorder(), quant="Q8_0")
+    assert client.asked == ["/corral/pulls", "/corral/pulls/j/pause"]

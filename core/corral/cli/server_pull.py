@@ -51,18 +51,65 @@ def pull_through(client: Client, ref: str, meter: Meter, **options: Any) -> Pull
     """Pull ``ref`` as a job of the server behind ``client`` and follow it to its end; the pull's result,
     as :func:`corral.pull.pull` gives it. A failed job raises its own error (the same class, so the same
     exit code); Ctrl-C pauses the job and raises :class:`corral.errors.Paused`."""
-    from corral.errors import Forbidden
+    from corral.errors import Forbidden, Paused
 
     try:
-        job = client.post("/corral/pulls", job_body(ref, **options))
+        job = submit(client, job_body(ref, **options))
     except Forbidden as exc:
         raise Forbidden(f"{exc}; or pull in this process with --local") from None
+    except KeyboardInterrupt as stopped:  # while the server listed the repository: pause what it queued
+        job = getattr(stopped, "job", None)
+        if job is None:
+            raise
+        job = pause(client, job)
+        if job["state"] not in ("done", "failed", "canceled"):
+            raise Paused(paused_message(job, client.url)) from None
     return follow(client, job, meter)
+
+
+def submit(client: Client, body: dict, wait: float = 60.0) -> dict:
+    """``POST /corral/pulls`` from a thread of its own: Ctrl-C while the server lists the repository
+    waits for its answer (up to ``wait`` seconds) and is raised with the job it queued (``.job``)."""
+    import threading
+
+    answer: dict[str, Any] = {}
+    answered = threading.Event()  # not Thread.join: a join that Ctrl-C broke may not wait again
+
+    def send() -> None:
+        try:
+            answer["job"] = client.post("/corral/pulls", body)
+        except BaseException as exc:  # raised again in the command's thread
+            answer["error"] = exc
+        finally:
+            answered.set()
+
+    threading.Thread(target=send, name="corral-pull-submit", daemon=True).start()
+    try:
+        while not answered.wait(0.1):
+            pass
+    except KeyboardInterrupt as stopped:
+        answered.wait(wait)
+        stopped.job = answer.get("job")  # type: ignore[attr-defined]
+        raise
+    if "error" in answer:
+        raise answer["error"]
+    return answer["job"]
+
+
+def pause(client: Client, job: dict) -> dict:
+    """Pause ``job`` on the server; the job as it stands then (also when it ended meanwhile)."""
+    from corral.errors import CorralError
+
+    path = f"/corral/pulls/{job['id']}"
+    try:
+        return client.post(path + "/pause", {})
+    except CorralError:  # it ended meanwhile
+        return client.get(path)
 
 
 def follow(client: Client, job: dict, meter: Meter, poll: float = POLL) -> PullResult:
     """Show ``job`` on ``meter`` until it ends; what it did, or its error."""
-    from corral.errors import CorralError, Paused
+    from corral.errors import Paused
 
     path = f"/corral/pulls/{job['id']}"
     watch = JobWatch(meter, job)
@@ -74,10 +121,7 @@ def follow(client: Client, job: dict, meter: Meter, poll: float = POLL) -> PullR
             time.sleep(poll)
             job = client.get(path)
     except KeyboardInterrupt:
-        try:
-            job = client.post(path + "/pause", {})
-        except CorralError:  # it ended meanwhile
-            job = client.get(path)
+        job = pause(client, job)
         if job["state"] not in ("done", "failed", "canceled"):
             raise Paused(paused_message(job, client.url)) from None
     finally:
