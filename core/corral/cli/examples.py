@@ -18,6 +18,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "run": ("corral run gemma3", "corral run smollm2-135m-instruct --pull"),
     "lora add": ("corral lora add gemma3 ~/models/my-lora.gguf --weight 0.8",),
     "lora ls": ("corral lora ls gemma3",),
+    "lora set": ("corral lora set my-lora --weight 0.6",),
     "lora rm": ("corral lora rm my-lora",),
     "component add": ("corral component add llava-7b mmproj ~/models/mmproj-f16.gguf",),
     "component rm": ("corral component rm llava-7b mmproj",),
