@@ -5,13 +5,15 @@ hub (tests/fakehub) in its own process, then downloads it into fresh caches, alt
 
 * ``hf_hub_download(repo, file)``: huggingface_hub alone (a HEAD, then one GET; size check only);
 * ``corral pull repo``: the CLI command in-process (listing, disk check, the resumable GET, sha256
-  verification, detection and adding the model to a fresh library).
+  verification, detection and adding the model to a fresh library);
+* with ``--server``, also ``corral pull repo`` through a ``corral serve`` running for that library (the
+  pull is a job of the server; the command submits it and follows it), the server started beforehand.
 
 Each side runs in its own interpreter with HF_ENDPOINT pointing at the hub and times only its own call
 (interpreter start and imports excluded). Prints the best of ``--runs`` for each and the ratio of
 throughputs (corral / huggingface_hub; 1.0 means as fast, the goal is >= 1.0).
 
-    python benchmarks/pull_throughput.py [--runs 3] [--file MODEL.gguf]
+    python benchmarks/pull_throughput.py [--runs 3] [--file MODEL.gguf] [--server]
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from corral.cli import build_cli
 cli = build_cli()
 start = time.perf_counter()
 try:
-    cli(["pull", sys.argv[1], "--json"], prog_name="corral", standalone_mode=False)
+    cli(["pull", *sys.argv[1:], "--json"], prog_name="corral", standalone_mode=False)
 finally:
     print(json.dumps({"seconds": time.perf_counter() - start}), file=sys.stderr)
 """
@@ -67,10 +69,31 @@ def run(code: str, args: list[str], env: dict[str, str]) -> float:
     return json.loads(line)["seconds"]
 
 
+def serve(env: dict[str, str]) -> subprocess.Popen:
+    """``corral serve`` for ``env``'s library, once it answers."""
+    import time
+
+    sys.path.insert(0, str(ROOT / "core"))
+    from corral.server.client import connect
+
+    home = Path(env["CORRAL_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(home / "serve.log", "ab")
+    process = subprocess.Popen([sys.executable, "-m", "corral", "serve", "--port", "0"], env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while connect(home) is None:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"corral serve did not start; see {home / 'serve.log'}")
+        time.sleep(0.1)
+    return process
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--file", help="serve this file instead of the Gemma GGUF")
+    parser.add_argument("--server", action="store_true", help="also pull through a running corral serve")
     args = parser.parse_args()
     model = model_file(args.file)
     size = model.stat().st_size
@@ -84,9 +107,10 @@ def main() -> None:
         )  # fmt: skip
         try:
             url = server.stdout.readline().strip()
-            hf_times, corral_times = [], []
+            hf_times, corral_times, server_times = [], [], []
+            sides = [("hf", hf_times), ("corral", corral_times)] + ([("server", server_times)] if args.server else [])
             for i in range(args.runs):
-                for side, times in (("hf", hf_times), ("corral", corral_times)):
+                for side, times in sides:
                     home = tmp / f"{side}-{i}"
                     run_env = {
                         **os.environ,
@@ -98,8 +122,15 @@ def main() -> None:
                     }
                     if side == "hf":
                         times.append(run(HF_CODE, [REPO, model.name], run_env))
+                    elif side == "server":
+                        served = serve(run_env)
+                        try:
+                            times.append(run(CORRAL_CODE, [REPO], run_env))
+                        finally:
+                            served.terminate()
+                            served.wait(60)
                     else:
-                        times.append(run(CORRAL_CODE, [REPO], run_env))
+                        times.append(run(CORRAL_CODE, [REPO, "--local"], run_env))
         finally:
             server.terminate()
             server.wait()
@@ -110,6 +141,10 @@ def main() -> None:
     print(f"huggingface_hub.hf_hub_download: {hf:.3f} s  {mb / hf:8.1f} MB/s   (runs: {', '.join(f'{t:.2f}' for t in hf_times)})")
     print(f"corral pull (+ sha256, import):  {corral:.3f} s  {mb / corral:8.1f} MB/s   (runs: {', '.join(f'{t:.2f}' for t in corral_times)})")
     print(f"ratio corral / huggingface_hub throughput: {hf / corral:.2f}  (goal >= 1.0)")
+    if server_times:
+        best = min(server_times)
+        print(f"corral pull through corral serve: {best:.3f} s  {mb / best:8.1f} MB/s   (runs: {', '.join(f'{t:.2f}' for t in server_times)})")
+        print(f"ratio through the server / in-process throughput: {corral / best:.2f}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from corral.server.client import Client
 
 #: Seconds between looks at the job.
-POLL = 0.2
+POLL = 0.1
 #: The job states that will not change by themselves.
 FINISHED = ("done", "failed", "canceled", "paused")
 

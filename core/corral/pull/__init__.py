@@ -139,15 +139,17 @@ def pull(
     name: str | None = None,
     base: str | None = None,
     meter: Meter | None = None,
+    listed: Snapshot | None = None,
 ) -> PullResult:
     """Download files of ``repo`` from ``source`` and add the model to ``library`` with its provenance.
 
     Lists the repository (pinned to one commit), chooses the files (:func:`select_files`), refuses
     unsafe names, checks free disk space, fetches each file resumably and verifies it, then detects and
-    adds the result. Ctrl-C raises :class:`Paused`; running the same pull again resumes.
+    adds the result. Ctrl-C raises :class:`Paused`; running the same pull again resumes. ``listed``: the
+    repository as a caller just listed it (a pull job, checked when it was asked for), not listed again.
     """
     meter = meter or Meter()
-    snapshot = source.snapshot(repo, revision, offline=offline)
+    snapshot = listed if listed is not None else source.snapshot(repo, revision, offline=offline)
     files = select_files(snapshot, names=names, quant=quant, everything=everything, mmproj=mmproj)
     if not files:
         raise CorralError(f"{repo} on {source.name} has no files to download")

@@ -216,6 +216,8 @@ class PullJobs:
         self._runs: dict[str, _Run] = {}
         self._slots = threading.Semaphore(max_running)
         self._closed = False
+        #: The listing a new job was checked against, for its first run (the hub is not asked twice).
+        self._listed: dict[str, Any] = {}
 
     @property
     def store(self) -> Any:
@@ -302,6 +304,7 @@ class PullJobs:
                           dest=str(dest) if dest else None, name=name, base=base, offline=offline,
                           total=None if any(f.size is None for f in chosen) else sum(f.size for f in chosen))
             self._jobs[job.id] = job
+            self._listed[job.id] = snapshot
             self._save(job)
             self._spawn(job)
         return job
@@ -405,6 +408,7 @@ class PullJobs:
                 self._slots.release()
         finally:
             with self._lock:
+                self._listed.pop(job.id, None)
                 if self._runs.get(job.id) is run:
                     del self._runs[job.id]
 
@@ -418,11 +422,13 @@ class PullJobs:
             job.state, job.started, job.error = RUNNING, job.started or time.time(), None
             self._save(job)
         meter = JobMeter(job, lambda: self._save(job), run.stop)
+        with self._lock:
+            listed = self._listed.pop(job.id, None)
         try:
             hub = get_source(library.host, job.source)
             result = pull(library, hub, job.repo, revision=job.commit or job.revision, names=job.files,
                           mmproj=False, dest=Path(job.dest) if job.dest else None, name=job.name, base=job.base,
-                          offline=job.offline, meter=meter)
+                          offline=job.offline, meter=meter, listed=listed)
         except Paused:
             with self._lock:
                 self._stopped(job, run)
