@@ -98,6 +98,16 @@ def test_the_human_output_and_progress_lines(server, corral):
     assert [j["state"] for j in jobs(server)] == ["done", "done"]
 
 
+def test_offline_through_the_server(server, corral, hub):
+    one_error_line(corral("pull", CHAT, "--quant", "Q8_0", "--offline"), "offline", "not in the Hugging Face cache")
+    corral.ok("pull", CHAT, "--quant", "Q8_0")
+    served = hub.bytes_served()
+    again = corral.json("pull", CHAT, "--quant", "Q8_0", "--offline")
+    assert again["fetched"] == 0 and [m["name"] for m in again["existing"]] == [MODEL]
+    assert hub.bytes_served() == served
+    assert [j["offline"] for j in jobs(server)] == [False, True]
+
+
 def test_a_failed_job_is_the_local_pulls_error_and_adds_nothing(server, corral, hub):
     hub.bad_sha(CHAT, Q8)
     failed = corral("pull", CHAT, "--quant", "Q8_0", "--no-mmproj")
