@@ -105,7 +105,7 @@ def test_offline_through_the_server(server, corral, hub):
     again = corral.json("pull", CHAT, "--quant", "Q8_0", "--offline")
     assert again["fetched"] == 0 and [m["name"] for m in again["existing"]] == [MODEL]
     assert hub.bytes_served() == served
-    assert [j["offline"] for j in jobs(server)] == [False, True]
+    assert [j["offline"] for j in sorted(jobs(server), key=lambda j: j["created"])] == [False, True]
 
 
 def test_a_failed_job_is_the_local_pulls_error_and_adds_nothing(server, corral, hub):

@@ -291,7 +291,7 @@ class PullJobs:
                 same = [j for j in self.list() if j.state in (*ACTIVE, PAUSED, FAILED) and j.offline == offline
                         and j.takes(hub.name, snapshot.repo, names, str(dest) if dest else None, name, base)]
                 if same:
-                    return self.resume(same[-1].id)
+                    return self.resume(max(same, key=lambda j: j.created).id)
             for other in self._jobs.values():
                 shared = set(other.files) & set(names)
                 if other.state in (*ACTIVE, PAUSED) and (other.source, other.repo) == (hub.name, snapshot.repo) \
