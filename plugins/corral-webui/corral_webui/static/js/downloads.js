@@ -81,7 +81,7 @@ function jobView(job) {
     + `<ol class="steps" aria-label="Steps">${steps}</ol>`
     + (job.error ? `<p class="message bad" role="alert">${esc(job.error)}</p>` : "")
     + (models ? `<p class="message job-models">${models}</p>` : "")
-    + (job.notes.length ? `<p class="hint">${esc(job.notes[job.notes.length - 1])}</p>` : "")
+    + job.notes.slice(-3).map((note) => `<p class="hint">${esc(note)}</p>`).join("")
     + `<div class="row">${buttons.join(" ")}</div></li>`;
 }
 
