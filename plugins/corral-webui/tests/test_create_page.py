@@ -167,8 +167,9 @@ def test_tokenizer_trained_from_an_uploaded_corpus_is_used_by_create(page, creat
     saved = ui_home / "tokenizers" / "words"
     assert {"tokenizer.json", "tokenizer_config.json"} <= {p.name for p in saved.iterdir()}
     assert [p.name for p in (ui_home / "tokenizers").iterdir()] == ["words"]  # the upload is gone
+    page.wait_for_selector("#tokenizer-list li[data-tokenizer=words]")  # the list is read again after the training
     assert page.locator("#tokenizer-list li[data-tokenizer=words]").count() == 1
-    assert page.eval_on_selector("#create-tokenizer", "s => s.value") == "words"
+    page.wait_for_function("document.getElementById('create-tokenizer').value === 'words'")
 
     # 8,000 tokens: under a model vocabulary's minimum, the create command's advice is shown.
     page.select_option("#create-preset", "free")
