@@ -160,6 +160,16 @@ def test_local_pulls_in_the_commands_own_process(server, corral, hub):
     assert [m["name"] for m in corral.json("ls")] == [MODEL]
 
 
+def test_run_pull_downloads_through_the_server_too(server, corral, hub):
+    # The server here has no GGUF driver: the chat after the pull is refused, the pull was the server's.
+    ran = corral("run", CHAT, "Hi", "--pull", "--quant", "Q8_0", "--max-tokens", "2")
+    assert ran.returncode != 0 and f"Pulled {CHAT}" in ran.stderr
+    assert "Error: chat needs the corral-llamacpp" in ran.stderr and "Traceback" not in ran.stderr
+    (job,) = jobs(server)
+    assert job["state"] == "done" and job["repo"] == CHAT
+    assert [m["name"] for m in corral.json("ls")] == [CHAT]
+
+
 def test_a_destination_the_server_may_not_write_names_local(server, corral, tmp_path):
     refused = corral("pull", CHAT, "--quant", "Q8_0", "--dest", tmp_path / "d")
     one_error_line(refused, "outside the allowed folders", "--local")

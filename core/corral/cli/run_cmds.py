@@ -149,7 +149,11 @@ def _pull_for_run(ctx: click.Context, app: App, ref: str, missing: CorralError, 
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
             raise ConfirmationNeeded(f"{ref} is not in the library; pull {what} and chat: corral run {ref} --pull")
         click.confirm(f"{ref} is not in the library. Pull {what}?", default=True, abort=True, err=True)
-    result = pull_model(ctx, app, repo, source=source, quant=quant, mmproj=mmproj, name=ref)
+    from corral.cli.server_pull import running_server
+
+    # As `corral pull`: a server running for this library downloads it as one of its jobs.
+    result = pull_model(ctx, app, repo, source=source, quant=quant, mmproj=mmproj, name=ref,
+                        server=running_server())
     click.echo(describe(result), err=True)
     got = [*result.models, *result.existing]
     if not got:
