@@ -41,6 +41,10 @@ CORRAL_CODE = """
 import json, sys, time
 from corral.cli import build_cli
 cli = build_cli()
+# What the command imports on first use, imported before the clock starts as huggingface_hub is above.
+import huggingface_hub, corral.pull, corral.pull.fetch, corral.intake
+from corral.plugins import get_host
+get_host().sources
 start = time.perf_counter()
 try:
     cli(["pull", *sys.argv[1:], "--json"], prog_name="corral", standalone_mode=False)
