@@ -7,10 +7,8 @@ Also the pure parts of :mod:`corral.pull`: references, name safety, GGUF variant
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from corral.pull.names import check_names, inside, unsafe_reason
 from corral.pull.errors import UnsafeName
 from corral.records import RemoteFile, Snapshot
 from fakehub import CHAT, EMBED, F16_PARTS, HOSTILE, HUGE, LORA, MMPROJ, Q8
-from fakehub.fixtures import Corral, corral, hub, one_error_line  # noqa: F401
+from fakehub.fixtures import Corral, corral, hub, one_error_line, sha256, wait_for  # noqa: F401
 
 pytest.importorskip("corral_huggingface")
 pytest.importorskip("corral_modelscope")
@@ -29,19 +27,8 @@ pytest.importorskip("corral_modelscope")
 SOURCES = ["huggingface", "modelscope"]
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def library(corral: Corral) -> list[dict]:
     return corral.json("ls")
-
-
-def wait_for(predicate, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.02)
 
 
 # --- references, names, variants (no network) -----------------------------------------------------------

@@ -6,7 +6,6 @@ pausing, resuming and restarting are shown by what is *not* sent again.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fakehub import CHAT, EMBED, HOSTILE, HUGE, MMPROJ, Q8
-from fakehub.fixtures import hub, point_here  # noqa: F401
+from fakehub.fixtures import hub, hub_server, sha256, wait_for  # noqa: F401
 
 corral_huggingface = pytest.importorskip("corral_huggingface")
 httpx = pytest.importorskip("httpx")
@@ -26,36 +25,11 @@ httpx = pytest.importorskip("httpx")
 RATE = 400_000
 
 
-def sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "the condition"):
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def server(hub, tmp_path, monkeypatch):
     """A server in this process whose library has the Hugging Face plugin, pointed at the fake hub."""
-    from corral.testing import Runtime, ServerThread, build_host, open_library
-
-    point_here(monkeypatch, hub, tmp_path)
-    home = tmp_path / "corral"
-    library = open_library(home, build_host(entry_points=False, plugins=[corral_huggingface]))
-    runtime = Runtime(library)
-    try:
-        with ServerThread(runtime) as running:
-            running.home = home
-            yield running
-    finally:
-        runtime.close()
-        library.store.close()
+    with hub_server(monkeypatch, hub, tmp_path, tmp_path / "corral") as running:
+        yield running
 
 
 def api(server, method: str, path: str, **kwargs) -> httpx.Response:

@@ -6,7 +6,6 @@ sent again. Without a server, or with ``--local``, the pull runs in the CLI's pr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -16,7 +15,7 @@ import pytest
 
 from corral.errors import IntegrityError, NotFound
 from fakehub import CHAT, MMPROJ, Q8
-from fakehub.fixtures import Corral, corral, hub, one_error_line, point_here  # noqa: F401
+from fakehub.fixtures import Corral, corral, hub, hub_server, one_error_line, sha256, wait_for  # noqa: F401
 
 corral_huggingface = pytest.importorskip("corral_huggingface")
 httpx = pytest.importorskip("httpx")
@@ -26,37 +25,11 @@ RATE = 400_000
 MODEL = "corral-test/tiny-chat-GGUF:Q8_0"
 
 
-def sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "the condition"):
-    import time
-
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def server(corral, hub, monkeypatch):
     """The server for the ``corral`` fixture's library, with the Hugging Face plugin, at the fake hub."""
-    from corral.testing import Runtime, ServerThread, build_host, open_library
-
-    point_here(monkeypatch, hub, corral.home)
-    home = Path(corral.env["CORRAL_HOME"])
-    library = open_library(home, build_host(entry_points=False, plugins=[corral_huggingface]))
-    runtime = Runtime(library)
-    try:
-        with ServerThread(runtime, state=True) as running:
-            yield running
-    finally:
-        runtime.close()
-        library.store.close()
+    with hub_server(monkeypatch, hub, corral.home, Path(corral.env["CORRAL_HOME"]), state=True) as running:
+        yield running
 
 
 def jobs(server) -> list[dict]:

@@ -9,11 +9,15 @@ fresh library per test.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -89,6 +93,42 @@ def point_here(monkeypatch, hub: FakeHub, home: Path) -> None:
         monkeypatch.delenv(key, raising=False)
     for key, value in hub.env(home=home).items():
         monkeypatch.setenv(key, value)
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "the condition"):
+    """``predicate()``'s first true value, asked every 50 ms for up to ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def hub_server(monkeypatch, hub: FakeHub, caches: Path, home: Path, *, state: bool = False) -> Iterator[object]:
+    """A server in this process (its state file written with ``state``, so ``corral`` commands find it)
+    whose library at ``home`` has the Hugging Face plugin, pointed at ``hub`` with caches under ``caches``;
+    the server's ``home`` is the library's folder."""
+    import corral_huggingface
+
+    from corral.testing import Runtime, ServerThread, build_host, open_library
+
+    point_here(monkeypatch, hub, caches)
+    library = open_library(home, build_host(entry_points=False, plugins=[corral_huggingface]))
+    runtime = Runtime(library)
+    try:
+        with ServerThread(runtime, state=state) as running:
+            running.home = home
+            yield running
+    finally:
+        runtime.close()
+        library.store.close()
 
 
 @pytest.fixture(scope="module")
