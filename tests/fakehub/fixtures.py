@@ -117,17 +117,15 @@ def hub_server(monkeypatch, hub: FakeHub, caches: Path, home: Path, *, state: bo
     the server's ``home`` is the library's folder."""
     import corral_huggingface
 
-    from corral.testing import Runtime, ServerThread, build_host, open_library
+    from corral.testing import build_host, open_library, serving
 
     point_here(monkeypatch, hub, caches)
     library = open_library(home, build_host(entry_points=False, plugins=[corral_huggingface]))
-    runtime = Runtime(library)
     try:
-        with ServerThread(runtime, state=state) as running:
+        with serving(library, state=state) as running:
             running.home = home
             yield running
     finally:
-        runtime.close()
         library.store.close()
 
 

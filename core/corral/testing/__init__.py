@@ -25,6 +25,7 @@ _EXPORTS = {
     "Runtime": "corral.runtime",
     "RunnerProcesses": "corral.runtime.executor",
     "ServerThread": "corral.server.serve",
+    "serving": "corral.testing.servers",
     "build_cli": "corral.cli",
     "driver_for": "corral.loading",
     "open_model": "corral.loading",

@@ -73,7 +73,7 @@ def thinkers(library, tmp_path):
     """A server over tiny models with thinking templates: DeepSeek-R1's opens the thought in its prompt (a
     random-weight answer never closes it, so all of it is reasoning); Qwen 3's reads ``enable_thinking``
     (when off, the prompt closes an empty thought, a few tokens longer), once with ``thinking=false`` saved."""
-    from corral.testing import Runtime, ServerThread
+    from corral.testing import serving
     from factories import write_tiny_gguf
     from tool_templates import DEEPSEEK_R1, QWEN3
 
@@ -81,12 +81,8 @@ def thinkers(library, tmp_path):
         library.import_path(write_tiny_gguf(tmp_path / f"{name}.gguf", chat_template=template), name=name)
         library.update_settings(name, {"n_ctx": 512, "parallel": 1})
     library.update_settings("qwen3-off", {"thinking": False})
-    runtime = Runtime(library)
-    try:
-        with ServerThread(runtime) as server:
-            yield server
-    finally:
-        runtime.close()
+    with serving(library) as server:
+        yield server
 
 
 def test_reasoning_and_the_thinking_switch_through_the_openai_client(thinkers):
@@ -124,15 +120,11 @@ NAMED = {"type": "function", "function": {"name": "get_weather"}}
 def gemma_server(gemma_library, tmp_path_factory):
     """The real Gemma behind a started server, in a runner process of its own as ``corral serve`` runs it:
     the engine's native code cannot take the test process with it, and a runner that ends says why."""
-    from corral.testing import RunnerProcesses, Runtime, ServerThread
+    from corral.testing import RunnerProcesses, serving
 
     gemma_library.update_settings("gemma", {"n_ctx": 256, "threads": 1, "threads_batch": 1, "parallel": 2})
-    runtime = Runtime(gemma_library, executor=RunnerProcesses(log_dir=tmp_path_factory.mktemp("runners")))
-    try:
-        with ServerThread(runtime) as server:
-            yield server
-    finally:
-        runtime.close()
+    with serving(gemma_library, executor=RunnerProcesses(log_dir=tmp_path_factory.mktemp("runners"))) as server:
+        yield server
 
 
 def _streamed_calls(stream) -> tuple[list[dict], list]:

@@ -69,19 +69,15 @@ def thinkers(library, tmp_path):
     """A server over tiny models with thinking templates: DeepSeek-R1's opens the thought in its prompt (a
     random-weight answer never closes it, so all of it is reasoning); Qwen 3's reads ``enable_thinking``
     (when off, the prompt closes an empty thought, a few tokens longer), once with ``thinking=false`` saved."""
-    from corral.testing import Runtime, ServerThread
+    from corral.testing import serving
     from factories import write_tiny_gguf
     from tool_templates import DEEPSEEK_R1, QWEN3
 
     for name, template in (("r1", DEEPSEEK_R1), ("qwen3", QWEN3), ("qwen3-off", QWEN3)):
         library.import_path(write_tiny_gguf(tmp_path / f"{name}.gguf", chat_template=template), name=name)
     library.update_settings("qwen3-off", {"thinking": False})
-    runtime = Runtime(library)
-    try:
-        with ServerThread(runtime) as server:
-            yield server
-    finally:
-        runtime.close()
+    with serving(library) as server:
+        yield server
 
 
 ASK_WHY = [{"role": "user", "content": "Why?"}]

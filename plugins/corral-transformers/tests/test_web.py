@@ -10,18 +10,14 @@ import urllib.request
 
 import pytest
 
-from corral.testing import Runtime, ServerThread
+from corral.testing import serving
 from corral.testing.cli import as_json
 
 
 @pytest.fixture
 def served(library):
-    runtime = Runtime(library)
-    try:
-        with ServerThread(runtime) as server:
-            yield server
-    finally:
-        runtime.close()
+    with serving(library) as server:
+        yield server
 
 
 def call(server, path: str, body: dict | None = None) -> tuple[int, dict]:
