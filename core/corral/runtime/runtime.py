@@ -269,10 +269,9 @@ class Runtime:
                 raise Busy("the server is shutting down")
             for idle in evicted:  # the least recently used idle models there, to make room
                 reason = f"{idle.model.name} was unloaded to make room on node {node} for {model.name}"
-                if not idle.queue.close_if_idle(reason):
+                if not self.unload_if_idle(idle, reason):
                     raise InsufficientMemory(f"{model.name} needs the room of {idle.model.name} on node {node}, "
-                                             f"which is serving a request now; try again when it is idle")
-                self._unload(idle, reason, closed=True)
+                                             f"which is busy now; try again when it is idle")
             for victim in victims:
                 self._unload(victim, f"{victim.model.name} was unloaded to load {model.name}")
             return self._load(lib, plan, key, self.keep_alive if keep_alive is None else keep_alive, placement)
