@@ -51,7 +51,7 @@ def pull_through(client: Client, ref: str, meter: Meter, **options: Any) -> Pull
     """Pull ``ref`` as a job of the server behind ``client`` and follow it to its end; the pull's result,
     as :func:`corral.pull.pull` gives it. A failed job raises its own error (the same class, so the same
     exit code); Ctrl-C pauses the job and raises :class:`corral.errors.Paused`."""
-    from corral.errors import Forbidden, Paused
+    from corral.errors import Forbidden
 
     try:
         job = submit(client, job_body(ref, **options))
@@ -61,9 +61,7 @@ def pull_through(client: Client, ref: str, meter: Meter, **options: Any) -> Pull
         job = getattr(stopped, "job", None)
         if job is None:
             raise
-        job = pause(client, job)
-        if job["state"] not in ("done", "failed", "canceled"):
-            raise Paused(paused_message(job, client.url)) from None
+        job = stop_here(client, job)
     return follow(client, job, meter)
 
 
@@ -107,10 +105,19 @@ def pause(client: Client, job: dict) -> dict:
         return client.get(path)
 
 
-def follow(client: Client, job: dict, meter: Meter, poll: float = POLL) -> PullResult:
-    """Show ``job`` on ``meter`` until it ends; what it did, or its error."""
+def stop_here(client: Client, job: dict) -> dict:
+    """Ctrl-C: pause ``job`` on the server and raise :class:`corral.errors.Paused` saying how to resume;
+    a job that ended meanwhile is returned as it ended."""
     from corral.errors import Paused
 
+    job = pause(client, job)
+    if job["state"] not in ("done", "failed", "canceled"):
+        raise Paused(paused_message(job, client.url)) from None
+    return job
+
+
+def follow(client: Client, job: dict, meter: Meter, poll: float = POLL) -> PullResult:
+    """Show ``job`` on ``meter`` until it ends; what it did, or its error."""
     path = f"/corral/pulls/{job['id']}"
     watch = JobWatch(meter, job)
     try:
@@ -121,9 +128,7 @@ def follow(client: Client, job: dict, meter: Meter, poll: float = POLL) -> PullR
             time.sleep(poll)
             job = client.get(path)
     except KeyboardInterrupt:
-        job = pause(client, job)
-        if job["state"] not in ("done", "failed", "canceled"):
-            raise Paused(paused_message(job, client.url)) from None
+        job = stop_here(client, job)
     finally:
         watch.end()
     return outcome(job, client.url)
