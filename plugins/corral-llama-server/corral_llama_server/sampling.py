@@ -25,6 +25,9 @@ PARAMS: dict[str, type] = {
     "logit_bias": dict,
 }
 
+#: llama.cpp's sampler chain for ``temperature=0`` (its ``samplers`` request field).
+GREEDY = ("penalties", "temperature")
+
 
 def request_body(params: Mapping[str, Any], *, default_seed: int | None, cache_prompt: bool) -> dict[str, Any]:
     """The sampling part of a llama-server request body from request ``params``.
@@ -45,4 +48,10 @@ def request_body(params: Mapping[str, Any], *, default_seed: int | None, cache_p
     if stop:
         body["stop"] = list(stop)
     body["cache_prompt"] = cache_prompt and "seed" not in body
+    if body.get("temperature") == 0:
+        # Greedy: the penalties, then the most likely token. llama.cpp's default chain would first sort
+        # the top 40 of the whole vocabulary (262k entries for Gemma) for every token of every slot;
+        # they always keep the most likely token, so the answer is the same. corral-llamacpp's chain at
+        # temperature 0 is the same two steps.
+        body["samplers"] = list(GREEDY)
     return body

@@ -232,3 +232,21 @@ def test_a_slot_reuses_its_cached_prompt(library, tiny):
         for _ in range(2):
             handle.complete(prompt, temperature=0, max_tokens=2)
         assert prompt_counters(handle)[1] == 0
+
+
+def test_greedy_requests_skip_the_vocabulary_sort_and_pick_the_same_tokens(library, tiny):
+    """At temperature 0 the driver sends llama.cpp the two-step greedy chain (penalties, then the most
+    likely token); the engine's default chain, asked directly, picks the same tokens."""
+    from corral_llama_server.sampling import GREEDY as CHAIN, request_body
+
+    assert request_body({"temperature": 0}, default_seed=None, cache_prompt=True)["samplers"] == list(CHAIN)
+    assert "samplers" not in request_body({"temperature": 0.7}, default_seed=None, cache_prompt=True)
+    assert "samplers" not in request_body({}, default_seed=None, cache_prompt=True)
+    with open_model(library, tiny.name, overrides=FAST) as handle:
+        for prompt, penalty in (("hello", 1.0), ("hello world", 1.3), ("once upon", 1.0)):
+            ours = handle.complete(prompt, temperature=0, max_tokens=12, seed=5, repeat_penalty=penalty)
+            default = handle.server.handle_completions({"prompt": prompt, "temperature": 0, "max_tokens": 12,
+                                                        "seed": 5, "repeat_penalty": penalty,
+                                                        "cache_prompt": False})
+            assert ours.completion_tokens == default["usage"]["completion_tokens"] > 0
+            assert ours.text == default["choices"][0]["text"]
