@@ -8,9 +8,14 @@ corral-llamacpp driver, same GGUF, same threads, one run.
     with the corral-llamacpp driver (one request at a time); target ≥ 2× on a 2-core machine.
 (c) time to first token under that load: p50 (and p90) per driver.
 
-Each server gets ``--bursts`` bursts of the concurrent requests (different prompts and seeds each) and the
-median burst's aggregate rate is reported: one burst lasts seconds, and a machine shared with other work
-moves a single one by tens of percent.
+Both servers run at once and take turns, burst by burst. Each first answers one untimed burst (the first use of every slot's KV cache pages it in, which
+slows the first burst of the batching driver by up to 15%), then ``--bursts`` bursts of the concurrent
+requests (different prompts and seeds each); the median burst's aggregate rate is reported: one burst
+lasts seconds, and a machine shared with other work moves a single one by tens of percent.
+
+The first lines say which CPU features each library was built with. pip compiles llama-cpp-python for
+this machine's CPU; xllamacpp's PyPI wheel is a portable AVX2 build, which on a CPU with AVX-512 VNNI
+decodes a batch about 20% slower than a build for the machine (docs/llama-server.md, "Speed").
 
     python benchmarks/llama_server_batching.py [--model PATH] [--threads 2] [--tokens 64] [--requests 8]
                                                [--bursts 3] [--flash-attn]
@@ -162,18 +167,33 @@ def burst(url: str, args, offset: int) -> tuple[float, list[float]]:
     return sum(r[1] for r in results) / wall, [r[0] for r in results if r[0] is not None]
 
 
-def concurrent(path: Path, driver: str, args) -> tuple[float, list[float]]:
-    """The median aggregate tok/s of ``args.bursts`` bursts of concurrent requests, and every burst's
-    times to first token (sorted)."""
-    with Serve(path, driver, args) as server:
-        warm: list = []
-        stream_one(server.url, "Hello", 4, 0, time.perf_counter(), warm)  # loads the model
-        rates, firsts = [], []
+def concurrent(path: Path, args) -> dict[str, tuple[list[float], list[float]]]:
+    """Both drivers served at once, ``args.bursts`` bursts each, taking turns (which one goes first
+    alternates), so that a slower spell of a shared machine falls on both: per driver, every burst's
+    aggregate tok/s and every request's time to first token."""
+    drivers = ("llama-server", "llamacpp")
+    out: dict[str, tuple[list[float], list[float]]] = {d: ([], []) for d in drivers}
+    with Serve(path, drivers[0], args) as batching, Serve(path, drivers[1], args) as serial:
+        servers = {drivers[0]: batching, drivers[1]: serial}
+        for server in servers.values():
+            stream_one(server.url, "Hello", 4, 0, time.perf_counter(), [])  # loads the model
+            burst(server.url, args, len(PROMPTS))  # untimed: the first use of every slot's cache pages it in
         for b in range(args.bursts):
-            rate, first = burst(server.url, args, b * args.requests)
-            rates.append(rate)
-            firsts += first
-        return statistics.median(rates), sorted(firsts)
+            for driver in drivers if b % 2 == 0 else drivers[::-1]:
+                rate, first = burst(servers[driver].url, args, b * args.requests)
+                out[driver][0].append(rate)
+                out[driver][1].extend(first)
+    return out
+
+
+def built_with(library: str) -> str:
+    """The SIMD features llama.cpp in ``library`` was compiled for (from its system info)."""
+    import importlib
+
+    module = importlib.import_module(library)
+    info = module.llama_print_system_info().decode() if library == "llama_cpp" else module.get_system_info()
+    features = [part.split("=")[0].strip() for part in info.split("|") if part.strip().endswith("= 1")]
+    return " ".join(f for f in features if f.startswith(("AVX", "FMA", "F16C", "AMX"))) or "(no SIMD reported)"
 
 
 def p(values: list[float], q: float) -> float:
@@ -187,7 +207,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64, help="tokens per request")
     parser.add_argument("--requests", type=int, default=8, help="concurrent requests (and slots)")
     parser.add_argument("--rounds", type=int, default=6, help="single-stream completions per side")
-    parser.add_argument("--bursts", type=int, default=3, help="bursts of concurrent requests per server (median)")
+    parser.add_argument("--bursts", type=int, default=5, help="bursts of concurrent requests per server (median)")
     parser.add_argument("--n-ctx", type=int, default=512, help="context per slot")
     parser.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=False,
                         help="flash attention on every side (the flash_attn setting of both drivers)")
@@ -196,13 +216,20 @@ def main() -> None:
     print(f"model {path.name}, {args.threads} threads, {args.tokens} tokens per request, "
           f"flash attention {'on' if args.flash_attn else 'off'}")
 
+    print(f"llama-cpp-python built with {built_with('llama_cpp')}")
+    print(f"xllamacpp built with        {built_with('xllamacpp')}")
+
     raw, ours = single_stream(path, args)
     print(f"(a) single stream   raw llama-cpp-python {raw:6.1f} tok/s   llama-server driver {ours:6.1f} tok/s"
           f"   ratio {ours / raw:.2f}x (target >= 0.97x)")
-    batched, ttft_batched = concurrent(path, "llama-server", args)
-    serial, ttft_serial = concurrent(path, "llamacpp", args)
+    runs = concurrent(path, args)
+    (batched_rates, ttft_batched), (serial_rates, ttft_serial) = runs["llama-server"], runs["llamacpp"]
+    batched, serial = statistics.median(batched_rates), statistics.median(serial_rates)
+    pairs = sorted(b / s for b, s in zip(batched_rates, serial_rates))
+    ttft_batched, ttft_serial = sorted(ttft_batched), sorted(ttft_serial)
     print(f"(b) {args.requests} concurrent via corral serve   llama-server {batched:6.1f} tok/s   "
-          f"llamacpp {serial:6.1f} tok/s   ratio {batched / serial:.2f}x (target >= 2x)")
+          f"llamacpp {serial:6.1f} tok/s   ratio {batched / serial:.2f}x (target >= 2x; "
+          f"burst pairs {' '.join(f'{r:.2f}' for r in pairs)})")
     print(f"(c) time to first token under that load   llama-server p50 {p(ttft_batched, 0.5):.2f} s "
           f"(p90 {p(ttft_batched, 0.9):.2f} s)   llamacpp p50 {p(ttft_serial, 0.5):.2f} s "
           f"(p90 {p(ttft_serial, 0.9):.2f} s)")
