@@ -7,6 +7,9 @@ corral-llamacpp driver, same GGUF, same threads, one run.
     subprocess, its OpenAI route) with the llama-server driver, against the same through ``corral serve``
     with the corral-llamacpp driver (one request at a time); target ≥ 2× on a 2-core machine.
 (c) time to first token under that load: p50 (and p90) per driver.
+(d) the ceiling: llama.cpp's own decoding steps for one sequence and for 8 in one batch (llama-cpp-python's
+    low-level API, prompts evaluated before the clock starts, no server, no sampler chain): on a CPU,
+    where 8 sequences make the steps compute-bound, (b) cannot beat this ratio.
 
 Both servers run at once and take turns, burst by burst. Each first answers one untimed burst (the first use of every slot's KV cache pages it in, which
 slows the first burst of the batching driver by up to 15%), then ``--bursts`` bursts of the concurrent
@@ -62,6 +65,68 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def decode_ceiling(path: Path, args) -> tuple[float, float]:
+    """(tok/s of one sequence, tok/s of ``args.requests`` sequences in one batch): llama.cpp's own
+    decoding steps through llama-cpp-python's low-level API, greedy, prompts evaluated before the clock
+    starts and nothing else around them: what batching can give on this machine at best."""
+    import logging
+
+    import llama_cpp as L
+    import numpy as np
+
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load log, as verbose=False
+    model = L.llama_model_load_from_file(str(path).encode(), L.llama_model_default_params())
+    params = L.llama_context_default_params()
+    params.n_ctx, params.n_seq_max, params.kv_unified = args.n_ctx * args.requests, args.requests, False
+    params.n_threads = params.n_threads_batch = args.threads
+    params.flash_attn_type = 1 if args.flash_attn else 0
+    ctx = L.llama_init_from_model(model, params)
+    vocab = L.llama_model_get_vocab(model)
+    n_vocab = L.llama_vocab_n_tokens(vocab)
+    batch = L.llama_batch_init(512, 0, args.requests)
+
+    def add(token: int, pos: int, seq: int, logits: bool) -> None:
+        k = batch.n_tokens
+        batch.token[k], batch.pos[k], batch.n_seq_id[k], batch.logits[k] = token, pos, 1, logits
+        batch.seq_id[k][0] = seq
+        batch.n_tokens += 1
+
+    def greedy(i: int) -> int:
+        return int(np.argmax(np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, i), shape=(n_vocab,))))
+
+    def rate(prompts: list[str]) -> float:
+        L.llama_memory_clear(L.llama_get_memory(ctx), True)
+        batch.n_tokens, positions = 0, []
+        for seq, prompt in enumerate(prompts):
+            tokens = (L.llama_token * 128)()
+            n = L.llama_tokenize(vocab, prompt.encode(), len(prompt.encode()), tokens, 128, True, False)
+            for i in range(n):
+                add(tokens[i], i, seq, i == n - 1)
+            positions.append(n)
+        L.llama_decode(ctx, batch)
+        outputs = [i for i in range(batch.n_tokens) if batch.logits[i]]
+        nexts = [greedy(i) for i in outputs]
+        start = time.perf_counter()
+        for _ in range(args.tokens):
+            batch.n_tokens = 0
+            for seq, token in enumerate(nexts):
+                add(token, positions[seq], seq, True)
+                positions[seq] += 1
+            L.llama_decode(ctx, batch)
+            nexts = [greedy(seq) for seq in range(len(prompts))]
+        return len(prompts) * args.tokens / (time.perf_counter() - start)
+
+    try:
+        one = statistics.median(rate([PROMPTS[i % len(PROMPTS)]]) for i in range(3))
+        many = statistics.median(rate([PROMPTS[(i + j) % len(PROMPTS)] for j in range(args.requests)])
+                                 for i in range(3))
+    finally:
+        L.llama_batch_free(batch)
+        L.llama_free(ctx)
+        L.llama_model_free(model)
+    return one, many
 
 
 def single_stream(path: Path, args) -> tuple[float, float]:
@@ -233,6 +298,9 @@ def main() -> None:
     print(f"(c) time to first token under that load   llama-server p50 {p(ttft_batched, 0.5):.2f} s "
           f"(p90 {p(ttft_batched, 0.9):.2f} s)   llamacpp p50 {p(ttft_serial, 0.5):.2f} s "
           f"(p90 {p(ttft_serial, 0.9):.2f} s)")
+    one, many = decode_ceiling(path, args)
+    print(f"(d) the ceiling: llama.cpp's decoding steps alone   1 sequence {one:6.1f} tok/s   {args.requests} in one "
+          f"batch {many:6.1f} tok/s   ratio {many / one:.2f}x (what (b) can reach at best)")
 
 
 if __name__ == "__main__":
