@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 
 #: Seconds between looks at the job.
 POLL = 0.1
+#: The job states a job ends in.
+ENDED = ("done", "failed", "canceled")
 #: The job states that will not change by themselves.
-FINISHED = ("done", "failed", "canceled", "paused")
+FINISHED = (*ENDED, "paused")
 
 
 def running_server() -> Client | None:
@@ -111,7 +113,7 @@ def stop_here(client: Client, job: dict) -> dict:
     from corral.errors import Paused
 
     job = pause(client, job)
-    if job["state"] not in ("done", "failed", "canceled"):
+    if job["state"] not in ENDED:
         raise Paused(paused_message(job, client.url)) from None
     return job
 

@@ -421,9 +421,8 @@ class PullJobs:
                 return self._stopped(job, run)
             job.state, job.started, job.error = RUNNING, job.started or time.time(), None
             self._save(job)
-        meter = JobMeter(job, lambda: self._save(job), run.stop)
-        with self._lock:
             listed = self._listed.pop(job.id, None)
+        meter = JobMeter(job, lambda: self._save(job), run.stop)
         try:
             hub = get_source(library.host, job.source)
             result = pull(library, hub, job.repo, revision=job.commit or job.revision, names=job.files,
