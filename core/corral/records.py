@@ -316,6 +316,8 @@ class BackendStatus:
     acceleration: tuple[str, ...] = ()
     problem: str | None = None
     install: str | None = None
+    #: For a backend that works: how it could work better here (a build for this CPU, ...).
+    advice: str | None = None
 
 
 @frozen

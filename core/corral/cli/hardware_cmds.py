@@ -43,6 +43,8 @@ def env_cmd(app: App, as_json) -> None:
             else:
                 line = f"NOT USABLE: {s.problem}" + (f" — fix: {s.install}" if s.install else "")
             click.echo(f"    {backend.kind} {s.name}: {line}")
+            if s.available and s.advice:
+                click.echo(f"      advice: {s.advice}")
     if report.gpus:
         click.echo("\nGPUs")
         for gpu in report.gpus:

@@ -27,8 +27,11 @@ class LlamaServerDriver(Driver):
 
     @classmethod
     def check(cls) -> BackendStatus:
-        """Is xllamacpp importable, which version, and which devices and CPU features llama.cpp uses."""
+        """Is xllamacpp importable, which version, and which devices and CPU features llama.cpp uses;
+        advice when this CPU has features the build leaves out (the PyPI wheels are portable builds)."""
         import attrs
+
+        from corral_llama_server.build import built_features, cpu_flags, missing_features
 
         status = backend_status(cls.name, cls.distribution, cls.requires)
         if not status.available:
@@ -38,8 +41,7 @@ class LlamaServerDriver(Driver):
 
             devices = [f"{str(d['type']).rsplit('_', 1)[-1].lower()}:{d['name']} ({d['description']})"
                        for d in x.get_device_info()]
-            cpu = [part.split("=")[0].strip() for part in x.get_system_info().split("|")
-                   if part.strip().endswith("= 1")]
+            info = x.get_system_info()
         except (ImportError, OSError, AttributeError, RuntimeError) as exc:
             return attrs.evolve(
                 status,
@@ -47,7 +49,11 @@ class LlamaServerDriver(Driver):
                 problem=f"xllamacpp is installed but cannot be loaded ({type(exc).__name__}: {exc})",
                 install="pip install --force-reinstall xllamacpp",
             )
-        return attrs.evolve(status, acceleration=(*devices, *(f"cpu:{f.split(':')[-1].strip()}" for f in cpu)))
+        cpu = built_features(info)
+        missing = missing_features(cpu, cpu_flags())
+        advice = (f"this xllamacpp does not use {', '.join(missing)}, which this CPU has; "
+                  "`corral llama-server build` builds it for this CPU (minutes)") if missing else None
+        return attrs.evolve(status, acceleration=(*devices, *(f"cpu:{f}" for f in cpu)), advice=advice)
 
     def load(self, model: Model, settings: Mapping[str, Any], loras: Sequence[LoraRequest] = ()):
         """Load a GGUF model (with its mmproj, at most one GGUF LoRA, and a draft model if set)."""
