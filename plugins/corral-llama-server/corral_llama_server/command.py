@@ -41,8 +41,7 @@ def build_cmd(wheel_dir: Path | None, no_install: bool, verbose: bool) -> None:
         raise PluginMissing("xllamacpp is not installed; pip install corral-llama-server (or xllamacpp) first",
                             distribution="xllamacpp") from None
     build.needed_tools()
-    work = Path(tempfile.mkdtemp(prefix="corral-xllamacpp-"))
-    into = wheel_dir or work
+    into = wheel_dir or Path(tempfile.mkdtemp(prefix="corral-xllamacpp-"))
     log = into / f"xllamacpp-{wanted}-build.log"
     click.echo(f"Building xllamacpp {wanted} for this CPU from its source (minutes; the log: {log}) ...")
     try:
@@ -54,10 +53,10 @@ def build_cmd(wheel_dir: Path | None, no_install: bool, verbose: bool) -> None:
         build.install_wheel(wheel)
     except BaseException:
         if wheel_dir is None:
-            click.echo(f"The build folder stays for a look: {work}", err=True)
+            click.echo(f"The build folder stays for a look: {into}", err=True)
         raise
     if wheel_dir is None:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(into, ignore_errors=True)
     features = build.built_features(build.system_info())
     still = build.missing_features(features, build.cpu_flags())
     click.echo("Installed; llama.cpp now uses " + ", ".join(features) + "."

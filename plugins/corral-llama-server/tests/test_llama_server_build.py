@@ -42,6 +42,13 @@ def corral_cli():
     return build_cli(build_host(entry_points=False, plugins=[corral_llama_server]))
 
 
+def build_folders() -> set[Path]:
+    """The command's temporary build folders."""
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob("corral-xllamacpp-*"))
+
+
 def test_features_the_cpu_has_and_a_build_leaves_out():
     portable = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | LLAMAFILE = 1 | "
     assert built_features(portable) == ("SSE3", "SSSE3", "AVX", "AVX2", "F16C", "FMA", "BMI2", "LLAMAFILE")
@@ -86,9 +93,12 @@ def test_build_without_cmake_is_refused_and_keeps_the_installed_xllamacpp(tmp_pa
     import xllamacpp
 
     before = Path(xllamacpp.__file__).parent.stat().st_mtime_ns, version("xllamacpp")
+    folders = build_folders()
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    result = CliRunner().invoke(corral_cli(), ["llama-server", "build", "--wheel-dir", str(tmp_path / "w")])
-    assert result.exit_code == 6, result.output
+    for where in (["--wheel-dir", str(tmp_path / "w")], []):
+        result = CliRunner().invoke(corral_cli(), ["llama-server", "build", *where])
+        assert result.exit_code == 6, result.output
+    assert build_folders() == folders
     assert "building xllamacpp needs CMake and a C++ compiler on PATH" in result.output
     assert "apt-get install cmake g++" in result.output and "Traceback" not in result.output
     assert not list((tmp_path / "w").glob("*.whl"))
@@ -105,9 +115,10 @@ def test_wheel_only_needs_a_folder_to_keep_it():
 def test_the_build_uses_every_feature_of_this_cpu_and_serves(tmp_path):
     """The real build (minutes): the wheel of the installed version, which uses every CPU feature llama.cpp
     knows that this machine has, and loads and completes through the driver."""
-    wheels = tmp_path / "wheels"
+    wheels, folders = tmp_path / "wheels", build_folders()
     result = CliRunner().invoke(corral_cli(), ["llama-server", "build", "--wheel-dir", str(wheels), "--no-install"])
     assert result.exit_code == 0, result.output
+    assert build_folders() == folders  # everything went to --wheel-dir
     (wheel,) = wheels.glob(f"xllamacpp-{version('xllamacpp')}-*.whl")
     assert f"Kept {wheel}" in result.output
     assert (wheels / f"xllamacpp-{version('xllamacpp')}-build.log").stat().st_size > 0
