@@ -23,7 +23,7 @@ def build_cmd(wheel_dir: Path | None, no_install: bool, verbose: bool) -> None:
     """Build xllamacpp from source for this CPU and install it.
 
     The wheels on PyPI use AVX2 at most; a build on this machine uses every instruction its CPU has
-    (AVX-512, VNNI, ...). It takes the installed xllamacpp's version from the package index, needs CMake
+    (AVX-512, VNNI, ...). It fetches the source of the installed version from the package index, needs CMake
     and a C++ compiler, and runs for minutes (about 6 on 2 cores). CMAKE_ARGS and xllamacpp's own
     build variables in the environment reach the build. Loaded models keep the old build until they are
     loaded again.
