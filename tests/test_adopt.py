@@ -177,7 +177,8 @@ def test_ollama_parameters_become_settings_and_adapters_loras(run, tmp_path, mon
               "num_keep": "24"}
     ollama_model(root, "tuned", "latest", src["q8"], adapters=[fits], params=params, system="You are a pirate.\n")
     ollama_model(root, "odd", "latest", src["other"], adapters=[misfit],
-                 params={"num_ctx": "big", "top_p": 1.5, "num_predict": -1, "temperature": -1}, system="   ")
+                 params={"num_ctx": "big", "top_p": 1.5, "num_predict": -1, "temperature": -1,
+                         "repeat_penalty": 0}, system="   ")
     monkeypatch.setenv("OLLAMA_MODELS", str(root))
     entries = {e["name"]: e for e in as_json(run("scan", "--ollama", "--json"))["entries"]}
     assert entries["tuned:latest"]["status"] == "added" and not entries["tuned:latest"].get("message")

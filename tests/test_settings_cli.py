@@ -66,6 +66,20 @@ def test_unknown_keys_suggest_the_close_one(run, tiny):
     assert_clean_error(run("settings", "tiny", "--unset", "n_gpu_layer"), "did you mean n_gpu_layers?")
 
 
+def test_a_sampling_default_a_request_would_refuse_is_refused_when_saved(run, tiny):
+    """top_p and repeat_penalty must be above 0, as a request's own are: a saved 0 is refused at once
+    and nothing is saved, rather than every later request failing."""
+    for setting in ("top_p=0", "repeat_penalty=0", "top_p=-0.5"):
+        assert_clean_error(run("settings", "tiny", "--set", setting), f"setting {setting.split('=')[0]} must be above 0")
+    assert_clean_error(run("settings", "tiny", "--set", "top_p=1.5"), "setting top_p must be at most 1")
+    assert as_json(run("settings", "tiny", "--json"))["saved"] == {}
+    saved = as_json(run("settings", "tiny", "--set", "top_p=0.01", "--set", "repeat_penalty=1.1",
+                        "--set", "temperature=0", "--json"))["saved"]
+    assert saved == {"top_p": 0.01, "repeat_penalty": 1.1, "temperature": 0.0}
+    rows = {row["name"]: row for row in as_json(run("settings", "tiny", "--json"))["settings"]}
+    assert rows["top_p"]["exclusive_minimum"] is True and rows["temperature"]["exclusive_minimum"] is False
+
+
 def test_settings_lists_every_key_with_default_and_current(run, tiny):
     ok(run("settings", "tiny", "--set", "temperature=0.3"))
     table = ok(run("settings", "tiny")).stdout

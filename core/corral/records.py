@@ -304,6 +304,19 @@ class SettingSpec:
     choices: tuple[Any, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    #: True where ``minimum`` itself is refused: the value must be above it (``top_p`` in (0, 1]).
+    exclusive_minimum: bool = False
+
+    def out_of_range(self, value: Any) -> str | None:
+        """Why ``value`` is outside this setting's bounds ("must be above 0"), or None when inside."""
+        if self.minimum is not None:
+            if self.exclusive_minimum and value <= self.minimum:
+                return f"must be above {self.minimum}"
+            if value < self.minimum:
+                return f"must be at least {self.minimum}"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be at most {self.maximum}"
+        return None
 
 
 @frozen

@@ -21,9 +21,11 @@ ALIASES = {"repetition_penalty": "repeat_penalty", "max_new_tokens": "max_tokens
 DEFAULT_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("system_prompt", str, "system message put first in a chat that has none", None),
     SettingSpec("temperature", float, "default sampling temperature (a request's own wins)", None, minimum=0),
-    SettingSpec("top_p", float, "default nucleus sampling share (0, 1]", None, minimum=0, maximum=1),
+    SettingSpec("top_p", float, "default nucleus sampling share (0, 1]", None, minimum=0, maximum=1,
+                exclusive_minimum=True),
     SettingSpec("top_k", int, "default top-k; 0 = off", None, minimum=0),
-    SettingSpec("repeat_penalty", float, "default repeat penalty; 1 = none", None, minimum=0),
+    SettingSpec("repeat_penalty", float, "default repeat penalty; 1 = none", None, minimum=0,
+                exclusive_minimum=True),
     SettingSpec("max_tokens", int, "default answer length limit in tokens", None, minimum=1),
 )
 _DEFAULT_PARAMS = tuple(s.name for s in DEFAULT_SETTINGS if s.name != "system_prompt")

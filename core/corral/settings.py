@@ -55,10 +55,8 @@ def coerce(spec: SettingSpec, value: Any, model_name: str) -> Any:
                              + (f"; {close}" if close else ""))
     if spec.name == "device" and value is not None:
         check_device(value, model_name)
-    if spec.minimum is not None and value < spec.minimum:
-        raise InvalidSetting(f"{model_name}: setting {spec.name} must be at least {spec.minimum}")
-    if spec.maximum is not None and value > spec.maximum:
-        raise InvalidSetting(f"{model_name}: setting {spec.name} must be at most {spec.maximum}")
+    if (wrong := spec.out_of_range(value)) is not None:
+        raise InvalidSetting(f"{model_name}: setting {spec.name} {wrong}")
     return value
 
 
@@ -176,6 +174,7 @@ def describe(specs: Mapping[str, SettingSpec], saved: Mapping[str, Any]) -> list
             "choices": list(spec.choices) if spec and spec.choices else [],
             "minimum": spec.minimum if spec else None,
             "maximum": spec.maximum if spec else None,
+            "exclusive_minimum": spec.exclusive_minimum if spec else False,
             "help": spec.help if spec else "not declared by an installed driver",
         })
     return rows

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from corral.ext.layout import Found
 from corral.errors import NotFound
-from corral.records import ComponentKind, Provenance
+from corral.records import ComponentKind, Provenance, SettingSpec
 from corral.sampling import DEFAULT_SETTINGS
 
 HUB = "ollama"
@@ -33,20 +33,19 @@ SYSTEM_LAYER = "application/vnd.ollama.image.system"
 #: is below ``max_tokens``' minimum and so stays Corral's default: no limit).
 SAMPLING_PARAMS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
                    "repeat_penalty": "repeat_penalty", "num_predict": "max_tokens"}
-#: Ollama's parameters -> (Corral's setting, type, smallest value, largest value): the llama.cpp load
-#: options, and the sampling defaults with the bounds of their specs in
-#: :data:`corral.sampling.DEFAULT_SETTINGS` (a request's own values win over them).
-PARAMS = {
-    "num_ctx": ("n_ctx", int, 0, None),
-    "num_gpu": ("n_gpu_layers", int, -1, None),
-    "num_thread": ("threads", int, 0, None),
-    "num_batch": ("n_batch", int, 1, None),
-    "main_gpu": ("main_gpu", int, 0, None),
-    "use_mmap": ("use_mmap", bool, None, None),
-    "use_mlock": ("use_mlock", bool, None, None),
-    "seed": ("seed", int, None, None),
-    **{theirs: (spec.name, spec.type, spec.minimum, spec.maximum)
-       for spec in DEFAULT_SETTINGS for theirs, ours in SAMPLING_PARAMS.items() if ours == spec.name},
+#: Ollama's parameters -> Corral's settings with their type and bounds: the llama.cpp load options, and
+#: the sampling defaults as :data:`corral.sampling.DEFAULT_SETTINGS` declares them (a request's own values
+#: win over them).
+PARAMS: dict[str, SettingSpec] = {
+    "num_ctx": SettingSpec("n_ctx", int, minimum=0),
+    "num_gpu": SettingSpec("n_gpu_layers", int, minimum=-1),
+    "num_thread": SettingSpec("threads", int, minimum=0),
+    "num_batch": SettingSpec("n_batch", int, minimum=1),
+    "main_gpu": SettingSpec("main_gpu", int, minimum=0),
+    "use_mmap": SettingSpec("use_mmap", bool),
+    "use_mlock": SettingSpec("use_mlock", bool),
+    "seed": SettingSpec("seed", int),
+    **{theirs: spec for spec in DEFAULT_SETTINGS for theirs, ours in SAMPLING_PARAMS.items() if ours == spec.name},
 }
 #: A parameters layer is a small JSON object, a system layer a short text; larger is neither.
 MAX_PARAMS = 64 * 1024
@@ -101,14 +100,13 @@ def load_settings(path: Path) -> dict[str, Any]:
     except ValueError:
         return {}
     settings: dict[str, Any] = {}
-    for key, (name, kind, minimum, maximum) in PARAMS.items():
+    for key, spec in PARAMS.items():
         value = data.get(key) if isinstance(data, dict) else None
-        if kind is float and type(value) is int:
+        if spec.type is float and type(value) is int:
             value = float(value)  # JSON writes 1.0 as 1
-        if type(value) is not kind or (minimum is not None and value < minimum) or (
-                maximum is not None and value > maximum):
+        if type(value) is not spec.type or spec.out_of_range(value) is not None:
             continue
-        settings[name] = value
+        settings[spec.name] = value
     return settings
 
 
