@@ -63,6 +63,7 @@ def _spec(spec: Any, saved: Mapping[str, Any]) -> dict[str, Any]:
         "choices": [c if isinstance(c, (int, float, str, bool)) else str(c) for c in spec.choices],
         "minimum": spec.minimum,
         "maximum": spec.maximum,
+        "exclusive_minimum": spec.exclusive_minimum,
         "value": saved.get(spec.name),
     }
 

@@ -4,8 +4,10 @@ stays on this machine (the ``page`` fixture checks it)."""
 
 from __future__ import annotations
 
+import pytest
+
 from corral.testing import write_tiny_gguf
-from ui_helpers import open_ui, served
+from ui_helpers import build_library, open_ui, served
 
 
 def test_import_by_path_shows_the_detected_facts(page, ui_server, ui_home, ui_library, traffic):
@@ -86,6 +88,28 @@ def test_a_changed_setting_is_saved(page, ui_home, ui_library):
         page.click("#settings-form button[type=submit]")
         page.wait_for_function("document.getElementById('settings-message').textContent.startsWith('Saved')")
         assert ui_library.store.get_model("tiny").settings == {}
+
+
+def test_a_bound_the_value_must_be_above_is_shown_and_kept(page, ui_home):
+    """top_p (a chat driver's sampling default) must be above 0, not merely at least 0: the field's help
+    says so and a saved 0 is refused with the reason, nothing saved."""
+    corral_llamacpp = pytest.importorskip("corral_llamacpp")
+    library = build_library(ui_home, corral_llamacpp)
+    try:
+        library.import_path(write_tiny_gguf(ui_home / "tiny.gguf"), name="tiny")
+        with served(library) as server:
+            open_ui(page, server)
+            page.click("#models tbody tr")
+            page.wait_for_selector("#settings-form")
+            assert "(above 0)" in page.inner_text("#setting-top_p-help")
+            assert "(min 0)" in page.inner_text("#setting-temperature-help")
+            page.locator("#setting-top_p").fill("0")
+            page.click("#settings-form button[type=submit]")
+            page.wait_for_function("document.getElementById('settings-message').classList.contains('bad')")
+            assert "top_p must be above 0" in page.inner_text("#settings-message")
+            assert library.store.get_model("tiny").settings == {}
+    finally:
+        library.store.close()
 
 
 def test_with_keys_on_the_page_asks_for_a_key_once(page, ui_home, ui_library, traffic):

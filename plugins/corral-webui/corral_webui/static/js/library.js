@@ -98,7 +98,7 @@ function factPairs(facts) {
 
 function settingField(spec) {
   const id = `setting-${spec.name}`;
-  const help = `${spec.help || ""}${spec.minimum != null ? ` (min ${spec.minimum})` : ""}${spec.maximum != null ? ` (max ${spec.maximum})` : ""}`;
+  const help = `${spec.help || ""}${spec.minimum != null ? ` (${spec.exclusive_minimum ? "above" : "min"} ${spec.minimum})` : ""}${spec.maximum != null ? ` (max ${spec.maximum})` : ""}`;
   const placeholder = spec.default == null ? "default" : `default ${spec.default}`;
   const value = spec.value == null ? "" : spec.value;
   let input;
