@@ -18,10 +18,12 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+from corral.ext.gguf import LLAMA_CPP_SETTINGS
 from corral.ext.layout import Found
 from corral.errors import NotFound
 from corral.records import ComponentKind, Provenance, SettingSpec
 from corral.sampling import DEFAULT_SETTINGS
+from corral.settings import CORE_SETTINGS
 
 HUB = "ollama"
 MODEL_LAYER = "application/vnd.ollama.image.model"
@@ -33,20 +35,14 @@ SYSTEM_LAYER = "application/vnd.ollama.image.system"
 #: is below ``max_tokens``' minimum and so stays Corral's default: no limit).
 SAMPLING_PARAMS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
                    "repeat_penalty": "repeat_penalty", "num_predict": "max_tokens"}
-#: Ollama's parameters -> Corral's settings with their type and bounds: the llama.cpp load options, and
-#: the sampling defaults as :data:`corral.sampling.DEFAULT_SETTINGS` declares them (a request's own values
-#: win over them).
-PARAMS: dict[str, SettingSpec] = {
-    "num_ctx": SettingSpec("n_ctx", int, minimum=0),
-    "num_gpu": SettingSpec("n_gpu_layers", int, minimum=-1),
-    "num_thread": SettingSpec("threads", int, minimum=0),
-    "num_batch": SettingSpec("n_batch", int, minimum=1),
-    "main_gpu": SettingSpec("main_gpu", int, minimum=0),
-    "use_mmap": SettingSpec("use_mmap", bool),
-    "use_mlock": SettingSpec("use_mlock", bool),
-    "seed": SettingSpec("seed", int),
-    **{theirs: spec for spec in DEFAULT_SETTINGS for theirs, ours in SAMPLING_PARAMS.items() if ours == spec.name},
-}
+#: Ollama's llama.cpp load options -> Corral's settings of the same meaning.
+LOAD_PARAMS = {"num_ctx": "n_ctx", "num_gpu": "n_gpu_layers", "num_thread": "threads", "num_batch": "n_batch",
+               "main_gpu": "main_gpu", "use_mmap": "use_mmap", "use_mlock": "use_mlock", "seed": "seed"}
+#: Ollama's parameters -> the specs of Corral's settings (their type and bounds), as the core, every
+#: llama.cpp driver and :data:`corral.sampling.DEFAULT_SETTINGS` declare them (a request's own values win
+#: over the sampling defaults).
+_SPECS = {spec.name: spec for spec in (*CORE_SETTINGS, *LLAMA_CPP_SETTINGS, *DEFAULT_SETTINGS)}
+PARAMS: dict[str, SettingSpec] = {theirs: _SPECS[ours] for theirs, ours in {**LOAD_PARAMS, **SAMPLING_PARAMS}.items()}
 #: A parameters layer is a small JSON object, a system layer a short text; larger is neither.
 MAX_PARAMS = 64 * 1024
 DEFAULT_REGISTRY = "registry.ollama.ai"
